@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "Understudy",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "understudy", targets: ["understudy"]),
+    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Primary"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"4.0.0"),
+  ],
+  targets: [
+    // The system SQLite, with the session extension's declarations switched on in the shim.
+    .systemLibrary(
+      name: "CUnderstudySQLite",
+      providers: [.apt(["libsqlite3-dev"])]
+    ),
+    // The Master Audit Trail: positions, file and record format, writer, reader. No SQLite here.
+    .target(name: "AuditTrail"),
+    // A thin, owned wrapper over SQLite connections, statements, sessions and changesets.
+    .target(name: "SQLiteSupport", dependencies: ["CUnderstudySQLite"]),
+    // A node on disk: its config, layout, lock, and the logical checksum of its database.
+    .target(
+      name: "Node",
+      dependencies: ["AuditTrail", "SQLiteSupport", .product(name: "Crypto", package: "swift-crypto")]
+    ),
+    // The primary's write path: audited transactions, group commit, recovery on open.
+    .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node"]),
+    // The command line: parses, calls a procedure, prints.
+    .executableTarget(
+      name: "understudy",
+      dependencies: [
+        "AuditTrail", "SQLiteSupport", "Node", "Primary",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail"]),
+    .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary"]),
+    .testTarget(
+      name: "CommandTests",
+      dependencies: ["AuditTrail", "Node", "understudy"],
+      resources: []
+    ),
+  ]
+)

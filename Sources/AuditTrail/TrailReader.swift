@@ -1,0 +1,250 @@
+// Reads a trail from any position, following it across files as it grows.
+// A bad record is a torn tail only if nothing valid follows it; anything else is
+// corruption, reported with the file and rba.
+
+import Foundation
+
+/// The directory that holds one trail's files.
+public struct TrailDirectory: Sendable {
+  public let path: String
+
+  public init(path: String) { self.path = path }
+
+  public func filePath(sno: UInt32) -> String { path + "/" + TrailFormat.fileName(sno: sno) }
+
+  public func fileExists(sno: UInt32) -> Bool { DurableFile.exists(filePath(sno: sno)) }
+
+  /// The sequence numbers of the trail files present, ascending.
+  public func snos() throws -> [UInt32] {
+    do {
+      return try FileManager.default.contentsOfDirectory(atPath: path).compactMap(TrailFormat.sno(fileName:)).sorted()
+    } catch {
+      throw TrailError.io(operation: "list", path: path, errno: ENOENT)
+    }
+  }
+
+  /// Opens a trail file and checks its header.
+  func open(sno: UInt32) throws -> TrailFile {
+    let path = filePath(sno: sno)
+    let handle = try FileHandle(path: path, flags: O_RDONLY)
+    let size = try handle.size()
+    let bytes = try handle.read(count: TrailFormat.fileHeaderSize, at: 0)
+    switch FileHeader.decode(bytes) {
+    case .failure(let problem):
+      throw TrailError.badFile(file: path, reason: problem.description)
+    case .success(let header):
+      guard header.sno == sno else {
+        throw TrailError.badFile(file: path, reason: "header says sequence number \(header.sno), the name says \(sno)")
+      }
+      return TrailFile(handle: handle, header: header, size: size)
+    }
+  }
+}
+
+struct TrailFile {
+  let handle: FileHandle
+  let header: FileHeader
+  let size: Int
+  var path: String { handle.path }
+}
+
+/// One record read from a trail, with where it lies.
+public struct PositionedRecord: Sendable {
+  public var record: Record
+  public var position: MATPosition
+  public var end: MATPosition
+  public var crc: UInt32
+  public var generation: Generation
+}
+
+/// Reads records in order from a position, across files.
+public final class TrailReader {
+  public enum Step {
+    case record(PositionedRecord)
+    /// No more records for now; the next one, when written, starts here.
+    case end(MATPosition)
+    /// The last record is incomplete or fails its checksum and nothing valid follows it.
+    case tornTail(MATPosition, reason: String)
+  }
+
+  public let directory: TrailDirectory
+  public private(set) var position: MATPosition
+  /// The CRC the next record must name as its predecessor, once known.
+  public private(set) var lastCRC: UInt32?
+  private var file: TrailFile
+  /// The node whose trail this is, taken from the first file opened.
+  public var nodeID: NodeID { file.header.nodeID }
+  public var generation: Generation { file.header.generation }
+
+  public init(directory: TrailDirectory, from position: MATPosition) throws {
+    self.directory = directory
+    guard directory.fileExists(sno: position.sno) else {
+      throw TrailError.notARecordBoundary(
+        position, reason: "there is no trail file \(directory.filePath(sno: position.sno))")
+    }
+    let file = try directory.open(sno: position.sno)
+    guard position.rba >= TrailFormat.firstRBA, position.rba % UInt64(TrailFormat.alignment) == 0,
+      position.rba <= UInt64(file.size)
+    else {
+      throw TrailError.notARecordBoundary(
+        position, reason: "records start at 8-byte boundaries from \(TrailFormat.firstRBA) to \(file.size)")
+    }
+    self.file = file
+    self.position = position
+    self.lastCRC = position.rba == TrailFormat.firstRBA ? file.header.chainSeed : nil
+  }
+
+  /// The next step. Throws `TrailError.corrupt` for damage that is not a torn tail.
+  public func next() throws -> Step {
+    while true {
+      let rba = Int(position.rba)
+      if rba + TrailFormat.recordHeaderSize > file.size {
+        if try advanceIfNextFileExists() { continue }
+        return .end(position)
+      }
+      let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
+      guard let length = Record.claimedPayloadLength(header: header) else {
+        if try advanceIfNextFileExists() { continue }
+        return .end(position)
+      }
+      let size = TrailFormat.recordSize(payloadCount: length)
+      guard length <= TrailFormat.maxPayload, rba + size <= file.size else {
+        return try badRecord("record length \(length) runs past the end of the file (\(file.size) bytes)")
+      }
+      let bytes = try file.handle.read(count: size, at: rba)
+      switch Record.decode(bytes) {
+      case .failure(let problem):
+        return try badRecord(problem.description)
+      case .success(let (record, crc)):
+        if let expected = lastCRC, record.prevCRC != expected {
+          throw TrailError.corrupt(
+            file: file.path, position: position,
+            reason:
+              "chain broken: the record names \(hex(record.prevCRC)) as its predecessor's checksum, but the record before it has \(hex(expected)) (a record was lost, reordered or replaced)"
+          )
+        }
+        let start = position
+        position.rba += UInt64(size)
+        lastCRC = crc
+        return .record(
+          PositionedRecord(record: record, position: start, end: position, crc: crc, generation: file.header.generation))
+      }
+    }
+  }
+
+  /// Reads every remaining record; stops at the end or a torn tail.
+  public func readAll() throws -> (records: [PositionedRecord], stop: Step) {
+    var records: [PositionedRecord] = []
+    while true {
+      let step = try next()
+      if case .record(let r) = step { records.append(r) } else { return (records, step) }
+    }
+  }
+
+  // MARK: - Moving between files
+
+  /// At the end of the current file's data: move to the next file if the writer has
+  /// rolled over. The next file is created only after this one is complete and synced,
+  /// so a header still zero once the next file exists really is the end of this file.
+  private func advanceIfNextFileExists() throws -> Bool {
+    let nextSno = position.sno + 1
+    guard directory.fileExists(sno: nextSno) else { return false }
+    let rba = Int(position.rba)
+    if rba + TrailFormat.recordHeaderSize <= file.size {
+      let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
+      if Record.claimedPayloadLength(header: header) != nil { return false }  // a record arrived meanwhile
+    }
+    if rba < file.size {
+      let rest = try file.handle.read(count: file.size - rba, at: rba)
+      if let i = rest.firstIndex(where: { $0 != 0 }) {
+        throw TrailError.corrupt(
+          file: file.path, position: MATPosition(sno: position.sno, rba: UInt64(rba + (i / 8) * 8)),
+          reason: "non-zero bytes after the last record of a closed trail file")
+      }
+    }
+    let next = try directory.open(sno: nextSno)
+    guard next.header.nodeID == file.header.nodeID else {
+      throw TrailError.badFile(
+        file: next.path, reason: "written by node \(next.header.nodeID), the trail belongs to \(file.header.nodeID)")
+    }
+    guard next.header.generation >= file.header.generation else {
+      throw TrailError.badFile(
+        file: next.path,
+        reason: "generation \(next.header.generation) is older than \(file.header.generation) in the file before it")
+    }
+    if let expected = lastCRC, next.header.chainSeed != expected {
+      throw TrailError.corrupt(
+        file: next.path, position: MATPosition(sno: nextSno, rba: 0),
+        reason:
+          "chain broken at the file boundary: the header names \(hex(next.header.chainSeed)), the last record of \(TrailFormat.fileName(sno: position.sno)) has \(hex(expected))"
+      )
+    }
+    lastCRC = next.header.chainSeed
+    file = next
+    position = MATPosition(sno: nextSno, rba: TrailFormat.firstRBA)
+    return true
+  }
+
+  // MARK: - Torn tail or corruption
+
+  private func badRecord(_ reason: String) throws -> Step {
+    if directory.fileExists(sno: position.sno + 1) {
+      throw TrailError.corrupt(file: file.path, position: position, reason: reason)
+    }
+    if let valid = try TrailTail.firstValidRecord(in: file, after: position.rba) {
+      throw TrailError.corrupt(
+        file: file.path, position: position,
+        reason: "\(reason); a valid record follows at \(MATPosition(sno: position.sno, rba: valid))")
+    }
+    return .tornTail(position, reason: reason)
+  }
+}
+
+/// What lies after the end of a trail, and how recovery cuts a torn tail.
+public enum TrailTail {
+  /// The rba of the first record after `rba` in the file that checks out on its own.
+  static func firstValidRecord(in file: TrailFile, after rba: UInt64) throws -> UInt64? {
+    let start = Int(rba) + TrailFormat.alignment
+    guard start + TrailFormat.recordHeaderSize <= file.size else { return nil }
+    let rest = try file.handle.read(count: file.size - start, at: start)
+    var o = 0
+    while o + TrailFormat.recordHeaderSize <= rest.count {
+      defer { o += TrailFormat.alignment }
+      // Cheap filters first: a known type and zero reserved bytes.
+      guard RecordType(rawValue: rest[o + 12]) != nil, rest[o + 13] == 0, rest[o + 14] == 0, rest[o + 15] == 0
+      else { continue }
+      let length = Int(rest.readLE(UInt32.self, at: o))
+      let size = TrailFormat.recordSize(payloadCount: length)
+      guard length <= TrailFormat.maxPayload, o + size <= rest.count else { continue }
+      if case .success = Record.decode(Array(rest[o..<(o + size)])) { return UInt64(start + o) }
+    }
+    return nil
+  }
+
+  /// Makes `position` the clean end of the trail: keeps any bytes after it in a
+  /// `.broken` file beside the trail, then zeroes them and syncs. Refuses if a valid
+  /// record lies after it (that would be corruption, not a torn tail).
+  public static func cut(directory: TrailDirectory, at position: MATPosition) throws -> Int {
+    guard !directory.fileExists(sno: position.sno + 1) else {
+      throw TrailError.corrupt(
+        file: directory.filePath(sno: position.sno), position: position,
+        reason: "cannot cut the trail here: a later trail file exists")
+    }
+    let file = try directory.open(sno: position.sno)
+    let start = Int(position.rba)
+    guard start < file.size else { return 0 }
+    let rest = try file.handle.read(count: file.size - start, at: start)
+    guard let last = rest.lastIndex(where: { $0 != 0 }) else { return 0 }
+    if let valid = try firstValidRecord(in: file, after: position.rba - UInt64(TrailFormat.alignment)) {
+      throw TrailError.corrupt(
+        file: file.path, position: position,
+        reason: "cannot cut the trail here: a valid record follows at \(MATPosition(sno: position.sno, rba: valid))")
+    }
+    let damaged = Array(rest[0...last])
+    try DurableFile.create(path: "\(file.path).broken-\(position.rba)", contents: damaged)
+    let writable = try FileHandle(path: file.path, flags: O_WRONLY)
+    try writable.write([UInt8](repeating: 0, count: damaged.count), at: start)
+    try writable.syncData()
+    return damaged.count
+  }
+}

@@ -1,0 +1,117 @@
+// A node on disk: its directory layout and its config file (`understudy.json`).
+
+import AuditTrail
+import Foundation
+
+public enum Role: String, Codable, Sendable, CustomStringConvertible {
+  case primary, backup
+  public var description: String { rawValue }
+}
+
+/// The node's config, written by `init` and read by every command.
+public struct NodeConfig: Codable, Sendable, Equatable {
+  public static let currentFormat = 1
+
+  public var format: Int
+  public var nodeId: NodeID
+  public var role: Role
+  /// Absolute path of the protected database.
+  public var database: String
+  /// Where this node serves extractors (as primary), `HOST:PORT`.
+  public var listen: String?
+  public var generation: Generation
+  /// Size of a new MAT file in bytes.
+  public var trailFileSize: Int
+  public var createdMicros: Int64
+  /// What the database held when the node was made: the MAT replays on top of this.
+  public var base: Base
+
+  public struct Base: Codable, Sendable, Equatable {
+    public var position: MATPosition
+    public var checksum: String
+    public var empty: Bool
+
+    public init(position: MATPosition, checksum: String, empty: Bool) {
+      self.position = position
+      self.checksum = checksum
+      self.empty = empty
+    }
+  }
+
+  public init(
+    format: Int, nodeId: NodeID, role: Role, database: String, listen: String?, generation: Generation,
+    trailFileSize: Int, createdMicros: Int64, base: Base
+  ) {
+    self.format = format
+    self.nodeId = nodeId
+    self.role = role
+    self.database = database
+    self.listen = listen
+    self.generation = generation
+    self.trailFileSize = trailFileSize
+    self.createdMicros = createdMicros
+    self.base = base
+  }
+}
+
+public enum NodeError: Error, CustomStringConvertible {
+  case notANode(String)
+  case alreadyANode(String)
+  case badConfig(path: String, reason: String)
+  case wrongRole(node: String, role: Role, needed: Role, command: String)
+  case databaseMissing(node: String, database: String)
+
+  public var description: String {
+    switch self {
+    case .notANode(let path):
+      "\(path) is not an Understudy node (no understudy.json); create one with `understudy init`"
+    case .alreadyANode(let path):
+      "\(path) already holds an Understudy node; refusing to overwrite it (choose another directory)"
+    case .badConfig(let path, let reason):
+      "node config \(path) is unreadable: \(reason)"
+    case .wrongRole(let node, let role, let needed, let command):
+      "\(command) needs a \(needed) node, but \(node) is a \(role)"
+    case .databaseMissing(let node, let database):
+      "the database of node \(node) is missing: \(database)"
+    }
+  }
+}
+
+/// Paths inside a node directory.
+public struct NodeLayout: Sendable {
+  public let root: String
+
+  public init(root: String) {
+    self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+  }
+
+  public var config: String { root + "/understudy.json" }
+  public var mat: TrailDirectory { TrailDirectory(path: root + "/mat") }
+  public var state: String { root + "/state" }
+  public var events: String { root + "/events.jsonl" }
+  public var secretKey: String { root + "/secret.key" }
+
+  public func loadConfig() throws -> NodeConfig {
+    guard FileManager.default.fileExists(atPath: config) else { throw NodeError.notANode(root) }
+    do {
+      let data = try Data(contentsOf: URL(fileURLWithPath: config))
+      let decoded = try JSONDecoder().decode(NodeConfig.self, from: data)
+      guard decoded.format == NodeConfig.currentFormat else {
+        throw NodeError.badConfig(
+          path: config, reason: "format \(decoded.format); this build reads format \(NodeConfig.currentFormat)")
+      }
+      return decoded
+    } catch let error as NodeError {
+      throw error
+    } catch {
+      throw NodeError.badConfig(path: config, reason: "\(error)")
+    }
+  }
+
+  public func saveConfig(_ config: NodeConfig) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    let data = try encoder.encode(config) + Data("\n".utf8)
+    try DurableFile.create(path: self.config, contents: Array(data))
+  }
+}

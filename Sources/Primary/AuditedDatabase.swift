@@ -1,0 +1,313 @@
+// The primary's write path (invariant 1): every transaction's commit record is durable
+// in the MAT before SQLite commits, and the database stores the position of its last
+// commit in the same SQLite transaction.
+//
+// One writer thread owns the connection and the trail writer. Writers queue their
+// closures; the thread runs everything queued as one group: each closure in its own
+// savepoint with its own session (its own commit record), then one MAT write and one
+// fdatasync for the group, then one SQLite COMMIT. That is group commit: concurrent
+// writers share syncs while each transaction keeps its own record.
+
+import AuditTrail
+import Foundation
+import Node
+import SQLiteSupport
+
+/// Where a committed transaction lies in the MAT.
+public struct CommitInfo: Codable, Sendable, Equatable {
+  public var txid: TransactionID
+  /// Where the commit record starts.
+  public var position: MATPosition
+  /// The position right after it.
+  public var end: MATPosition
+}
+
+/// What `open` found and did.
+public struct RecoveryReport: Sendable {
+  public var replayed: Int
+  public var tornTail: MATPosition?
+  public var tornTailReason: String?
+  public var tornBytes: Int
+  public var end: MATPosition
+}
+
+public final class AuditedDatabase: @unchecked Sendable {
+  // @unchecked: all mutable state lives in `Writer`, touched only by the writer thread;
+  // the queue is guarded by `condition`.
+  public let layout: NodeLayout
+  public let config: NodeConfig
+  public let recovery: RecoveryReport
+  private let writer: Writer
+  private let condition = NSCondition()
+  private var queue: [WriteRequest] = []
+  private var closed = false
+  private var thread: Thread?
+
+  /// Opens a primary node's database, replaying MAT commits it lacks and cutting a torn tail.
+  public static func open(node: String) throws -> AuditedDatabase {
+    let layout = NodeLayout(root: node)
+    let config = try layout.loadConfig()
+    guard config.role == .primary else {
+      throw NodeError.wrongRole(node: node, role: config.role, needed: .primary, command: "writing")
+    }
+    guard FileManager.default.fileExists(atPath: config.database) else {
+      throw NodeError.databaseMissing(node: node, database: config.database)
+    }
+    let writer = try Writer(layout: layout, config: config)
+    let report = try writer.openAndRecover()
+    return AuditedDatabase(layout: layout, config: config, writer: writer, recovery: report)
+  }
+
+  private init(layout: NodeLayout, config: NodeConfig, writer: Writer, recovery: RecoveryReport) {
+    self.layout = layout
+    self.config = config
+    self.writer = writer
+    self.recovery = recovery
+    let thread = Thread { [unowned self] in self.run() }
+    thread.name = "understudy-writer"
+    self.thread = thread
+    thread.start()
+  }
+
+  deinit { close() }
+
+  /// Stops the writer once the queued transactions are done.
+  public func close() {
+    condition.lock()
+    closed = true
+    condition.broadcast()
+    while thread != nil { condition.wait() }
+    condition.unlock()
+  }
+
+  /// Runs `body` as one audited transaction and returns once it is durable.
+  /// `commit` is nil when the transaction changed nothing (no record is written).
+  public func write<T>(_ body: (Transaction) throws -> T) throws -> (value: T, commit: CommitInfo?) {
+    try withoutActuallyEscaping(body) { body in
+      var value: T?
+      let done = DispatchSemaphore(value: 0)
+      var outcome: Result<CommitInfo?, Error> = .failure(PrimaryError.closed)
+      // The caller blocks until the writer thread has run and released the closure.
+      let request = WriteRequest(
+        body: { value = try body($0) },
+        completion: {
+          outcome = $0
+          done.signal()
+        })
+      try enqueue(request)
+      done.wait()
+      let commit = try outcome.get()
+      return (value!, commit)
+    }
+  }
+
+  /// Queues `body` without waiting; `completion` runs on the writer thread once the
+  /// transaction is durable or has failed. Requests run in the order they are queued.
+  public func submit(
+    _ body: @escaping @Sendable (Transaction) throws -> Void,
+    completion: @escaping @Sendable (Result<CommitInfo?, Error>) -> Void
+  ) throws {
+    try enqueue(WriteRequest(body: body, completion: completion))
+  }
+
+  public func write<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> (
+    value: T, commit: CommitInfo?
+  ) {
+    let box = ResultBox<T>()
+    let commit: CommitInfo? = try await withCheckedThrowingContinuation { continuation in
+      do {
+        try enqueue(
+          WriteRequest(
+            body: { box.value = try body($0) },
+            completion: { continuation.resume(with: $0) }))
+      } catch {
+        continuation.resume(throwing: error)
+      }
+    }
+    return (box.value!, commit)
+  }
+
+  private func enqueue(_ request: WriteRequest) throws {
+    condition.lock()
+    defer { condition.unlock() }
+    guard !closed else { throw PrimaryError.closed }
+    queue.append(request)
+    condition.signal()
+  }
+
+  private func run() {
+    while true {
+      condition.lock()
+      while queue.isEmpty && !closed { condition.wait() }
+      if queue.isEmpty && closed {
+        thread = nil
+        writer.shutdown()
+        condition.broadcast()
+        condition.unlock()
+        return
+      }
+      let batch = queue
+      queue.removeAll(keepingCapacity: true)
+      condition.unlock()
+      writer.commit(batch)
+    }
+  }
+}
+
+final class ResultBox<T>: @unchecked Sendable {
+  // @unchecked: written by the writer thread before the continuation resumes, read after.
+  var value: T?
+}
+
+final class WriteRequest: @unchecked Sendable {
+  // @unchecked: `body` runs once, on the writer thread, while its submitter waits.
+  let body: (Transaction) throws -> Void
+  let completion: (Result<CommitInfo?, Error>) -> Void
+  init(body: @escaping (Transaction) throws -> Void, completion: @escaping (Result<CommitInfo?, Error>) -> Void) {
+    self.body = body
+    self.completion = completion
+  }
+}
+
+/// The writer thread's state: the connection, the trail writer, the commit state.
+final class Writer {
+  let layout: NodeLayout
+  let config: NodeConfig
+  let connection: Connection
+  let policy = StatementPolicy()
+  let schema: SchemaCache
+  var trail: TrailWriter!
+  var state: CommitState!
+  /// Set when the MAT holds commits the database could not take; writes stop until reopen.
+  var broken: String?
+
+  init(layout: NodeLayout, config: NodeConfig) throws {
+    self.layout = layout
+    self.config = config
+    connection = try Connection(path: config.database)
+    try connection.execute("PRAGMA journal_mode = WAL")
+    // NORMAL is safe with the MAT: the WAL may lose its tail on power loss, and the MAT replays it.
+    try connection.execute("PRAGMA synchronous = NORMAL")
+    connection.setBusyTimeout(milliseconds: 30_000)
+    schema = SchemaCache(connection: connection)
+    connection.setAuthorizer { [policy] in policy.authorize($0) }
+  }
+
+  func openAndRecover() throws -> RecoveryReport {
+    try connection.execute("BEGIN IMMEDIATE")
+    do {
+      let outcome = try catchUp()
+      try connection.execute("COMMIT")
+      return RecoveryReport(
+        replayed: outcome.replayed, tornTail: outcome.tornTail?.position, tornTailReason: outcome.tornTail?.reason,
+        tornBytes: outcome.tornTail?.bytes ?? 0, end: outcome.state.end)
+    } catch {
+      try? connection.execute("ROLLBACK")
+      throw error
+    }
+  }
+
+  private func catchUp() throws -> Recovery.Outcome {
+    let outcome = try Recovery.catchUp(connection, trail: layout.mat, nodeID: config.nodeId)
+    let generation = try TrailReader(directory: layout.mat, from: outcome.state.end).generation
+    trail = try TrailWriter(
+      directory: layout.mat, nodeID: config.nodeId, generation: generation, fileSize: config.trailFileSize,
+      end: outcome.state.end, lastCRC: outcome.lastCRC)
+    state = outcome.state
+    return outcome
+  }
+
+  /// Starts the group's SQLite transaction. If another process committed since our
+  /// last group, the state row moved: catch up before writing at the trail's end.
+  private func begin() throws {
+    try connection.execute("BEGIN IMMEDIATE")
+    let current = try CommitState.read(connection)
+    if current != state { _ = try catchUp() }
+    try schema.revalidate()
+  }
+
+  func commit(_ batch: [WriteRequest]) {
+    if let broken {
+      for r in batch { r.completion(.failure(PrimaryError.durableButNotApplied(reason: broken))) }
+      return
+    }
+    do {
+      try begin()
+    } catch {
+      try? connection.execute("ROLLBACK")
+      for r in batch { r.completion(.failure(error)) }
+      return
+    }
+    var records: [PendingRecord] = []
+    var committed: [(WriteRequest, Int?)] = []
+    var txid = state.lastTxid
+    for request in batch {
+      do {
+        try connection.execute("SAVEPOINT understudy_w")
+        let transaction = Transaction(connection: connection, policy: policy, schema: schema)
+        do {
+          try request.body(transaction)
+          let items = try transaction.finish()
+          try connection.execute("RELEASE understudy_w")
+          if items.isEmpty {
+            committed.append((request, nil))
+          } else {
+            txid = txid.next
+            records.append(
+              PendingRecord(
+                type: .commit, txid: txid, commitMicros: Clock.nowMicros(), payload: CommitPayload.encode(items)))
+            committed.append((request, records.count - 1))
+          }
+        } catch {
+          try connection.execute("ROLLBACK TO understudy_w")
+          try connection.execute("RELEASE understudy_w")
+          schema.invalidate()
+          request.completion(.failure(error))
+        }
+      } catch {
+        // The savepoint itself failed: the group's transaction cannot be trusted.
+        try? connection.execute("ROLLBACK")
+        for (r, _) in committed { r.completion(.failure(error)) }
+        request.completion(.failure(error))
+        return
+      }
+    }
+    let appended: [AppendedRecord]
+    do {
+      appended = try trail.append(records)
+    } catch {
+      try? connection.execute("ROLLBACK")
+      for (r, _) in committed { r.completion(.failure(error)) }
+      return
+    }
+    var newState = state!
+    if let last = appended.last {
+      newState.advance(txid: txid, position: last.position, end: last.end)
+    }
+    do {
+      if !records.isEmpty { try newState.save(connection) }
+      try connection.execute("COMMIT")
+      state = newState
+    } catch {
+      // The MAT is the truth: these commits are durable there and a reopen replays them.
+      try? connection.execute("ROLLBACK")
+      broken = "\(error)"
+      for (r, index) in committed {
+        r.completion(
+          index == nil ? .success(nil) : .failure(PrimaryError.durableButNotApplied(reason: "\(error)")))
+      }
+      return
+    }
+    for (r, index) in committed {
+      r.completion(
+        .success(
+          index.map {
+            CommitInfo(txid: records[$0].txid, position: appended[$0].position, end: appended[$0].end)
+          }))
+    }
+  }
+
+  func shutdown() {
+    connection.setAuthorizer(nil)
+  }
+}

@@ -1,0 +1,48 @@
+// Errors of the write path and of recovery, each naming what and where.
+
+import AuditTrail
+import SQLiteSupport
+
+public enum PrimaryError: Error, CustomStringConvertible {
+  case noPrimaryKey(table: String)
+  case statementRefused(statement: String, reason: String)
+  case emptySQL
+  case notReadOnly(statement: String)
+  case notAudited(database: String)
+  case foreignDatabase(database: String, belongsTo: String, node: NodeID)
+  case databaseAheadOfTrail(database: String, txid: TransactionID, position: MATPosition, trailEnd: MATPosition)
+  case databaseDisagreesWithTrail(database: String, position: MATPosition, reason: String)
+  case replayFailed(txid: TransactionID, position: MATPosition, reason: String)
+  case durableButNotApplied(reason: String)
+  case closed
+  case nameTooLong(String)
+
+  public var description: String {
+    switch self {
+    case .noPrimaryKey(let table):
+      "table \(table) has no PRIMARY KEY: the session extension cannot capture its changes, so writes to it cannot be audited or replicated; add a primary key (for example recreate it with `id INTEGER PRIMARY KEY`)"
+    case .statementRefused(let statement, let reason):
+      "statement refused: \(reason)\n  in: \(statement)"
+    case .emptySQL:
+      "no SQL statement given"
+    case .notReadOnly(let statement):
+      "query runs read-only statements only; use `understudy sql` to change data\n  in: \(statement)"
+    case .notAudited(let database):
+      "\(database) is not an Understudy database (no understudy_state table); create the node with `understudy init`"
+    case .foreignDatabase(let database, let belongsTo, let node):
+      "\(database) belongs to node \(belongsTo), not to this node (\(node))"
+    case .databaseAheadOfTrail(let database, let txid, let position, let trailEnd):
+      "\(database) is ahead of its Master Audit Trail: it holds transaction \(txid) committed at \(position), but the trail ends at \(trailEnd). The trail was truncated or replaced; refusing to run (restore the trail, or rebuild the node)"
+    case .databaseDisagreesWithTrail(let database, let position, let reason):
+      "\(database) disagrees with its Master Audit Trail at \(position): \(reason)"
+    case .replayFailed(let txid, let position, let reason):
+      "replaying transaction \(txid) at \(position) failed: \(reason)"
+    case .durableButNotApplied(let reason):
+      "the transaction is durable in the Master Audit Trail but the database commit failed (\(reason)); it will be replayed when the node is opened again"
+    case .closed:
+      "the database is closed"
+    case .nameTooLong(let name):
+      "name longer than 65535 bytes: \(name.prefix(40))…"
+    }
+  }
+}

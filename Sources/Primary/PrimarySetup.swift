@@ -1,0 +1,98 @@
+// `init primary`: makes a node directory around a new or existing database. The
+// database's content at that moment is the base the MAT builds on.
+
+import AuditTrail
+import Foundation
+import Node
+import SQLiteSupport
+
+public enum PrimarySetup {
+  public struct Options {
+    public var node: String
+    public var database: String
+    public var listen: String?
+    public var trailFileSize: Int = TrailFormat.defaultFileSize
+
+    public init(node: String, database: String, listen: String? = nil, trailFileSize: Int = TrailFormat.defaultFileSize)
+    {
+      self.node = node
+      self.database = database
+      self.listen = listen
+      self.trailFileSize = trailFileSize
+    }
+  }
+
+  @discardableResult
+  public static func initPrimary(_ options: Options) throws -> NodeConfig {
+    let fm = FileManager.default
+    let layout = NodeLayout(root: absolute(options.node))
+    let database = absolute(options.database)
+    if fm.fileExists(atPath: layout.config) { throw NodeError.alreadyANode(layout.root) }
+    if let contents = try? fm.contentsOfDirectory(atPath: layout.root), !contents.isEmpty {
+      throw NodeError.badConfig(
+        path: layout.root, reason: "the directory exists and is not empty; a node needs a new or empty directory")
+    }
+    guard options.trailFileSize >= 4096 else {
+      throw NodeError.badConfig(path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
+    }
+    if let listen = options.listen { _ = try HostPort(parsing: listen) }
+
+    let createdDirectory = !fm.fileExists(atPath: layout.root)
+    do {
+      try fm.createDirectory(atPath: layout.mat.path, withIntermediateDirectories: true)
+      try fm.createDirectory(atPath: layout.state, withIntermediateDirectories: true)
+      let db = try Connection(path: database, mode: .readWriteCreate)
+      try db.execute("PRAGMA journal_mode = WAL")
+      if let existing = try? CommitState.read(db) {
+        throw NodeError.badConfig(
+          path: database, reason: "this database is already audited by node \(existing.nodeID); refusing to take it over")
+      }
+      let base = try DatabaseChecksum.compute(db)
+      let nodeID = NodeID()
+      let config = NodeConfig(
+        format: NodeConfig.currentFormat, nodeId: nodeID, role: .primary, database: database, listen: options.listen,
+        generation: Generation(1), trailFileSize: options.trailFileSize, createdMicros: Clock.nowMicros(),
+        base: .init(
+          position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty))
+      _ = try TrailWriter.create(
+        directory: layout.mat, nodeID: nodeID, generation: config.generation, fileSize: options.trailFileSize)
+      try layout.saveConfig(config)
+      // Last: once the state table exists the database is claimed by this node.
+      try db.execute("BEGIN IMMEDIATE")
+      try CommitState(nodeID: nodeID, lastTxid: TransactionID(0), last: nil, end: config.base.position).insert(db)
+      try db.execute("COMMIT")
+      return config
+    } catch {
+      if createdDirectory {
+        try? fm.removeItem(atPath: layout.root)
+      } else {
+        for name in ["mat", "state", "understudy.json"] { try? fm.removeItem(atPath: layout.root + "/" + name) }
+      }
+      throw error
+    }
+  }
+
+  static func absolute(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+  }
+}
+
+/// `HOST:PORT`, parsed in one place.
+public struct HostPort: Equatable, Sendable, CustomStringConvertible {
+  public var host: String
+  public var port: UInt16
+
+  public init(parsing text: String) throws {
+    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0,
+      colon > text.startIndex
+    else {
+      throw NodeError.badConfig(path: text, reason: "expected HOST:PORT with a port from 1 to 65535")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    self.host = host
+    self.port = port
+  }
+
+  public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,93 @@
+// Applies a commit record to a database: its DDL and changesets, in order, with
+// triggers off (their effects are already in the changesets). Any conflict stops the
+// replay: changesets carry before images, so a mismatch means divergence.
+
+import AuditTrail
+import SQLiteSupport
+
+public enum Replay {
+  /// Applies `record` inside the caller's open transaction.
+  public static func apply(_ record: PositionedRecord, to db: Connection) throws {
+    guard record.record.type == .commit else { return }
+    let items: [CommitItem]
+    do {
+      items = try CommitPayload.decode(record.record.payload)
+    } catch {
+      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
+    }
+    try db.setTriggersEnabled(false)
+    defer { try? db.setTriggersEnabled(true) }
+    for item in items {
+      do {
+        switch item {
+        case .ddl(let sql): try db.execute(sql)
+        case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
+        }
+      } catch {
+        throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
+      }
+    }
+  }
+}
+
+/// Brings a database up to its MAT (invariant 1) and finds where the next record goes.
+enum Recovery {
+  struct Outcome {
+    var state: CommitState
+    var lastCRC: UInt32
+    var replayed: Int
+    var tornTail: (position: MATPosition, reason: String, bytes: Int)?
+  }
+
+  /// Inside an open write transaction: checks that the database's last commit is in the
+  /// trail, replays every later commit, and cuts a torn tail.
+  static func catchUp(_ db: Connection, trail: TrailDirectory, nodeID: NodeID) throws -> Outcome {
+    var state = try CommitState.read(db)
+    guard state.nodeID == nodeID else {
+      throw PrimaryError.foreignDatabase(database: db.path, belongsTo: state.nodeID.description, node: nodeID)
+    }
+    let reader = try TrailReader(directory: trail, from: state.last ?? state.end)
+    var lastCRC = reader.lastCRC ?? 0
+    if let last = state.last {
+      switch try reader.next() {
+      case .record(let r):
+        guard r.record.txid == state.lastTxid, r.end == state.end else {
+          throw PrimaryError.databaseDisagreesWithTrail(
+            database: db.path, position: last,
+            reason:
+              "the database's last commit is transaction \(state.lastTxid) ending at \(state.end); the trail has transaction \(r.record.txid) ending at \(r.end) there"
+          )
+        }
+        lastCRC = r.crc
+      case .end(let end), .tornTail(let end, _):
+        throw PrimaryError.databaseAheadOfTrail(
+          database: db.path, txid: state.lastTxid, position: last, trailEnd: end)
+      }
+    }
+    var replayed = 0
+    while true {
+      switch try reader.next() {
+      case .record(let r):
+        guard r.record.txid == state.lastTxid.next else {
+          throw PrimaryError.databaseDisagreesWithTrail(
+            database: db.path, position: r.position,
+            reason: "expected transaction \(state.lastTxid.next) next, the trail has \(r.record.txid)")
+        }
+        try Replay.apply(r, to: db)
+        state.advance(txid: r.record.txid, position: r.position, end: r.end)
+        lastCRC = r.crc
+        replayed += 1
+      case .end(let end):
+        let cut = try TrailTail.cut(directory: trail, at: end)
+        if replayed > 0 { try state.save(db) }
+        return Outcome(
+          state: state, lastCRC: lastCRC, replayed: replayed,
+          tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
+      case .tornTail(let end, let reason):
+        let cut = try TrailTail.cut(directory: trail, at: end)
+        if replayed > 0 { try state.save(db) }
+        return Outcome(state: state, lastCRC: lastCRC, replayed: replayed, tornTail: (end, reason, cut))
+      }
+    }
+  }
+}

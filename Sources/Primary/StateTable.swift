@@ -1,0 +1,69 @@
+// `understudy_state`: the position of the last commit the database holds, written in
+// the same SQLite transaction as that commit's changes (invariant 1).
+
+import AuditTrail
+import SQLiteSupport
+
+struct CommitState: Equatable {
+  var nodeID: NodeID
+  var lastTxid: TransactionID
+  /// Start of the last commit record applied, nil before the first.
+  var last: MATPosition?
+  /// Where the next record goes: the end of the last one applied.
+  var end: MATPosition
+
+  static let create = """
+    CREATE TABLE understudy_state(
+      id INTEGER PRIMARY KEY CHECK (id = 1),
+      node_id TEXT NOT NULL,
+      last_txid INTEGER NOT NULL,
+      last_sno INTEGER,
+      last_rba INTEGER,
+      end_sno INTEGER NOT NULL,
+      end_rba INTEGER NOT NULL
+    )
+    """
+
+  static func read(_ db: Connection) throws -> CommitState {
+    let exists = try db.scalarInt(
+      "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'understudy_state'")
+    guard exists == 1 else { throw PrimaryError.notAudited(database: db.path) }
+    let rows = try db.query(
+      "SELECT node_id, last_txid, last_sno, last_rba, end_sno, end_rba FROM understudy_state WHERE id = 1")
+    guard let row = rows.first, case .text(let node) = row[0], let nodeID = NodeID(node),
+      case .integer(let txid) = row[1], case .integer(let endSno) = row[4], case .integer(let endRba) = row[5]
+    else { throw PrimaryError.notAudited(database: db.path) }
+    var last: MATPosition?
+    if case .integer(let sno) = row[2], case .integer(let rba) = row[3] {
+      last = MATPosition(sno: UInt32(sno), rba: UInt64(rba))
+    }
+    return CommitState(
+      nodeID: nodeID, lastTxid: TransactionID(UInt64(txid)), last: last,
+      end: MATPosition(sno: UInt32(endSno), rba: UInt64(endRba)))
+  }
+
+  func insert(_ db: Connection) throws {
+    try db.execute(Self.create)
+    try db.query(
+      "INSERT INTO understudy_state VALUES (1, ?, ?, NULL, NULL, ?, ?)",
+      [.text(nodeID.description), .integer(Int64(lastTxid.rawValue)), .integer(Int64(end.sno)), .integer(Int64(end.rba))])
+  }
+
+  func save(_ db: Connection) throws {
+    let statement = try db.prepare(
+      "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
+    try statement.bind([
+      .integer(Int64(lastTxid.rawValue)),
+      last.map { .integer(Int64($0.sno)) } ?? .null,
+      last.map { .integer(Int64($0.rba)) } ?? .null,
+      .integer(Int64(end.sno)), .integer(Int64(end.rba)),
+    ])
+    try statement.run()
+  }
+
+  mutating func advance(txid: TransactionID, position: MATPosition, end: MATPosition) {
+    lastTxid = txid
+    last = position
+    self.end = end
+  }
+}

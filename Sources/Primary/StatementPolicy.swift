@@ -1,0 +1,118 @@
+// What an audited transaction may run. SQLite's authorizer sees every statement as it
+// is prepared (trigger bodies included); this policy classifies DDL, collects the
+// tables written, and refuses what the MAT could not carry to a replica.
+
+import CUnderstudySQLite
+import SQLiteSupport
+
+final class StatementPolicy {
+  /// Only user statements are judged; Understudy's own statements pass.
+  var active = false
+  private(set) var isDDL = false
+  private(set) var refusal: String?
+  private(set) var writtenTables: Set<String> = []
+
+  func reset() {
+    isDDL = false
+    refusal = nil
+    writtenTables.removeAll(keepingCapacity: true)
+  }
+
+  private static let ddl: Set<Int32> = [
+    SQLITE_CREATE_INDEX, SQLITE_CREATE_TABLE, SQLITE_CREATE_TRIGGER, SQLITE_CREATE_VIEW, SQLITE_DROP_INDEX,
+    SQLITE_DROP_TABLE, SQLITE_DROP_TRIGGER, SQLITE_DROP_VIEW, SQLITE_ALTER_TABLE,
+  ]
+
+  /// Pragmas that only read: anything else (user_version, journal_mode, writable_schema…)
+  /// would change the database without leaving a trace in the MAT.
+  private static let readOnlyPragmas: Set<String> = [
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+    "foreign_key_check", "integrity_check", "quick_check", "database_list", "collation_list", "function_list",
+    "module_list", "pragma_list", "compile_options", "data_version", "page_count", "freelist_count",
+  ]
+
+  func authorize(_ r: Connection.AuthorizerRequest) -> Connection.AuthorizerDecision {
+    guard active else { return .allow }
+    let action = r.action
+    if Self.ddl.contains(action) {
+      isDDL = true
+      // The object and the table it belongs to; ALTER TABLE passes (database, table).
+      let names = action == SQLITE_ALTER_TABLE ? [r.argument2] : [r.argument1, r.argument2]
+      if names.contains(where: { $0?.lowercased().hasPrefix("understudy_") == true }) {
+        refuse("Understudy's own tables (understudy_*) cannot be created, altered or dropped")
+      }
+      return .allow
+    }
+    switch action {
+    case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
+      guard r.database == "main", let table = r.argument1 else { return .allow }
+      let lower = table.lowercased()
+      if lower.hasPrefix("understudy_") {
+        refuse("table \(table) belongs to Understudy and cannot be written")
+      } else if !lower.hasPrefix("sqlite_") {
+        writtenTables.insert(table)
+      }
+    case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:
+      refuse("virtual tables are not supported: the session extension cannot capture their changes")
+    case SQLITE_TRANSACTION:
+      refuse("\(r.argument1 ?? "transaction control") is not allowed: each write already runs as one audited transaction")
+    case SQLITE_ATTACH, SQLITE_DETACH:
+      refuse("ATTACH and DETACH are not allowed: changes to attached databases would not be audited")
+    case SQLITE_PRAGMA:
+      let name = (r.argument1 ?? "").lowercased()
+      if !Self.readOnlyPragmas.contains(name) {
+        refuse("PRAGMA \(name) is not allowed in an audited transaction: its effect would not be in the audit trail")
+      }
+    case SQLITE_SAVEPOINT:
+      if r.argument2?.lowercased().hasPrefix("understudy") == true {
+        refuse("savepoint names starting with 'understudy' are reserved")
+      }
+    default:
+      break
+    }
+    return .allow
+  }
+
+  // The statement is prepared anyway and refused before it runs, so the error can
+  // quote it; SQLite's own "not authorized" would not say why.
+  private func refuse(_ reason: String) {
+    if refusal == nil { refusal = reason }
+  }
+}
+
+/// Column names and primary-key presence of tables, cached until the schema changes.
+final class SchemaCache {
+  struct Table {
+    var columns: [String]
+    var hasPrimaryKey: Bool
+  }
+
+  private var tables: [String: Table] = [:]
+  private var schemaVersion: Int64 = -1
+  let connection: Connection
+
+  init(connection: Connection) { self.connection = connection }
+
+  func invalidate() { tables.removeAll() }
+
+  /// Drops the cache if another connection changed the schema.
+  func revalidate() throws {
+    let version = try connection.scalarInt("PRAGMA schema_version") ?? 0
+    if version != schemaVersion {
+      tables.removeAll()
+      schemaVersion = version
+    }
+  }
+
+  func table(_ name: String) throws -> Table {
+    if let t = tables[name] { return t }
+    let rows = try connection.query("SELECT name, pk FROM pragma_table_info(?)", [.text(name)])
+    var t = Table(columns: [], hasPrimaryKey: false)
+    for row in rows {
+      if case .text(let column) = row[0] { t.columns.append(column) }
+      if case .integer(let pk) = row[1], pk > 0 { t.hasPrimaryKey = true }
+    }
+    tables[name] = t
+    return t
+  }
+}
