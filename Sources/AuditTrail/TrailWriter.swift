@@ -110,6 +110,7 @@ public final class TrailWriter {
       }
       try flush(&buffer, at: bufferStart, into: &written)
       try file.syncData()
+      Failpoint.reached("after-trail-sync")
       return results
     } catch {
       undo(written, error: error, startEnd: startEnd, startCRC: startCRC)
@@ -120,6 +121,10 @@ public final class TrailWriter {
   private func flush(_ buffer: inout [UInt8], at offset: Int, into written: inout [(FileHandle, Int, Int)]) throws {
     guard !buffer.isEmpty else { return }
     written.append((file, offset, buffer.count))
+    if Failpoint.isArmed("torn-trail-write") && buffer.count >= 2 {
+      try file.write(Array(buffer[0..<(buffer.count / 2)]), at: offset)
+      Failpoint.reached("torn-trail-write")
+    }
     try file.write(buffer, at: offset)
     buffer.removeAll(keepingCapacity: true)
   }

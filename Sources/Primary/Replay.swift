@@ -91,3 +91,33 @@ enum Recovery {
     }
   }
 }
+
+extension Replay {
+  /// Builds a new database from a whole trail on an empty base: the reference a
+  /// primary's database must equal. Stops at a torn tail, like recovery.
+  public static func rebuild(trail: TrailDirectory, into path: String) throws -> (transactions: Int, end: MATPosition) {
+    guard let first = try trail.snos().first else {
+      throw TrailError.badFile(file: trail.path, reason: "no trail files")
+    }
+    let db = try Connection(path: path, mode: .readWriteCreate)
+    try db.execute("PRAGMA journal_mode = WAL")
+    let reader = try TrailReader(directory: trail, from: MATPosition(sno: first, rba: TrailFormat.firstRBA))
+    var count = 0
+    try db.execute("BEGIN IMMEDIATE")
+    do {
+      while true {
+        switch try reader.next() {
+        case .record(let r):
+          try apply(r, to: db)
+          count += 1
+        case .end(let end), .tornTail(let end, _):
+          try db.execute("COMMIT")
+          return (count, end)
+        }
+      }
+    } catch {
+      try? db.execute("ROLLBACK")
+      throw error
+    }
+  }
+}

@@ -1,0 +1,71 @@
+// What `status` reports for a primary: role, generation, and the positions that matter
+// (where the trail ends, how far it is durable, what the database holds).
+
+import AuditTrail
+import Node
+import SQLiteSupport
+
+public struct NodeStatus: Sendable {
+  public var node: String
+  public var nodeId: NodeID
+  public var role: Role
+  public var generation: Generation
+  public var database: String
+  /// The end of the last complete record in the MAT.
+  public var trailEnd: MATPosition
+  /// Up to where the MAT is on stable storage (status syncs the last file to say so).
+  public var durableEnd: MATPosition
+  /// The end of the last commit the database holds; behind `trailEnd` only after a crash
+  /// until the next open replays the rest.
+  public var databaseEnd: MATPosition
+  public var lastTxid: TransactionID
+  public var trailFiles: Int
+  public var tornTail: MATPosition?
+
+  public static func read(node: String) throws -> NodeStatus {
+    let layout = NodeLayout(root: node)
+    let config = try layout.loadConfig()
+    let db = try Connection(path: config.database, mode: .readOnly)
+    try db.execute("BEGIN")
+    let state = try CommitState.read(db)
+    try db.execute("COMMIT")
+    let reader = try TrailReader(directory: layout.mat, from: state.last ?? state.end)
+    var end = state.end
+    var torn: MATPosition?
+    var txid = state.lastTxid
+    loop: while true {
+      switch try reader.next() {
+      case .record(let r):
+        end = r.end
+        txid = r.record.txid
+      case .end(let p):
+        end = p
+        break loop
+      case .tornTail(let p, _):
+        end = p
+        torn = p
+        break loop
+      }
+    }
+    // Whatever a writer has written is durable once its file is synced; a reader may sync it too.
+    try FileHandle(path: layout.mat.filePath(sno: end.sno), flags: O_RDONLY).syncData()
+    return NodeStatus(
+      node: layout.root, nodeId: config.nodeId, role: config.role, generation: config.generation,
+      database: config.database, trailEnd: end, durableEnd: end, databaseEnd: state.end, lastTxid: txid,
+      trailFiles: try layout.mat.snos().count, tornTail: torn)
+  }
+
+  public var json: JSON {
+    .object([
+      ("node", .string(node)), ("nodeId", .string(nodeId.description)), ("role", .string(role.rawValue)),
+      ("generation", .int(Int64(generation.rawValue))), ("database", .string(database)),
+      ("trailEnd", trailEnd.json), ("durableEnd", durableEnd.json), ("databaseEnd", databaseEnd.json),
+      ("lastTxid", .int(Int64(lastTxid.rawValue))), ("trailFiles", .int(Int64(trailFiles))),
+      ("tornTail", tornTail?.json ?? .null),
+    ])
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif

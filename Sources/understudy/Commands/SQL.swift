@@ -1,0 +1,178 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Node
+import Primary
+
+struct SQL: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run SQL on a primary as one audited transaction, or one transaction per input line.",
+    discussion: """
+      Without --each-line, all statements (arguments joined, or --file) run as ONE transaction.
+      With --each-line, each line of --file (standard input by default) is its own transaction;
+      with --json one line is printed per transaction as soon as it is durable. The first line
+      that fails stops the run: lines before it are committed, lines after it are not run.
+      """)
+
+  @OptionGroup var node: NodeOption
+  @OptionGroup var output: JSONFlag
+  @Option(help: "Read the SQL from this file.")
+  var file: String?
+  @Flag(help: "Each input line is its own transaction.")
+  var eachLine = false
+  @Argument(help: "SQL statements.")
+  var sql: [String] = []
+
+  func validate() throws {
+    if eachLine && !sql.isEmpty { throw ValidationError("--each-line reads --file or standard input, not arguments") }
+    if !eachLine && sql.isEmpty && file == nil { throw ValidationError("give SQL as arguments or with --file") }
+    if !eachLine && !sql.isEmpty && file != nil { throw ValidationError("give SQL as arguments or with --file, not both") }
+  }
+
+  func run() throws {
+    try reporting(json: output.json) {
+      let db = try AuditedDatabase.open(node: node.node)
+      defer { db.close() }
+      if eachLine {
+        try runEachLine(db)
+      } else {
+        let text = try file.map(readFile) ?? sql.joined(separator: "\n")
+        let (_, commit) = try db.write { try $0.execute(text) }
+        if output.json {
+          Output.json(Self.json(commit))
+        } else if let commit {
+          Output.line("committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
+        } else {
+          Output.line("no changes; nothing committed")
+        }
+      }
+    }
+  }
+
+  static func json(_ commit: CommitInfo?, line: Int? = nil) -> JSON {
+    var fields: [(String, JSON)] = line.map { [("line", .int(Int64($0)))] } ?? []
+    fields += [
+      ("txid", commit.map { .int(Int64($0.txid.rawValue)) } ?? .null),
+      ("position", commit?.position.json ?? .null),
+      ("end", commit?.end.json ?? .null),
+    ]
+    return .object(fields)
+  }
+
+  /// Lines are queued without waiting so that they share syncs (group commit); they
+  /// run and complete in input order, and the first failure stops the rest.
+  private func runEachLine(_ db: AuditedDatabase) throws {
+    let input: FileHandle
+    if let file {
+      guard let handle = FileHandle(forReadingAtPath: file) else {
+        throw CommandError("cannot read \(file): no such file or not readable")
+      }
+      input = handle
+    } else {
+      input = FileHandle.standardInput
+    }
+    let run = EachLineRun(json: output.json)
+    let window = DispatchSemaphore(value: 256)
+    var number = 0
+    for line in LineReader(input) {
+      number += 1
+      let text = line.trimmingCharacters(in: .whitespaces)
+      if text.isEmpty || run.failed { continue }
+      window.wait()
+      let lineNumber = number
+      try db.submit(
+        { transaction in
+          guard !run.failed else { throw CommandError("skipped") }
+          do { try transaction.execute(text) } catch {
+            run.fail()
+            throw error
+          }
+        },
+        completion: { result in
+          run.report(line: lineNumber, result)
+          window.signal()
+        })
+    }
+    for _ in 0..<256 { window.wait() }
+    if let failure = run.failure { throw failure }
+  }
+
+  private func readFile(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw CommandError("cannot read \(path): no such file or not readable")
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw CommandError("\(path) is not UTF-8 text") }
+    return text
+  }
+}
+
+/// Shared by the line submitter and the writer thread's completions.
+final class EachLineRun: @unchecked Sendable {
+  // @unchecked: every field is read and written under `lock`.
+  private let lock = NSLock()
+  private var stopped = false
+  private(set) var failure: CommandError?
+
+  var failed: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return stopped
+  }
+  let json: Bool
+
+  init(json: Bool) { self.json = json }
+
+  func fail() {
+    lock.lock()
+    stopped = true
+    lock.unlock()
+  }
+
+  func report(line: Int, _ result: Result<CommitInfo?, Error>) {
+    lock.lock()
+    defer { lock.unlock() }
+    switch result {
+    case .success(let commit):
+      if json {
+        Output.json(SQL.json(commit, line: line))
+      } else if let commit {
+        Output.line("line \(line): committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
+      } else {
+        Output.line("line \(line): no changes")
+      }
+    case .failure(let error):
+      if failure == nil { failure = CommandError("line \(line): \(error)") }
+    }
+  }
+}
+
+struct CommandError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// Lines of a file handle, read in chunks; a final line without a newline counts.
+struct LineReader: Sequence, IteratorProtocol {
+  let handle: FileHandle
+  var buffer = Data()
+  var done = false
+
+  init(_ handle: FileHandle) { self.handle = handle }
+
+  mutating func next() -> String? {
+    while true {
+      if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+        let line = buffer[buffer.startIndex..<newline]
+        buffer = Data(buffer[(newline + 1)...])
+        return String(decoding: line, as: UTF8.self)
+      }
+      if done {
+        guard !buffer.isEmpty else { return nil }
+        defer { buffer = Data() }
+        return String(decoding: buffer, as: UTF8.self)
+      }
+      let chunk = handle.availableData
+      if chunk.isEmpty { done = true } else { buffer.append(chunk) }
+    }
+  }
+}

@@ -1,0 +1,13 @@
+// The `understudy` command: parses, calls a procedure, prints.
+
+import ArgumentParser
+
+@main
+struct Understudy: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "understudy",
+    abstract: "Keeps a transaction-by-transaction backup of a SQLite database and runs its recovery procedures.",
+    subcommands: [
+      Demo.self, Init.self, SQL.self, Query.self, Status.self, Checksum.self, Trail.self, Bench.self,
+    ])
+}
