@@ -100,6 +100,10 @@ public final class TrailReader {
       let rba = Int(position.rba)
       if rba + TrailFormat.recordHeaderSize > file.size {
         if try advanceIfNextFileExists() { continue }
+        // A file cut short inside a record header: torn if any of those bytes were written.
+        if rba < file.size, try file.handle.read(count: file.size - rba, at: rba).contains(where: { $0 != 0 }) {
+          return try badRecord("record header is incomplete (the file ends at \(file.size))")
+        }
         return .end(position)
       }
       let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
@@ -148,7 +152,14 @@ public final class TrailReader {
   /// so a header still zero once the next file exists really is the end of this file.
   private func advanceIfNextFileExists() throws -> Bool {
     let nextSno = position.sno + 1
-    guard directory.fileExists(sno: nextSno) else { return false }
+    guard directory.fileExists(sno: nextSno) else {
+      if let later = try directory.snos().first(where: { $0 > nextSno }) {
+        throw TrailError.badFile(
+          file: directory.filePath(sno: nextSno),
+          reason: "missing, but \(TrailFormat.fileName(sno: later)) exists: the trail has a hole")
+      }
+      return false
+    }
     let rba = Int(position.rba)
     if rba + TrailFormat.recordHeaderSize <= file.size {
       let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
@@ -246,5 +257,40 @@ public enum TrailTail {
     try writable.write([UInt8](repeating: 0, count: damaged.count), at: start)
     try writable.syncData()
     return damaged.count
+  }
+}
+
+/// Reads a whole trail from its first file and checks everything, the unused space
+/// after its end included. What recovery would find, without changing anything.
+public struct TrailVerification: Sendable {
+  public var records: [PositionedRecord]
+  public var end: MATPosition
+  public var tornTail: (position: MATPosition, reason: String)?
+  /// The first non-zero byte after the end, if any (recovery keeps and zeroes it).
+  public var garbageAfterEnd: MATPosition?
+
+  public static func verify(_ directory: TrailDirectory) throws -> TrailVerification {
+    guard let first = try directory.snos().first else {
+      throw TrailError.badFile(file: directory.path, reason: "no trail files")
+    }
+    let reader = try TrailReader(directory: directory, from: MATPosition(sno: first, rba: TrailFormat.firstRBA))
+    let (records, stop) = try reader.readAll()
+    var result = TrailVerification(records: records, end: reader.position, tornTail: nil, garbageAfterEnd: nil)
+    switch stop {
+    case .tornTail(let p, let reason):
+      result.end = p
+      result.tornTail = (p, reason)
+    case .end(let p):
+      result.end = p
+      let file = try directory.open(sno: p.sno)
+      if Int(p.rba) < file.size {
+        let rest = try file.handle.read(count: file.size - Int(p.rba), at: Int(p.rba))
+        if let i = rest.firstIndex(where: { $0 != 0 }) {
+          result.garbageAfterEnd = MATPosition(sno: p.sno, rba: p.rba + UInt64(i))
+        }
+      }
+    case .record: break
+    }
+    return result
   }
 }
