@@ -181,13 +181,21 @@ public struct Record: Equatable, Sendable {
     b.appendLE(commitMicros)
     b.append(contentsOf: payload)
     b.append(contentsOf: [UInt8](repeating: 0, count: size - b.count))
-    let crc = b.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
+    let crc = Self.checksum(b, size: size)
     b.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: 4, as: UInt32.self) }
     return b
   }
 
-  /// The CRC stored at offset 4, which the next record names as its `prevCRC`.
-  public var crc: UInt32 { encoded().readLE(UInt32.self, at: 4) }
+  /// The record CRC: bytes 0..<4 (the length) and 8..<size (everything after the CRC
+  /// field, padding included). The length must be covered: a flip that keeps the aligned
+  /// size would otherwise turn a padding byte into payload unnoticed.
+  static func checksum(_ b: [UInt8], size: Int) -> UInt32 {
+    b.withUnsafeBytes {
+      CRC32C.checksum(
+        UnsafeRawBufferPointer(rebasing: $0[8..<size]),
+        continuing: CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<4])))
+    }
+  }
 
   /// The payload length a record header claims, or nil if the header is all zero (unwritten space).
   static func claimedPayloadLength(header: [UInt8]) -> Int? {
@@ -202,8 +210,9 @@ public struct Record: Equatable, Sendable {
     let size = TrailFormat.recordSize(payloadCount: length)
     guard b.count >= size else { return .failure(.incomplete) }
     let stored = b.readLE(UInt32.self, at: 4)
-    let computed = b.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8..<size])) }
+    let computed = checksum(b, size: size)
     guard stored == computed else { return .failure(.checksum(stored: stored, computed: computed)) }
+    guard b[(32 + length)..<size].allSatisfy({ $0 == 0 }) else { return .failure(.reservedNotZero) }
     guard let type = RecordType(rawValue: b[12]) else { return .failure(.unknownType(b[12])) }
     guard b[13] == 0, b[14] == 0, b[15] == 0 else { return .failure(.reservedNotZero) }
     let record = Record(
@@ -228,7 +237,7 @@ public struct Record: Equatable, Sendable {
       case .implausibleLength(let n): "record length \(n) is implausible"
       case .checksum(let s, let c): "record checksum mismatch (stored \(hex(s)), computed \(hex(c)))"
       case .unknownType(let t): "unknown record type \(t) (written by a newer version?)"
-      case .reservedNotZero: "reserved header bytes are not zero"
+      case .reservedNotZero: "reserved header bytes or padding are not zero"
       }
     }
   }
