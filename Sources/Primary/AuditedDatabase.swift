@@ -161,11 +161,20 @@ final class ResultBox<T>: @unchecked Sendable {
 
 final class WriteRequest: @unchecked Sendable {
   // @unchecked: `body` runs once, on the writer thread, while its submitter waits.
-  let body: (Transaction) throws -> Void
-  let completion: (Result<CommitInfo?, Error>) -> Void
+  private var body: ((Transaction) throws -> Void)?
+  private let completion: (Result<CommitInfo?, Error>) -> Void
   init(body: @escaping (Transaction) throws -> Void, completion: @escaping (Result<CommitInfo?, Error>) -> Void) {
     self.body = body
     self.completion = completion
+  }
+
+  func run(_ transaction: Transaction) throws { try body?(transaction) }
+
+  /// Reports the outcome, having first let go of the body: a synchronous `write` lends
+  /// its non-escaping closure and may return as soon as it hears back.
+  func finish(_ result: Result<CommitInfo?, Error>) {
+    body = nil
+    completion(result)
   }
 }
 
@@ -228,14 +237,14 @@ final class Writer {
 
   func commit(_ batch: [WriteRequest]) {
     if let broken {
-      for r in batch { r.completion(.failure(PrimaryError.durableButNotApplied(reason: broken))) }
+      for r in batch { r.finish(.failure(PrimaryError.durableButNotApplied(reason: broken))) }
       return
     }
     do {
       try begin()
     } catch {
       try? connection.execute("ROLLBACK")
-      for r in batch { r.completion(.failure(error)) }
+      for r in batch { r.finish(.failure(error)) }
       return
     }
     var records: [PendingRecord] = []
@@ -246,7 +255,7 @@ final class Writer {
         try connection.execute("SAVEPOINT understudy_w")
         let transaction = Transaction(connection: connection, policy: policy, schema: schema)
         do {
-          try request.body(transaction)
+          try request.run(transaction)
           let items = try transaction.finish()
           try connection.execute("RELEASE understudy_w")
           if items.isEmpty {
@@ -262,13 +271,13 @@ final class Writer {
           try connection.execute("ROLLBACK TO understudy_w")
           try connection.execute("RELEASE understudy_w")
           schema.invalidate()
-          request.completion(.failure(error))
+          request.finish(.failure(error))
         }
       } catch {
         // The savepoint itself failed: the group's transaction cannot be trusted.
         try? connection.execute("ROLLBACK")
-        for (r, _) in committed { r.completion(.failure(error)) }
-        request.completion(.failure(error))
+        for (r, _) in committed { r.finish(.failure(error)) }
+        request.finish(.failure(error))
         return
       }
     }
@@ -277,7 +286,7 @@ final class Writer {
       appended = try trail.append(records)
     } catch {
       try? connection.execute("ROLLBACK")
-      for (r, _) in committed { r.completion(.failure(error)) }
+      for (r, _) in committed { r.finish(.failure(error)) }
       return
     }
     var newState = state!
@@ -293,13 +302,13 @@ final class Writer {
       try? connection.execute("ROLLBACK")
       broken = "\(error)"
       for (r, index) in committed {
-        r.completion(
+        r.finish(
           index == nil ? .success(nil) : .failure(PrimaryError.durableButNotApplied(reason: "\(error)")))
       }
       return
     }
     for (r, index) in committed {
-      r.completion(
+      r.finish(
         .success(
           index.map {
             CommitInfo(txid: records[$0].txid, position: appended[$0].position, end: appended[$0].end)

@@ -48,6 +48,11 @@ public enum PrimarySetup {
           path: database, reason: "this database is already audited by node \(existing.nodeID); refusing to take it over")
       }
       let base = try DatabaseChecksum.compute(db)
+      // Columns added by ALTER TABLE before this node existed: store their defaults now
+      // (see AddedColumnDefaults), so before images of those rows are right.
+      try db.execute("BEGIN IMMEDIATE")
+      try AddedColumnDefaults.materialize(since: try AddedColumnDefaults.snapshot(db).mapValues { _ in [] }, db)
+      try db.execute("COMMIT")
       let nodeID = NodeID()
       let config = NodeConfig(
         format: NodeConfig.currentFormat, nodeId: nodeID, role: .primary, database: database, listen: options.listen,

@@ -20,7 +20,10 @@ public enum Replay {
     for item in items {
       do {
         switch item {
-        case .ddl(let sql): try db.execute(sql)
+        case .ddl(let sql):
+          let before = try AddedColumnDefaults.snapshot(db)
+          try db.execute(sql)
+          try AddedColumnDefaults.materialize(since: before, db)
         case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
         }
       } catch {

@@ -31,7 +31,9 @@ public final class Transaction {
       try statement.bind(arguments)
       if policy.isDDL {
         try flushSession()
+        let before = try AddedColumnDefaults.snapshot(connection)
         try statement.run()
+        try AddedColumnDefaults.materialize(since: before, connection)
         items.append(.ddl(statement.sql))
         schema.invalidate()
       } else {
