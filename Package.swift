@@ -39,10 +39,11 @@ let package = Package(
     ),
     .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail"]),
     .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary"]),
+    // Runs the built `understudy` binary as a real process (it depends on the target so
+    // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
-      dependencies: ["AuditTrail", "Node", "understudy"],
-      resources: []
+      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "understudy"]
     ),
   ]
 )

@@ -58,6 +58,24 @@ public final class FileHandle: @unchecked Sendable {
     }
   }
 
+  /// The offset of the first non-zero byte in `[from, to)`, read in 1 MiB chunks and
+  /// compared with memcmp: the tail of a 64 MiB preallocated file is scanned at every open.
+  public func firstNonZero(from: Int, to: Int) throws -> Int? {
+    var offset = from
+    while offset < to {
+      let chunk = try read(count: min(FileHandle.zeros.count, to - offset), at: offset)
+      if chunk.isEmpty { return nil }
+      let differs = chunk.withUnsafeBytes { a in
+        FileHandle.zeros.withUnsafeBytes { z in memcmp(a.baseAddress!, z.baseAddress!, a.count) != 0 }
+      }
+      if differs, let i = chunk.firstIndex(where: { $0 != 0 }) { return offset + i }
+      offset += chunk.count
+    }
+    return nil
+  }
+
+  static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
   public func syncData() throws {
     guard fdatasync(fd) == 0 else { throw TrailError.io(operation: "fdatasync", path: path, errno: errno) }
   }

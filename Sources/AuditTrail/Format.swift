@@ -113,6 +113,7 @@ public struct FileHeader: Equatable, Sendable {
     let stored = b.readLE(UInt32.self, at: 60)
     let computed = CRC32C.checksum(b[0..<60])
     guard stored == computed else { return .failure(.checksum(stored: stored, computed: computed)) }
+    guard b[52..<60].allSatisfy({ $0 == 0 }) else { return .failure(.reservedNotZero) }
     return .success(
       FileHeader(
         sno: b.readLE(UInt32.self, at: 12),
@@ -128,9 +129,11 @@ public struct FileHeader: Equatable, Sendable {
     case unsupportedVersion(UInt16)
     case badHeaderSize(UInt16)
     case checksum(stored: UInt32, computed: UInt32)
+    case reservedNotZero
 
     public var description: String {
       switch self {
+      case .reservedNotZero: "reserved header bytes 52..<60 are not zero"
       case .short(let n): "file header is \(n) bytes, expected \(TrailFormat.fileHeaderSize)"
       case .badMagic: "not an Understudy audit trail file (bad magic)"
       case .unsupportedVersion(let v):
@@ -168,7 +171,7 @@ public struct Record: Equatable, Sendable {
 
   public var size: Int { TrailFormat.recordSize(payloadCount: payload.count) }
 
-  /// The exact bytes, padding included; the CRC at offset 4 covers offsets 8 to the end.
+  /// The exact bytes, padding included; the CRC at offset 4 covers offsets 0..<4 and 8 to the end.
   public func encoded() -> [UInt8] {
     var b = [UInt8]()
     b.reserveCapacity(size)

@@ -11,6 +11,8 @@ public enum TrailError: Error, CustomStringConvertible {
   case io(operation: String, path: String, errno: Int32)
   /// A MAT append failed after some bytes may have reached the file; this writer is unusable.
   case writerFailed(reason: String)
+  /// A transaction whose commit record would exceed the format's limit.
+  case recordTooLarge(txid: TransactionID, bytes: Int)
 
   public var description: String {
     switch self {
@@ -22,6 +24,8 @@ public enum TrailError: Error, CustomStringConvertible {
       "\(position) is not a record boundary of this audit trail: \(reason)"
     case .io(let operation, let path, let errno):
       "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
+    case .recordTooLarge(let txid, let bytes):
+      "transaction \(txid) is too large for the audit trail: its commit record would be \(bytes) bytes, the limit is \(TrailFormat.maxPayload); split it into smaller transactions"
     case .writerFailed(let reason):
       "audit trail writer stopped: \(reason); reopen the node to run recovery"
     }

@@ -14,6 +14,11 @@ public struct TrailDirectory: Sendable {
 
   public func fileExists(sno: UInt32) -> Bool { DurableFile.exists(filePath(sno: sno)) }
 
+  /// Whether any trail file with a higher sequence number exists (a hole counts).
+  public func hasFile(after sno: UInt32) throws -> Bool {
+    try fileExists(sno: sno + 1) || snos().contains { $0 > sno }
+  }
+
   /// The sequence numbers of the trail files present, ascending.
   public func snos() throws -> [UInt32] {
     do {
@@ -113,10 +118,18 @@ public final class TrailReader {
       }
       let size = TrailFormat.recordSize(payloadCount: length)
       guard length <= TrailFormat.maxPayload, rba + size <= file.size else {
-        return try badRecord("record length \(length) runs past the end of the file (\(file.size) bytes)")
+        return try badRecord(
+          length > TrailFormat.maxPayload
+            ? "record length \(length) is over the limit of \(TrailFormat.maxPayload)"
+            : "record length \(length) runs past the end of the file (\(file.size) bytes)")
       }
       let bytes = try file.handle.read(count: size, at: rba)
       switch Record.decode(bytes) {
+      case .failure(.unknownType(let type)):
+        // Intact but not ours to read: never cut it as if it were torn.
+        throw TrailError.corrupt(
+          file: file.path, position: position,
+          reason: "record type \(type) is unknown to this version (written by a newer Understudy?)")
       case .failure(let problem):
         return try badRecord(problem.description)
       case .success(let (record, crc)):
@@ -165,13 +178,10 @@ public final class TrailReader {
       let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
       if Record.claimedPayloadLength(header: header) != nil { return false }  // a record arrived meanwhile
     }
-    if rba < file.size {
-      let rest = try file.handle.read(count: file.size - rba, at: rba)
-      if let i = rest.firstIndex(where: { $0 != 0 }) {
-        throw TrailError.corrupt(
-          file: file.path, position: MATPosition(sno: position.sno, rba: UInt64(rba + (i / 8) * 8)),
-          reason: "non-zero bytes after the last record of a closed trail file")
-      }
+    if let i = try file.handle.firstNonZero(from: rba, to: file.size) {
+      throw TrailError.corrupt(
+        file: file.path, position: MATPosition(sno: position.sno, rba: UInt64(i / 8 * 8)),
+        reason: "non-zero bytes after the last record of a closed trail file")
     }
     let next = try directory.open(sno: nextSno)
     guard next.header.nodeID == file.header.nodeID else {
@@ -199,7 +209,7 @@ public final class TrailReader {
   // MARK: - Torn tail or corruption
 
   private func badRecord(_ reason: String) throws -> Step {
-    if directory.fileExists(sno: position.sno + 1) {
+    if try directory.hasFile(after: position.sno) {
       throw TrailError.corrupt(file: file.path, position: position, reason: reason)
     }
     if let valid = try TrailTail.firstValidRecord(in: file, after: position.rba) {
@@ -236,23 +246,29 @@ public enum TrailTail {
   /// `.broken` file beside the trail, then zeroes them and syncs. Refuses if a valid
   /// record lies after it (that would be corruption, not a torn tail).
   public static func cut(directory: TrailDirectory, at position: MATPosition) throws -> Int {
-    guard !directory.fileExists(sno: position.sno + 1) else {
+    guard try !directory.hasFile(after: position.sno) else {
       throw TrailError.corrupt(
         file: directory.filePath(sno: position.sno), position: position,
         reason: "cannot cut the trail here: a later trail file exists")
     }
     let file = try directory.open(sno: position.sno)
     let start = Int(position.rba)
-    guard start < file.size else { return 0 }
+    guard try file.handle.firstNonZero(from: start, to: file.size) != nil else { return 0 }
     let rest = try file.handle.read(count: file.size - start, at: start)
-    guard let last = rest.lastIndex(where: { $0 != 0 }) else { return 0 }
+    let last = rest.lastIndex(where: { $0 != 0 })!
     if let valid = try firstValidRecord(in: file, after: position.rba - UInt64(TrailFormat.alignment)) {
       throw TrailError.corrupt(
         file: file.path, position: position,
         reason: "cannot cut the trail here: a valid record follows at \(MATPosition(sno: position.sno, rba: valid))")
     }
     let damaged = Array(rest[0...last])
-    try DurableFile.create(path: "\(file.path).broken-\(position.rba)", contents: damaged)
+    var kept = "\(file.path).broken-\(position.rba)"
+    var n = 1
+    while DurableFile.exists(kept) {  // an earlier cut at the same place keeps its bytes
+      n += 1
+      kept = "\(file.path).broken-\(position.rba).\(n)"
+    }
+    try DurableFile.create(path: kept, contents: damaged)
     let writable = try FileHandle(path: file.path, flags: O_WRONLY)
     try writable.write([UInt8](repeating: 0, count: damaged.count), at: start)
     try writable.syncData()
@@ -283,11 +299,8 @@ public struct TrailVerification: Sendable {
     case .end(let p):
       result.end = p
       let file = try directory.open(sno: p.sno)
-      if Int(p.rba) < file.size {
-        let rest = try file.handle.read(count: file.size - Int(p.rba), at: Int(p.rba))
-        if let i = rest.firstIndex(where: { $0 != 0 }) {
-          result.garbageAfterEnd = MATPosition(sno: p.sno, rba: p.rba + UInt64(i))
-        }
+      if let i = try file.handle.firstNonZero(from: Int(p.rba), to: file.size) {
+        result.garbageAfterEnd = MATPosition(sno: p.sno, rba: UInt64(i))
       }
     case .record: break
     }

@@ -81,6 +81,9 @@ public final class TrailWriter {
   @discardableResult
   public func append(_ records: [PendingRecord]) throws -> [AppendedRecord] {
     if let failure { throw TrailError.writerFailed(reason: failure) }
+    if let big = records.first(where: { $0.payload.count > TrailFormat.maxPayload }) {
+      throw TrailError.recordTooLarge(txid: big.txid, bytes: big.payload.count)
+    }
     let startEnd = end
     let startCRC = lastCRC
     var written: [(FileHandle, Int, Int)] = []  // file, offset, count: what to undo on failure
@@ -135,7 +138,7 @@ public final class TrailWriter {
         try handle.write([UInt8](repeating: 0, count: count), at: offset)
         try handle.syncData()
       }
-      // Files created by a roll-over during this batch stay: empty files are a valid tail.
+      // Files created by a roll-over during this batch go too: the trail ends where it did.
       if startEnd.sno != end.sno {
         for sno in (startEnd.sno + 1)...end.sno { unlink(directory.filePath(sno: sno)) }
         try DurableFile.syncDirectory(directory.path)

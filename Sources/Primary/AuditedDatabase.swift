@@ -2,8 +2,9 @@
 // in the MAT before SQLite commits, and the database stores the position of its last
 // commit in the same SQLite transaction.
 //
-// One writer thread owns the connection and the trail writer. Writers queue their
-// closures; the thread runs everything queued as one group: each closure in its own
+// One thread at a time owns the connection and the trail writer: the writer thread, or
+// a synchronous caller that finds nobody committing. It runs everything queued as one
+// group: each closure in its own
 // savepoint with its own session (its own commit record), then one MAT write and one
 // fdatasync for the group, then one SQLite COMMIT. That is group commit: concurrent
 // writers share syncs while each transaction keeps its own record.
@@ -31,17 +32,11 @@ public struct RecoveryReport: Sendable {
   public var end: MATPosition
 }
 
-public final class AuditedDatabase: @unchecked Sendable {
-  // @unchecked: all mutable state lives in `Writer`, touched only by the writer thread;
-  // the queue is guarded by `condition`.
+public final class AuditedDatabase: Sendable {
   public let layout: NodeLayout
   public let config: NodeConfig
   public let recovery: RecoveryReport
-  private let writer: Writer
-  private let condition = NSCondition()
-  private var queue: [WriteRequest] = []
-  private var closed = false
-  private var thread: Thread?
+  private let committer: GroupCommitter
 
   /// Opens a primary node's database, replaying MAT commits it lacks and cutting a torn tail.
   public static func open(node: String) throws -> AuditedDatabase {
@@ -55,59 +50,34 @@ public final class AuditedDatabase: @unchecked Sendable {
     }
     let writer = try Writer(layout: layout, config: config)
     let report = try writer.openAndRecover()
-    return AuditedDatabase(layout: layout, config: config, writer: writer, recovery: report)
+    return AuditedDatabase(layout: layout, config: config, committer: GroupCommitter(writer), recovery: report)
   }
 
-  private init(layout: NodeLayout, config: NodeConfig, writer: Writer, recovery: RecoveryReport) {
+  private init(layout: NodeLayout, config: NodeConfig, committer: GroupCommitter, recovery: RecoveryReport) {
     self.layout = layout
     self.config = config
-    self.writer = writer
+    self.committer = committer
     self.recovery = recovery
-    let thread = Thread { [unowned self] in self.run() }
-    thread.name = "understudy-writer"
-    self.thread = thread
-    thread.start()
   }
 
-  deinit { close() }
+  deinit { committer.close() }
 
-  /// Stops the writer once the queued transactions are done.
-  public func close() {
-    condition.lock()
-    closed = true
-    condition.broadcast()
-    while thread != nil { condition.wait() }
-    condition.unlock()
-  }
+  /// Stops the writer once the queued transactions are done. Later writes fail.
+  public func close() { committer.close() }
 
   /// Runs `body` as one audited transaction and returns once it is durable.
   /// `commit` is nil when the transaction changed nothing (no record is written).
   public func write<T>(_ body: (Transaction) throws -> T) throws -> (value: T, commit: CommitInfo?) {
-    try withoutActuallyEscaping(body) { body in
-      var value: T?
-      let done = DispatchSemaphore(value: 0)
-      var outcome: Result<CommitInfo?, Error> = .failure(PrimaryError.closed)
-      // The caller blocks until the writer thread has run and released the closure.
-      let request = WriteRequest(
-        body: { value = try body($0) },
-        completion: {
-          outcome = $0
-          done.signal()
-        })
-      try enqueue(request)
-      done.wait()
-      let commit = try outcome.get()
-      return (value!, commit)
-    }
+    try committer.write(body)
   }
 
-  /// Queues `body` without waiting; `completion` runs on the writer thread once the
+  /// Queues `body` without waiting; `completion` runs on a committing thread once the
   /// transaction is durable or has failed. Requests run in the order they are queued.
   public func submit(
     _ body: @escaping @Sendable (Transaction) throws -> Void,
     completion: @escaping @Sendable (Result<CommitInfo?, Error>) -> Void
   ) throws {
-    try enqueue(WriteRequest(body: body, completion: completion))
+    try committer.enqueue(WriteRequest(body: body, completion: completion))
   }
 
   public func write<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> (
@@ -116,7 +86,7 @@ public final class AuditedDatabase: @unchecked Sendable {
     let box = ResultBox<T>()
     let commit: CommitInfo? = try await withCheckedThrowingContinuation { continuation in
       do {
-        try enqueue(
+        try committer.enqueue(
           WriteRequest(
             body: { box.value = try body($0) },
             completion: { continuation.resume(with: $0) }))
@@ -126,30 +96,100 @@ public final class AuditedDatabase: @unchecked Sendable {
     }
     return (box.value!, commit)
   }
+}
 
-  private func enqueue(_ request: WriteRequest) throws {
+/// The queue of write requests and who commits them: a synchronous caller that finds
+/// nobody committing, or else the writer thread.
+final class GroupCommitter: @unchecked Sendable {
+  // @unchecked: the queue and flags are guarded by `condition`; `writer` is used only by
+  // the thread that set `leading`, one at a time.
+  private let writer: Writer
+  private let condition = NSCondition()
+  private var queue: [WriteRequest] = []
+  private var closed = false
+  /// True while some thread commits a group; the connection has one user at a time.
+  private var leading = false
+  private var threadRunning = true
+
+  init(_ writer: Writer) {
+    self.writer = writer
+    let thread = Thread { [self] in run() }  // strong: the thread ends only after close()
+    thread.name = "understudy-writer"
+    thread.start()
+  }
+
+  func close() {
+    condition.lock()
+    closed = true
+    condition.broadcast()
+    while threadRunning { condition.wait() }
+    condition.unlock()
+  }
+
+  /// If no group is being committed, the calling thread commits the queue itself (its
+  /// own request among them) instead of waking the writer thread: one writer then pays
+  /// no thread handoff, and concurrent writers still share one sync.
+  func write<T>(_ body: (Transaction) throws -> T) throws -> (value: T, commit: CommitInfo?) {
+    try withoutActuallyEscaping(body) { body in
+      var value: T?
+      var outcome: Result<CommitInfo?, Error>?
+      let request = WriteRequest(
+        body: { value = try body($0) },
+        completion: { result in
+          self.condition.lock()
+          outcome = result
+          self.condition.unlock()
+        })
+      condition.lock()
+      defer { condition.unlock() }
+      guard !closed else { throw PrimaryError.closed }
+      queue.append(request)
+      while outcome == nil {
+        if leading || queue.isEmpty {
+          condition.wait()
+        } else {
+          commitQueuedGroup()
+        }
+      }
+      let commit = try outcome!.get()  // before `value`, which a failed body never set
+      return (value!, commit)
+    }
+  }
+
+  /// Queues a request for the writer thread (callers that must not block).
+  func enqueue(_ request: WriteRequest) throws {
     condition.lock()
     defer { condition.unlock() }
     guard !closed else { throw PrimaryError.closed }
     queue.append(request)
-    condition.signal()
+    condition.broadcast()
+  }
+
+  /// With the lock held and nobody leading: commits everything queued as one group,
+  /// releasing the lock meanwhile, then wakes everyone waiting.
+  private func commitQueuedGroup() {
+    leading = true
+    let group = queue
+    queue.removeAll(keepingCapacity: true)
+    condition.unlock()
+    writer.commit(group)
+    condition.lock()
+    leading = false
+    condition.broadcast()
   }
 
   private func run() {
+    condition.lock()
+    defer { condition.unlock() }
     while true {
-      condition.lock()
-      while queue.isEmpty && !closed { condition.wait() }
-      if queue.isEmpty && closed {
-        thread = nil
+      while (queue.isEmpty || leading) && !closed { condition.wait() }
+      if closed && queue.isEmpty && !leading {
         writer.shutdown()
+        threadRunning = false
         condition.broadcast()
-        condition.unlock()
         return
       }
-      let batch = queue
-      queue.removeAll(keepingCapacity: true)
-      condition.unlock()
-      writer.commit(batch)
+      if !queue.isEmpty && !leading { commitQueuedGroup() }
     }
   }
 }
@@ -189,6 +229,7 @@ final class Writer {
   var state: CommitState!
   /// Set when the MAT holds commits the database could not take; writes stop until reopen.
   var broken: String?
+  private var dataVersion: SQLiteValue = .null
 
   init(layout: NodeLayout, config: NodeConfig) throws {
     self.layout = layout
@@ -209,7 +250,7 @@ final class Writer {
       try connection.execute("COMMIT")
       return RecoveryReport(
         replayed: outcome.replayed, tornTail: outcome.tornTail?.position, tornTailReason: outcome.tornTail?.reason,
-        tornBytes: outcome.tornTail?.bytes ?? 0, end: outcome.state.end)
+        tornBytes: outcome.tornTail?.bytes ?? 0, end: outcome.trailEnd)
     } catch {
       try? connection.execute("ROLLBACK")
       throw error
@@ -218,10 +259,10 @@ final class Writer {
 
   private func catchUp() throws -> Recovery.Outcome {
     let outcome = try Recovery.catchUp(connection, trail: layout.mat, nodeID: config.nodeId)
-    let generation = try TrailReader(directory: layout.mat, from: outcome.state.end).generation
+    let generation = try TrailReader(directory: layout.mat, from: outcome.trailEnd).generation
     trail = try TrailWriter(
       directory: layout.mat, nodeID: config.nodeId, generation: generation, fileSize: config.trailFileSize,
-      end: outcome.state.end, lastCRC: outcome.lastCRC)
+      end: outcome.trailEnd, lastCRC: outcome.lastCRC)
     state = outcome.state
     return outcome
   }
@@ -229,10 +270,15 @@ final class Writer {
   /// Starts the group's SQLite transaction. If another process committed since our
   /// last group, the state row moved: catch up before writing at the trail's end.
   private func begin() throws {
-    try connection.execute("BEGIN IMMEDIATE")
-    let current = try CommitState.read(connection)
-    if current != state { _ = try catchUp() }
-    try schema.revalidate()
+    try connection.run(cached: "BEGIN IMMEDIATE")
+    // data_version moves only when another connection commits: then re-read the state.
+    let version = try connection.cached("PRAGMA data_version")
+    let changed = try version.step() && version.column(0) != dataVersion
+    if changed {
+      dataVersion = version.column(0)
+      if try CommitState.read(connection) != state { _ = try catchUp() }
+      try schema.revalidate()
+    }
   }
 
   func commit(_ batch: [WriteRequest]) {
@@ -252,12 +298,12 @@ final class Writer {
     var txid = state.lastTxid
     for request in batch {
       do {
-        try connection.execute("SAVEPOINT understudy_w")
+        try connection.run(cached: "SAVEPOINT understudy_w")
         let transaction = Transaction(connection: connection, policy: policy, schema: schema)
         do {
           try request.run(transaction)
           let items = try transaction.finish()
-          try connection.execute("RELEASE understudy_w")
+          try connection.run(cached: "RELEASE understudy_w")
           if items.isEmpty {
             committed.append((request, nil))
           } else {
@@ -268,8 +314,8 @@ final class Writer {
             committed.append((request, records.count - 1))
           }
         } catch {
-          try connection.execute("ROLLBACK TO understudy_w")
-          try connection.execute("RELEASE understudy_w")
+          try connection.run(cached: "ROLLBACK TO understudy_w")
+          try connection.run(cached: "RELEASE understudy_w")
           schema.invalidate()
           request.finish(.failure(error))
         }
@@ -295,7 +341,7 @@ final class Writer {
     }
     do {
       if !records.isEmpty { try newState.save(connection) }
-      try connection.execute("COMMIT")
+      try connection.run(cached: "COMMIT")
       state = newState
     } catch {
       // The MAT is the truth: these commits are durable there and a reopen replays them.

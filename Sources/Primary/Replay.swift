@@ -37,6 +37,9 @@ public enum Replay {
 enum Recovery {
   struct Outcome {
     var state: CommitState
+    /// Where the next record goes. Past `state.end` only at the start of a file that a
+    /// crash left empty after a roll-over: appending must continue there.
+    var trailEnd: MATPosition
     var lastCRC: UInt32
     var replayed: Int
     var tornTail: (position: MATPosition, reason: String, bytes: Int)?
@@ -84,12 +87,14 @@ enum Recovery {
         let cut = try TrailTail.cut(directory: trail, at: end)
         if replayed > 0 { try state.save(db) }
         return Outcome(
-          state: state, lastCRC: lastCRC, replayed: replayed,
+          state: state, trailEnd: end, lastCRC: reader.lastCRC ?? lastCRC, replayed: replayed,
           tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
       case .tornTail(let end, let reason):
         let cut = try TrailTail.cut(directory: trail, at: end)
         if replayed > 0 { try state.save(db) }
-        return Outcome(state: state, lastCRC: lastCRC, replayed: replayed, tornTail: (end, reason, cut))
+        return Outcome(
+          state: state, trailEnd: end, lastCRC: reader.lastCRC ?? lastCRC, replayed: replayed,
+          tornTail: (end, reason, cut))
       }
     }
   }

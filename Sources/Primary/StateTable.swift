@@ -50,7 +50,7 @@ struct CommitState: Equatable {
   }
 
   func save(_ db: Connection) throws {
-    let statement = try db.prepare(
+    let statement = try db.cached(
       "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
     try statement.bind([
       .integer(Int64(lastTxid.rawValue)),

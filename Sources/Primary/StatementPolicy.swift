@@ -12,6 +12,32 @@ final class StatementPolicy {
   private(set) var refusal: String?
   private(set) var writtenTables: Set<String> = []
 
+  /// What the policy said of a single statement, remembered per SQL text.
+  struct Verdict {
+    var isDDL: Bool
+    var refusal: String?
+    var writtenTables: Set<String>
+  }
+
+  private var verdicts: [String: Verdict] = [:]
+
+  /// The verdict on `sql`, preparing it into the connection's cache the first time;
+  /// nil when `sql` is not exactly one statement (the caller takes the general path).
+  func verdict(for sql: String, on connection: Connection) throws -> Verdict? {
+    if let v = verdicts[sql] { return v }
+    // A fresh prepare, so the authorizer surely runs (a cached handle would not ask it).
+    var statements = connection.statements(sql).makeIterator()
+    reset()
+    active = true
+    let first = try? statements.nextStatement()
+    active = false
+    let v = Verdict(isDDL: isDDL, refusal: refusal, writtenTables: writtenTables)
+    guard first != nil, (try? statements.nextStatement()) == nil else { return nil }
+    if verdicts.count >= 128 { verdicts.removeAll() }
+    verdicts[sql] = v
+    return v
+  }
+
   func reset() {
     isDDL = false
     refusal = nil

@@ -20,6 +20,12 @@ public final class Transaction {
 
   /// Runs one statement with `arguments`, or several separated by `;` without arguments.
   public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) throws {
+    if !arguments.isEmpty, let verdict = try policy.verdict(for: sql, on: connection), !verdict.isDDL {
+      // The hot path: a parameterised write, prepared once and judged once.
+      if let refusal = verdict.refusal { throw PrimaryError.statementRefused(statement: sql, reason: refusal) }
+      try run(try connection.cached(sql), arguments: arguments, writing: verdict.writtenTables)
+      return
+    }
     var statements = connection.statements(sql).makeIterator()
     var count = 0
     while let statement = try nextStatement(&statements) {
@@ -37,16 +43,23 @@ public final class Transaction {
         items.append(.ddl(statement.sql))
         schema.invalidate()
       } else {
-        for table in policy.writtenTables where try !schema.table(table).hasPrimaryKey {
-          throw PrimaryError.noPrimaryKey(table: table)
-        }
-        if !statement.isReadOnly && session == nil {
-          session = try Session(connection: connection, accept: Self.isUserTable)
-        }
-        try statement.run()
+        try run(statement, arguments: nil, writing: policy.writtenTables)
       }
     }
     if count == 0 { throw PrimaryError.emptySQL }
+  }
+
+  /// Runs a judged, non-DDL statement under the session.
+  private func run(_ statement: Statement, arguments: [SQLiteValue]?, writing tables: Set<String>) throws {
+    for table in tables where try !schema.table(table).hasPrimaryKey {
+      throw PrimaryError.noPrimaryKey(table: table)
+    }
+    if let arguments { try statement.bind(arguments) }
+    if !statement.isReadOnly && session == nil {
+      session = try Session(connection: connection, accept: Self.isUserTable)
+    }
+    defer { statement.reset() }
+    try statement.run()
   }
 
   /// Reads inside the transaction (it sees the transaction's own changes).

@@ -30,9 +30,13 @@ public final class Connection: @unchecked Sendable {
     handle = db
     self.path = path
     sqlite3_extended_result_codes(db, 1)
+    // Another connection may hold the lock for a moment (closing a WAL database
+    // checkpoints it); wait rather than fail at once.
+    sqlite3_busy_timeout(db, 10_000)
   }
 
   deinit {
+    clearCache()
     authorizerBox?.release()
     sqlite3_close_v2(handle)
   }
@@ -69,6 +73,56 @@ public final class Connection: @unchecked Sendable {
   /// Splits `sql` into its statements, preparing each only when the one before it has
   /// been handed out, so that a CREATE TABLE can be used by the statement after it.
   public func statements(_ sql: String) -> StatementSequence { StatementSequence(connection: self, sql: sql) }
+
+  // MARK: - Statement cache
+
+  /// Raw handles, finalized by this connection (a Statement object here would retain
+  /// its connection and never let it close).
+  private var cache: [String: OpaquePointer] = [:]
+
+  /// A prepared statement kept for reuse, reset and unbound; for statements run often
+  /// (the writer's own bookkeeping, an application's parameterised writes).
+  public func cached(_ sql: String) throws -> Statement {
+    if let handle = cache[sql] {
+      let statement = Statement(handle, connection: self, owned: false)
+      statement.reset()
+      return statement
+    }
+    if cache.count >= 128 { clearCache() }
+    var stmt: OpaquePointer?
+    var tail: UnsafePointer<CChar>?
+    let utf8 = Array(sql.utf8CString)
+    let rc = utf8.withUnsafeBufferPointer { buffer -> Int32 in
+      let rc = sqlite3_prepare_v3(
+        handle, buffer.baseAddress, Int32(buffer.count - 1), UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, &tail)
+      let rest = tail.map { String(cString: $0) } ?? ""
+      if rc == SQLITE_OK && !rest.allSatisfy({ $0.isWhitespace || $0 == ";" }) {
+        sqlite3_finalize(stmt)
+        stmt = nil
+        return SQLITE_MISUSE
+      }
+      return rc
+    }
+    if rc == SQLITE_MISUSE {
+      throw SQLiteError(code: rc, message: "expected one statement, found more", context: "prepare \(sql)")
+    }
+    try check(rc, "prepare \(sql)")
+    guard let stmt else { throw SQLiteError(code: SQLITE_MISUSE, message: "no statement", context: "prepare \(sql)") }
+    cache[sql] = stmt
+    return Statement(stmt, connection: self, owned: false)
+  }
+
+  private func clearCache() {
+    for handle in cache.values { sqlite3_finalize(handle) }
+    cache.removeAll()
+  }
+
+  /// Runs a cached statement without arguments (BEGIN, COMMIT, SAVEPOINT …).
+  public func run(cached sql: String) throws {
+    let statement = try cached(sql)
+    defer { statement.reset() }
+    try statement.run()
+  }
 
   public var changes: Int { Int(sqlite3_changes(handle)) }
   public var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }

@@ -4,14 +4,21 @@ import CUnderstudySQLite
 
 public final class Statement {
   let handle: OpaquePointer
-  unowned let connection: Connection
+  // Strong: a statement keeps its connection open (sqlite3_close_v2 would wait anyway).
+  let connection: Connection
 
-  init(_ handle: OpaquePointer, connection: Connection) {
+  /// False for a connection's cached statements, which the connection finalizes.
+  let owned: Bool
+
+  init(_ handle: OpaquePointer, connection: Connection, owned: Bool = true) {
     self.handle = handle
     self.connection = connection
+    self.owned = owned
   }
 
-  deinit { sqlite3_finalize(handle) }
+  deinit {
+    if owned { sqlite3_finalize(handle) } else { sqlite3_reset(handle) }
+  }
 
   /// The statement's text as written (for DDL, what a replica replays).
   public var sql: String { String(cString: sqlite3_sql(handle)) }
@@ -85,5 +92,8 @@ public final class Statement {
     }
   }
 
-  public func reset() { sqlite3_reset(handle) }
+  public func reset() {
+    sqlite3_reset(handle)
+    sqlite3_clear_bindings(handle)
+  }
 }

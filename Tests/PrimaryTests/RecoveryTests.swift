@@ -130,4 +130,38 @@ final class RecoveryTests: XCTestCase {
     try b.execute("UPDATE t SET b = 1.0 WHERE k = 'k3'")
     XCTAssertNotEqual(try DatabaseChecksum.compute(a).tables["t"], try DatabaseChecksum.compute(b).tables["t"])
   }
+
+  func testAnEmptyFileLeftByACrashedRollOverIsWhereWritingContinues() throws {
+    let n = try TestNode(self, trailFileSize: 4096)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    let last = try XCTUnwrap(try n.write("INSERT INTO t VALUES (1, 'x')"))
+    // A roll-over that created the next file and died before writing into it.
+    let seed = try TrailVerification.verify(n.layout.mat).records.last!.crc
+    _ = try TrailWriter.create(
+      directory: n.layout.mat, nodeID: try n.layout.loadConfig().nodeId, generation: Generation(1),
+      sno: last.end.sno + 1, chainSeed: seed, fileSize: 4096)
+    let next = try XCTUnwrap(try n.write("INSERT INTO t VALUES (2, 'y')"))
+    XCTAssertEqual(next.position, MATPosition(sno: last.end.sno + 1, rba: 64))
+    XCTAssertEqual(try n.trail().records.count, 3)
+    XCTAssertEqual(try n.replayChecksum(), try n.checksum())
+  }
+
+  func testABadRecordBeforeAHoleInTheTrailIsNotCutAsATornTail() throws {
+    let n = try TestNode(self, trailFileSize: 4096)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    for i in 0..<60 { try n.write("INSERT INTO t VALUES (?, ?)", [.integer(Int64(i)), .text(String(repeating: "x", count: 200))]) }
+    let snos = try n.layout.mat.snos()
+    XCTAssertGreaterThanOrEqual(snos.count, 3)
+    try FileManager.default.removeItem(atPath: n.layout.mat.filePath(sno: snos[1]))
+    XCTAssertThrowsError(try n.trail(), containing: ["AA0000000\(snos[1])", "hole"])
+    // The primary itself reads only from its last commit on, past the hole, so it opens;
+    // whoever needs the history (a rebuild, a backup) is refused, naming the file.
+    XCTAssertNoThrow(try n.open().close())
+    XCTAssertThrowsError(try n.replayChecksum(), containing: ["AA0000000\(snos[1])"])
+    // And a damaged record before the hole is never cut as if it were a torn tail.
+    let firstFile = n.layout.mat.filePath(sno: snos[0])
+    let handle = try FileHandle(path: firstFile, flags: O_RDWR)
+    try handle.write([0xFF], at: 64 + 40)
+    XCTAssertThrowsError(try TrailTail.cut(directory: n.layout.mat, at: MATPosition(sno: snos[0], rba: 64)), containing: ["later trail file exists"])
+  }
 }

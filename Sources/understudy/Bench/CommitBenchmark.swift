@@ -11,7 +11,6 @@ enum CommitBenchmark {
   struct Measurement {
     var commits: Int
     var seconds: Double
-    var syncs: Int = 0
     var rate: Double { Double(commits) / seconds }
   }
 

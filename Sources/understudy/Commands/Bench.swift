@@ -14,6 +14,8 @@ struct BenchCommit: ParsableCommand {
 
   @Option(help: "Seconds per measurement.")
   var seconds: Double = 3
+  @Option(help: "Writer counts to measure, comma-separated.")
+  var writers: String = "1,8"
   @Option(help: "Directory for the scratch databases (default: a new temporary directory).")
   var dir: String?
   @OptionGroup var output: JSONFlag
@@ -23,7 +25,11 @@ struct BenchCommit: ParsableCommand {
       let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
       defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
       var results: [CommitBenchmark.Result] = []
-      for writers in [1, 8] {
+      let counts = writers.split(separator: ",").compactMap { Int($0) }
+      guard !counts.isEmpty, counts.allSatisfy({ (1...256).contains($0) }) else {
+        throw ValidationError("--writers takes counts from 1 to 256, such as 1,8")
+      }
+      for writers in counts {
         Output.progress("plain SQLite, \(writers) writer(s)…", json: output.json)
         let plain = try CommitBenchmark.plainSQLite(dir: scratch, writers: writers, seconds: seconds)
         Output.progress("Understudy, \(writers) writer(s)…", json: output.json)
@@ -44,7 +50,6 @@ struct BenchCommit: ParsableCommand {
                     ("writers", .int(Int64($0.writers))), ("plainCommitsPerSecond", .double($0.plain.rate.rounded())),
                     ("understudyCommitsPerSecond", .double($0.understudy.rate.rounded())),
                     ("ratio", .double(($0.ratio * 100).rounded() / 100)),
-                    ("understudyTrailSyncs", .int(Int64($0.understudy.syncs))),
                   ])
                 })
             ),

@@ -93,7 +93,10 @@ struct SQL: ParsableCommand {
           window.signal()
         })
     }
+    // Wait for every queued line, then give the slots back: libdispatch refuses to
+    // dispose of a semaphore below its initial value.
     for _ in 0..<256 { window.wait() }
+    for _ in 0..<256 { window.signal() }
     if let failure = run.failure { throw failure }
   }
 
