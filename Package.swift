@@ -37,13 +37,14 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail"]),
-    .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary"]),
+    .target(name: "TestSupport", dependencies: ["Node"], path: "Tests/TestSupport"),
+    .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail", "TestSupport"]),
+    .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "TestSupport"]),
     // Runs the built `understudy` binary as a real process (it depends on the target so
     // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
-      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "understudy"]
+      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "TestSupport", "understudy"]
     ),
   ]
 )

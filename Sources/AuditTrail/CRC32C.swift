@@ -24,7 +24,14 @@ enum CRC32C {
     var i = 0
     let n = bytes.count
     tables.withUnsafeBufferPointer { t in
-      let t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6], t7 = t[7]
+      let t0 = t[0]
+      let t1 = t[1]
+      let t2 = t[2]
+      let t3 = t[3]
+      let t4 = t[4]
+      let t5 = t[5]
+      let t6 = t[6]
+      let t7 = t[7]
       while n - i >= 8 {
         let lo = UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
         let x = c ^ lo

@@ -98,7 +98,8 @@ public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
   public init(from decoder: Decoder) throws {
     let text = try decoder.singleValueContainer().decode(String.self)
     guard let id = NodeID(text) else {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a node id: \(text)"))
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: decoder.codingPath, debugDescription: "not a node id: \(text)"))
     }
     self = id
   }

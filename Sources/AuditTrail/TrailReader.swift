@@ -144,7 +144,8 @@ public final class TrailReader {
         position.rba += UInt64(size)
         lastCRC = crc
         return .record(
-          PositionedRecord(record: record, position: start, end: position, crc: crc, generation: file.header.generation))
+          PositionedRecord(record: record, position: start, end: position, crc: crc, generation: file.header.generation)
+        )
       }
     }
   }

@@ -5,6 +5,7 @@
 // default into existing rows, untracked and with triggers off, so the rows read the
 // same and their before images are right from then on.
 
+import Node
 import SQLiteSupport
 
 enum AddedColumnDefaults {
@@ -30,11 +31,13 @@ enum AddedColumnDefaults {
     for (table, columns) in try snapshot(db) {
       guard let old = before[table], columns.count > old.count else { continue }
       let added = Set(columns).subtracting(old)
-      let withDefaults = try db.query("SELECT name FROM pragma_table_info(?) WHERE dflt_value IS NOT NULL", [.text(table)])
-        .compactMap { row -> String? in
-          if case .text(let name) = row[0], added.contains(name) { return name }
-          return nil
-        }
+      let withDefaults = try db.query(
+        "SELECT name FROM pragma_table_info(?) WHERE dflt_value IS NOT NULL", [.text(table)]
+      )
+      .compactMap { row -> String? in
+        if case .text(let name) = row[0], added.contains(name) { return name }
+        return nil
+      }
       guard !withDefaults.isEmpty else { continue }
       try db.setTriggersEnabled(false)
       defer { try? db.setTriggersEnabled(true) }
@@ -48,5 +51,3 @@ enum DatabaseChecksumFilter {
   /// Names that are neither SQLite's nor Understudy's (column `m.name` of sqlite_schema).
   static let userObjects = "substr(m.name, 1, 7) <> 'sqlite_' AND substr(m.name, 1, 11) <> 'understudy_'"
 }
-
-import Node

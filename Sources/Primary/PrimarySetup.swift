@@ -33,7 +33,8 @@ public enum PrimarySetup {
         path: layout.root, reason: "the directory exists and is not empty; a node needs a new or empty directory")
     }
     guard options.trailFileSize >= 4096 else {
-      throw NodeError.badConfig(path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
+      throw NodeError.badConfig(
+        path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
     }
     if let listen = options.listen { _ = try HostPort(parsing: listen) }
 
@@ -45,7 +46,8 @@ public enum PrimarySetup {
       try db.execute("PRAGMA journal_mode = WAL")
       if let existing = try? CommitState.read(db) {
         throw NodeError.badConfig(
-          path: database, reason: "this database is already audited by node \(existing.nodeID); refusing to take it over")
+          path: database,
+          reason: "this database is already audited by node \(existing.nodeID); refusing to take it over")
       }
       let base = try DatabaseChecksum.compute(db)
       // Columns added by ALTER TABLE before this node existed: store their defaults now
@@ -58,7 +60,8 @@ public enum PrimarySetup {
         format: NodeConfig.currentFormat, nodeId: nodeID, role: .primary, database: database, listen: options.listen,
         generation: Generation(1), trailFileSize: options.trailFileSize, createdMicros: Clock.nowMicros(),
         base: .init(
-          position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty))
+          position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty)
+      )
       _ = try TrailWriter.create(
         directory: layout.mat, nodeID: nodeID, generation: config.generation, fileSize: options.trailFileSize)
       try layout.saveConfig(config)

@@ -46,7 +46,10 @@ struct CommitState: Equatable {
     try db.execute(Self.create)
     try db.query(
       "INSERT INTO understudy_state VALUES (1, ?, ?, NULL, NULL, ?, ?)",
-      [.text(nodeID.description), .integer(Int64(lastTxid.rawValue)), .integer(Int64(end.sno)), .integer(Int64(end.rba))])
+      [
+        .text(nodeID.description), .integer(Int64(lastTxid.rawValue)), .integer(Int64(end.sno)),
+        .integer(Int64(end.rba)),
+      ])
   }
 
   func save(_ db: Connection) throws {

@@ -81,7 +81,8 @@ final class StatementPolicy {
     case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:
       refuse("virtual tables are not supported: the session extension cannot capture their changes")
     case SQLITE_TRANSACTION:
-      refuse("\(r.argument1 ?? "transaction control") is not allowed: each write already runs as one audited transaction")
+      refuse(
+        "\(r.argument1 ?? "transaction control") is not allowed: each write already runs as one audited transaction")
     case SQLITE_ATTACH, SQLITE_DETACH:
       refuse("ATTACH and DETACH are not allowed: changes to attached databases would not be audited")
     case SQLITE_PRAGMA:

@@ -2,6 +2,7 @@
 // (a thread or a serial writer); nothing here locks.
 
 import CUnderstudySQLite
+import Foundation
 
 public final class Connection: @unchecked Sendable {
   // @unchecked: a connection is confined to one owner at a time by its users
@@ -219,5 +220,3 @@ public struct StatementSequence {
     }
   }
 }
-
-import Foundation

@@ -1,6 +1,7 @@
 // A SQLite value as Swift sees it, and the error every SQLite call turns into.
 
 import CUnderstudySQLite
+import Foundation
 
 public enum SQLiteValue: Hashable, Sendable, CustomStringConvertible {
   case null
@@ -42,8 +43,6 @@ public enum SQLiteValue: Hashable, Sendable, CustomStringConvertible {
     }
   }
 }
-
-import Foundation
 
 /// A failed SQLite call: the result code, SQLite's own message, and what we were doing.
 public struct SQLiteError: Error, CustomStringConvertible {

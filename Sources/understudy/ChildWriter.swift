@@ -42,7 +42,9 @@ final class ChildWriter {
     let data = Array((line + "\n").utf8)
     var done = 0
     while done < data.count {
-      let n = data[done...].withUnsafeBytes { write(input.fileHandleForWriting.fileDescriptor, $0.baseAddress, $0.count) }
+      let n = data[done...].withUnsafeBytes {
+        write(input.fileHandleForWriting.fileDescriptor, $0.baseAddress, $0.count)
+      }
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else { return false }
       done += n

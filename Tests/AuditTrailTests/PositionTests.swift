@@ -1,4 +1,5 @@
 import AuditTrail
+import Foundation
 import XCTest
 
 final class PositionTests: XCTestCase {
@@ -17,7 +18,10 @@ final class PositionTests: XCTestCase {
   }
 
   func testOrdersBySnoThenRba() {
-    let ps = [MATPosition(sno: 2, rba: 64), MATPosition(sno: 1, rba: 9000), MATPosition(sno: 2, rba: 8), MATPosition(sno: 1, rba: 64)]
+    let ps = [
+      MATPosition(sno: 2, rba: 64), MATPosition(sno: 1, rba: 9000), MATPosition(sno: 2, rba: 8),
+      MATPosition(sno: 1, rba: 64),
+    ]
     XCTAssertEqual(ps.sorted().map(\.description), ["1:64", "1:9000", "2:8", "2:64"])
   }
 
@@ -29,11 +33,9 @@ final class PositionTests: XCTestCase {
 
   func testFileNames() {
     XCTAssertEqual(TrailFormat.fileName(sno: 1), "AA00000001")
-    XCTAssertEqual(TrailFormat.fileName(sno: 12345678), "AA12345678")
+    XCTAssertEqual(TrailFormat.fileName(sno: 12_345_678), "AA12345678")
     XCTAssertEqual(TrailFormat.sno(fileName: "AA00000002"), 2)
     XCTAssertNil(TrailFormat.sno(fileName: "AA00000002.tmp"))
     XCTAssertNil(TrailFormat.sno(fileName: "AB00000002"))
   }
 }
-
-import Foundation

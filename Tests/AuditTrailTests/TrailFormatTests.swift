@@ -15,7 +15,9 @@ final class TrailFormatTests: XCTestCase {
 
   func testRecordRoundTripsAndIsAligned() throws {
     for size in [0, 1, 7, 8, 9, 100, 4096] {
-      let record = Record(type: .commit, txid: TransactionID(42), commitMicros: -5, payload: payload(size, size: size), prevCRC: 0xDEAD_BEEF)
+      let record = Record(
+        type: .commit, txid: TransactionID(42), commitMicros: -5, payload: payload(size, size: size),
+        prevCRC: 0xDEAD_BEEF)
       let bytes = record.encoded()
       XCTAssertEqual(bytes.count % 8, 0)
       XCTAssertEqual(bytes.count, 32 + (size + 7) / 8 * 8)
@@ -31,7 +33,9 @@ final class TrailFormatTests: XCTestCase {
     XCTAssertEqual(bytes.count, 64)
     XCTAssertEqual(try FileHeader.decode(bytes).get(), header)
     bytes[8] = 2  // version 2
-    guard case .failure(.unsupportedVersion(2)) = FileHeader.decode(bytes) else { return XCTFail("version not refused") }
+    guard case .failure(.unsupportedVersion(2)) = FileHeader.decode(bytes) else {
+      return XCTFail("version not refused")
+    }
     bytes = header.encoded()
     bytes[0] = UInt8(ascii: "X")
     guard case .failure(.badMagic) = FileHeader.decode(bytes) else { return XCTFail("magic not refused") }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import AuditTrail
@@ -35,7 +36,8 @@ final class TrailReadWriteTests: XCTestCase {
     let writer = try TrailWriter(
       directory: dir, nodeID: node, generation: Generation(1), fileSize: 4096, end: first[1].end, lastCRC: first[1].crc)
     let batch = (0..<30).map {
-      PendingRecord(type: .commit, txid: TransactionID(UInt64(3 + $0)), commitMicros: 0, payload: payload($0, size: 300))
+      PendingRecord(
+        type: .commit, txid: TransactionID(UInt64(3 + $0)), commitMicros: 0, payload: payload($0, size: 300))
     }
     let appended = try writer.append(batch)
     XCTAssertEqual(appended.count, 30)
@@ -58,13 +60,16 @@ final class TrailReadWriteTests: XCTestCase {
         let copy = TrailDirectory(path: root + "/cut-\(cut)-\(physical)")
         try FileManager.default.createDirectory(atPath: copy.path, withIntermediateDirectories: true)
         // Unwritten space in a preallocated file is zeros; a shorter file is the other way to be torn.
-        let torn = physical ? Array(bytes[0..<cut]) : Array(bytes[0..<cut]) + [UInt8](repeating: 0, count: bytes.count - cut)
+        let torn =
+          physical ? Array(bytes[0..<cut]) : Array(bytes[0..<cut]) + [UInt8](repeating: 0, count: bytes.count - cut)
         try writeBytes(torn, copy.filePath(sno: 1))
         let v = try TrailVerification.verify(copy)
         XCTAssertEqual(v.records.count, 2, "cut at \(cut)")
         XCTAssertEqual(v.end, last.position, "cut at \(cut)")
         // An all-zero header is the plain end of the trail; anything else is a torn record.
-        if cut > Int(last.position.rba) + 0 && torn[Int(last.position.rba)..<min(cut, Int(last.position.rba) + 32)].contains(where: { $0 != 0 }) {
+        if cut > Int(last.position.rba) + 0
+          && torn[Int(last.position.rba)..<min(cut, Int(last.position.rba) + 32)].contains(where: { $0 != 0 })
+        {
           XCTAssertEqual(v.tornTail?.position, last.position, "cut at \(cut)")
         }
         // Recovery cuts it: afterwards the trail ends cleanly at the last whole record.
@@ -102,13 +107,15 @@ final class TrailReadWriteTests: XCTestCase {
         let lastRecordStart = baseline.records.last!.position
         if let torn = v.tornTail {
           // Damage in the last record, or a header-like flip right at the end.
-          XCTAssertTrue([lastRecordStart, baseline.end].contains(torn.position), "\(context): torn at \(torn.position)")
+          XCTAssertTrue(
+            [lastRecordStart, baseline.end].contains(torn.position), "\(context): torn at \(torn.position)")
           XCTAssertEqual(sno, lastRecordStart.sno, context)
           if torn.position == baseline.end {
             XCTAssertTrue(v.records.map(\.record) == baseline.records.map(\.record), context)
           }
         } else {
-          XCTAssertNotNil(v.garbageAfterEnd, "\(context): read \(v.records.count) of \(baseline.records.count) records to \(v.end)")
+          XCTAssertNotNil(
+            v.garbageAfterEnd, "\(context): read \(v.records.count) of \(baseline.records.count) records to \(v.end)")
           XCTAssertTrue(v.records.map(\.record) == baseline.records.map(\.record), context)
         }
       } catch let error as TrailError {

@@ -1,16 +1,23 @@
 import Foundation
+import TestSupport
 import XCTest
 
 final class CommandOutputTests: XCTestCase {
   func testEveryJSONOutputMatchesItsSchema() throws {
     let root = try temporaryDirectory(self)
     let node = root + "/node"
-    let created = try understudy(["init", "primary", "--node", node, "--db", root + "/db.sqlite", "--listen", "127.0.0.1:7001", "--json"])
+    let created = try understudy([
+      "init", "primary", "--node", node, "--db", root + "/db.sqlite", "--listen", "127.0.0.1:7001", "--json",
+    ])
     XCTAssertEqual(created.status, 0, created.stderr)
     try assertConforms(created.json, to: "init.schema.json")
-    try assertConforms(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: node + "/understudy.json"))), to: "node-config.schema.json")
+    try assertConforms(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: node + "/understudy.json"))),
+      to: "node-config.schema.json")
 
-    let ddl = try understudy(["sql", "--node", node, "--json", "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, pic BLOB)"])
+    let ddl = try understudy([
+      "sql", "--node", node, "--json", "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, score REAL, pic BLOB)",
+    ])
     XCTAssertEqual(ddl.status, 0, ddl.stderr)
     try assertConforms(ddl.json, to: "sql.schema.json")
     let first = ddl.json as? [String: Any]
@@ -19,12 +26,15 @@ final class CommandOutputTests: XCTestCase {
 
     let lines = try understudy(
       ["sql", "--node", node, "--each-line", "--json"],
-      stdin: "INSERT INTO t VALUES (1, 'a', 1.5, x'00ff')\n\nINSERT INTO t VALUES (2, 'b', NULL, NULL)\nSELECT 1\nUPDATE t SET name = 'z' WHERE id = 1")
+      stdin:
+        "INSERT INTO t VALUES (1, 'a', 1.5, x'00ff')\n\nINSERT INTO t VALUES (2, 'b', NULL, NULL)\nSELECT 1\nUPDATE t SET name = 'z' WHERE id = 1"
+    )
     XCTAssertEqual(lines.status, 0, lines.stderr)
     XCTAssertEqual(lines.jsonLines.count, 4)
     for line in lines.jsonLines { try assertConforms(line, to: "sql.schema.json") }
     XCTAssertEqual(lines.jsonLines.compactMap { ($0 as? [String: Any])?["line"] as? Int }, [1, 3, 4, 5])
-    XCTAssertTrue((lines.jsonLines[2] as? [String: Any])?["txid"] is NSNull, "a line that changes nothing commits nothing")
+    XCTAssertTrue(
+      (lines.jsonLines[2] as? [String: Any])?["txid"] is NSNull, "a line that changes nothing commits nothing")
 
     let query = try understudy(["query", "--node", node, "--json", "SELECT * FROM t ORDER BY id"])
     try assertConforms(query.json, to: "query.schema.json")
@@ -66,7 +76,9 @@ final class CommandOutputTests: XCTestCase {
     let root = try temporaryDirectory(self)
     let node = root + "/node"
     XCTAssertEqual(try understudy(["init", "primary", "--node", node, "--db", root + "/db.sqlite"]).status, 0)
-    XCTAssertEqual(try understudy(["sql", "--node", node, "CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE loose(a)"]).status, 0)
+    XCTAssertEqual(
+      try understudy(["sql", "--node", node, "CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE loose(a)"]).status, 0
+    )
     let before = try understudy(["status", "--node", node, "--json"]).stdout
     let sumBefore = try understudy(["checksum", "--node", node, "--json"]).stdout
     let cases: [([String], [String])] = [
@@ -78,7 +90,9 @@ final class CommandOutputTests: XCTestCase {
       (["trail", "dump", "--node", node, "--from", "abc"], ["invalid MAT position 'abc'"]),
       (["trail", "dump", "--node", node, "--from", "9:64"], ["AA00000009"]),
       (["init", "primary", "--node", node, "--db", root + "/other.sqlite"], ["already holds an Understudy node"]),
-      (["init", "primary", "--node", root + "/n2", "--db", root + "/n2.sqlite", "--listen", "localhost"], ["HOST:PORT"]),
+      (
+        ["init", "primary", "--node", root + "/n2", "--db", root + "/n2.sqlite", "--listen", "localhost"], ["HOST:PORT"]
+      ),
       (["query", "--node", node, "DELETE FROM t"], ["read-only"]),
       (["sql", "--node", node, "UPDATE understudy_state SET last_txid = 0"], ["belongs to Understudy"]),
     ]
@@ -97,10 +111,13 @@ final class CommandOutputTests: XCTestCase {
     // One bad line stops an --each-line run: the lines before it are committed, none after.
     let run = try understudy(
       ["sql", "--node", node, "--each-line", "--json"],
-      stdin: "INSERT INTO t VALUES (10)\nINSERT INTO t VALUES (11)\nINSERT INTO nope VALUES (1)\nINSERT INTO t VALUES (12)\n")
+      stdin:
+        "INSERT INTO t VALUES (10)\nINSERT INTO t VALUES (11)\nINSERT INTO nope VALUES (1)\nINSERT INTO t VALUES (12)\n"
+    )
     XCTAssertEqual(run.status, 1)
     XCTAssertTrue(run.stderr.contains("line 3:") && run.stderr.contains("no such table: nope"), run.stderr)
-    let ids = try understudy(["query", "--node", node, "--json", "SELECT id FROM t ORDER BY id"]).json as? [String: Any]
+    let ids =
+      try understudy(["query", "--node", node, "--json", "SELECT id FROM t ORDER BY id"]).json as? [String: Any]
     XCTAssertEqual((ids?["rows"] as? [[Int]])?.flatMap { $0 }, [10, 11])
   }
 

@@ -9,6 +9,7 @@ import Foundation
 import Node
 import Primary
 import SQLiteSupport
+import TestSupport
 import XCTest
 
 final class CrashTests: XCTestCase {
@@ -18,9 +19,14 @@ final class CrashTests: XCTestCase {
     let root = try temporaryDirectory(self)
     let node = root + "/node"
     // Small trail files, so that kills land around roll-overs too.
-    XCTAssertEqual(try understudy(["init", "primary", "--node", node, "--db", root + "/db.sqlite", "--trail-file-size", "8192"]).status, 0)
     XCTAssertEqual(
-      try understudy(["sql", "--node", node, "CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE scratch(id INTEGER PRIMARY KEY)"]).status, 0)
+      try understudy(["init", "primary", "--node", node, "--db", root + "/db.sqlite", "--trail-file-size", "8192"])
+        .status, 0)
+    XCTAssertEqual(
+      try understudy([
+        "sql", "--node", node,
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE scratch(id INTEGER PRIMARY KEY)",
+      ]).status, 0)
 
     var workload = Workload()
     var acknowledged: [Int: Int] = [:]  // items id -> txid
@@ -60,7 +66,8 @@ final class CrashTests: XCTestCase {
       _ = try Replay.rebuild(trail: NodeLayout(root: node).mat, into: replayPath)
       XCTAssertEqual(primary, try DatabaseChecksum.compute(Connection(path: replayPath, mode: .readOnly)), context)
       let present = Set(
-        try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT id FROM items").compactMap { row -> Int? in
+        try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT id FROM items").compactMap {
+          row -> Int? in
           if case .integer(let v) = row[0] { return Int(v) }
           return nil
         })

@@ -3,6 +3,7 @@
 // and local $ref. Enough to hold every command's JSON to its published shape.
 
 import Foundation
+import TestSupport
 
 struct SchemaValidator {
   let root: [String: Any]
@@ -85,6 +86,3 @@ struct SchemaValidator {
     }
   }
 }
-
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-  .deletingLastPathComponent()

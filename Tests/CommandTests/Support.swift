@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// The `understudy` binary built beside this test bundle.
@@ -12,7 +13,9 @@ struct Outcome {
   var stdout: String
   var stderr: String
   var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8)) }
-  var jsonLines: [Any] { stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } }
+  var jsonLines: [Any] {
+    stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
+  }
 }
 
 /// Runs `understudy ARGS…` to completion.
@@ -37,31 +40,6 @@ func understudy(_ arguments: [String], stdin: String? = nil, environment: [Strin
   return Outcome(
     status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
     stderr: String(decoding: stderrData, as: UTF8.self))
-}
-
-func temporaryDirectory(_ test: XCTestCase, _ name: String = #function) throws -> String {
-  let path = NSTemporaryDirectory() + "understudy-test-\(name.filter(\.isLetter))-\(UUID().uuidString.prefix(8))"
-  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-  return path
-}
-
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
-
-func testSeed(_ name: String) -> UInt64 {
-  let seed = ProcessInfo.processInfo.environment["UNDERSTUDY_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...999_999)
-  print("\(name): seed \(seed) (set UNDERSTUDY_TEST_SEED=\(seed) to repeat)")
-  return seed
 }
 
 func assertConforms(_ value: Any?, to schema: String, file: StaticString = #filePath, line: UInt = #line) throws {

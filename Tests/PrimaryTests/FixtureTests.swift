@@ -3,6 +3,7 @@ import Foundation
 import Node
 import Primary
 import SQLiteSupport
+import TestSupport
 import XCTest
 
 /// A trail written by format version 1 must read, decode and replay the same forever.
@@ -16,7 +17,8 @@ final class FixtureTests: XCTestCase {
     XCTAssertNil(v.garbageAfterEnd)
     XCTAssertEqual(v.records.count, 34)
     let dump = JSON.object([
-      ("records", .array(try v.records.map { try DecodedTransaction($0).json })), ("end", v.end.json), ("tornTail", .null),
+      ("records", .array(try v.records.map { try DecodedTransaction($0).json })), ("end", v.end.json),
+      ("tornTail", .null),
     ])
     let actual = try JSONSerialization.jsonObject(with: Data(dump.serialized().utf8)) as! NSDictionary
     let expected =

@@ -3,6 +3,7 @@ import Foundation
 import Node
 import Primary
 import SQLiteSupport
+import TestSupport
 import XCTest
 
 final class RecoveryTests: XCTestCase {
@@ -58,7 +59,11 @@ final class RecoveryTests: XCTestCase {
     let handle = try FileHandle(path: n.layout.mat.filePath(sno: 1), flags: O_WRONLY)
     try handle.write([UInt8](repeating: 0, count: Int(last.end.rba - last.position.rba)), at: Int(last.position.rba))
     let sum = try n.checksum()
-    XCTAssertThrowsError(try n.open(), containing: ["ahead of its Master Audit Trail", "transaction 2", "\(last.position)", "trail ends at \(last.position)"])
+    XCTAssertThrowsError(
+      try n.open(),
+      containing: [
+        "ahead of its Master Audit Trail", "transaction 2", "\(last.position)", "trail ends at \(last.position)",
+      ])
     XCTAssertEqual(try n.checksum(), sum)
   }
 
@@ -88,9 +93,11 @@ final class RecoveryTests: XCTestCase {
   func testInitRefusesAnExistingNodeAndAnAuditedDatabase() throws {
     let n = try TestNode(self)
     XCTAssertThrowsError(
-      try PrimarySetup.initPrimary(.init(node: n.node, database: n.root + "/other.sqlite")), containing: ["already holds an Understudy node"])
+      try PrimarySetup.initPrimary(.init(node: n.node, database: n.root + "/other.sqlite")),
+      containing: ["already holds an Understudy node"])
     XCTAssertThrowsError(
-      try PrimarySetup.initPrimary(.init(node: n.root + "/second", database: n.database)), containing: ["already audited by node"])
+      try PrimarySetup.initPrimary(.init(node: n.root + "/second", database: n.database)),
+      containing: ["already audited by node"])
     XCTAssertFalse(FileManager.default.fileExists(atPath: n.root + "/second"), "nothing half-made is left")
   }
 
@@ -118,7 +125,9 @@ final class RecoveryTests: XCTestCase {
     func make(_ name: String, order: [Int]) throws -> Connection {
       let db = try Connection(path: "\(root)/\(name).sqlite", mode: .readWriteCreate)
       try db.execute("CREATE TABLE t(k TEXT PRIMARY KEY, v REAL, b BLOB)")
-      for i in order { try db.query("INSERT INTO t VALUES (?, ?, ?)", [.text("k\(i)"), .real(Double(i) / 3), .blob([UInt8(i)])]) }
+      for i in order {
+        try db.query("INSERT INTO t VALUES (?, ?, ?)", [.text("k\(i)"), .real(Double(i) / 3), .blob([UInt8(i)])])
+      }
       return db
     }
     let a = try make("a", order: Array(0..<200))
@@ -149,7 +158,9 @@ final class RecoveryTests: XCTestCase {
   func testABadRecordBeforeAHoleInTheTrailIsNotCutAsATornTail() throws {
     let n = try TestNode(self, trailFileSize: 4096)
     try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    for i in 0..<60 { try n.write("INSERT INTO t VALUES (?, ?)", [.integer(Int64(i)), .text(String(repeating: "x", count: 200))]) }
+    for i in 0..<60 {
+      try n.write("INSERT INTO t VALUES (?, ?)", [.integer(Int64(i)), .text(String(repeating: "x", count: 200))])
+    }
     let snos = try n.layout.mat.snos()
     XCTAssertGreaterThanOrEqual(snos.count, 3)
     try FileManager.default.removeItem(atPath: n.layout.mat.filePath(sno: snos[1]))
@@ -162,6 +173,8 @@ final class RecoveryTests: XCTestCase {
     let firstFile = n.layout.mat.filePath(sno: snos[0])
     let handle = try FileHandle(path: firstFile, flags: O_RDWR)
     try handle.write([0xFF], at: 64 + 40)
-    XCTAssertThrowsError(try TrailTail.cut(directory: n.layout.mat, at: MATPosition(sno: snos[0], rba: 64)), containing: ["later trail file exists"])
+    XCTAssertThrowsError(
+      try TrailTail.cut(directory: n.layout.mat, at: MATPosition(sno: snos[0], rba: 64)),
+      containing: ["later trail file exists"])
   }
 }

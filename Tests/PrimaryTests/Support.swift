@@ -3,14 +3,8 @@ import Foundation
 import Node
 import Primary
 import SQLiteSupport
+import TestSupport
 import XCTest
-
-func temporaryDirectory(_ test: XCTestCase, _ name: String = #function) throws -> String {
-  let path = NSTemporaryDirectory() + "understudy-test-\(name.filter(\.isLetter))-\(UUID().uuidString.prefix(8))"
-  try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-  return path
-}
 
 /// A primary node in a fresh directory: `root/node` around `root/db.sqlite`.
 struct TestNode {

@@ -68,7 +68,9 @@ final class WritePathTests: XCTestCase {
       return nil
     }.first
     XCTAssertEqual(update?.old?.first { $0.0 == "b" }?.1, .integer(7))
-    XCTAssertEqual(try n.rows("SELECT id, a, b FROM t ORDER BY id"), [[.integer(1), .text("one"), .integer(11)], [.integer(2), .text("two"), .integer(22)]])
+    XCTAssertEqual(
+      try n.rows("SELECT id, a, b FROM t ORDER BY id"),
+      [[.integer(1), .text("one"), .integer(11)], [.integer(2), .text("two"), .integer(22)]])
   }
 
   func testTriggerEffectsAreCapturedAndNotAppliedTwiceOnReplay() throws {
@@ -89,7 +91,9 @@ final class WritePathTests: XCTestCase {
     try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE loose(x, y)")
     let before = try n.trail().end
     let checksum = try n.checksum()
-    XCTAssertThrowsError(try n.write("INSERT INTO t VALUES (1); INSERT INTO loose VALUES (1, 2)"), containing: ["table loose has no PRIMARY KEY", "session extension"])
+    XCTAssertThrowsError(
+      try n.write("INSERT INTO t VALUES (1); INSERT INTO loose VALUES (1, 2)"),
+      containing: ["table loose has no PRIMARY KEY", "session extension"])
     // Through a trigger too: the authorizer sees the trigger's body.
     try n.write("CREATE TRIGGER sneak AFTER INSERT ON t BEGIN INSERT INTO loose VALUES (new.id, 0); END")
     XCTAssertThrowsError(try n.write("INSERT INTO t VALUES (2)"), containing: ["table loose has no PRIMARY KEY"])
@@ -166,7 +170,11 @@ final class WritePathTests: XCTestCase {
       group.enter()
       Thread {
         for i in 0..<40 {
-          let r = Result { try db.write { try $0.execute("INSERT INTO t VALUES (?, ?)", [.integer(Int64(w * 1000 + i)), .integer(Int64(w))]) }.commit }
+          let r = Result {
+            try db.write {
+              try $0.execute("INSERT INTO t VALUES (?, ?)", [.integer(Int64(w * 1000 + i)), .integer(Int64(w))])
+            }.commit
+          }
           commits.add(w * 1000 + i, r.map { $0 })
         }
         group.leave()

@@ -52,7 +52,8 @@ enum CommitBenchmark {
     let counts = try runWriters(writers, seconds: seconds) { writer in
       Job {
         _ = try db.write {
-          try $0.execute(insert, [.integer(Int64(writer)), .text("payload of a typical row, about sixty bytes long....")])
+          try $0.execute(
+            insert, [.integer(Int64(writer)), .text("payload of a typical row, about sixty bytes long....")])
         }
       }
     }

@@ -40,7 +40,9 @@ struct Demo: ParsableCommand {
       let db = try AuditedDatabase.open(node: node)
       _ = try db.write { tx in
         try tx.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER NOT NULL)")
-        for i in 1...20 { try tx.execute("INSERT INTO accounts VALUES (?, ?, 1000)", [.integer(Int64(i)), .text("owner \(i)")]) }
+        for i in 1...20 {
+          try tx.execute("INSERT INTO accounts VALUES (?, ?, 1000)", [.integer(Int64(i)), .text("owner \(i)")])
+        }
         try tx.execute("CREATE TABLE ledger(id INTEGER PRIMARY KEY, account INTEGER NOT NULL, amount INTEGER NOT NULL)")
       }
       db.close()
@@ -49,8 +51,14 @@ struct Demo: ParsableCommand {
       var line = 0
       let rounds: [(String, String?)] = [
         ("killed at a random moment", nil),
-        ("killed right after its MAT sync, before SQLite commits", "after-trail-sync:\(Int.random(in: 2...4, using: &rng))"),
-        ("killed halfway through writing its records to the MAT", "torn-trail-write:\(Int.random(in: 2...4, using: &rng))"),
+        (
+          "killed right after its MAT sync, before SQLite commits",
+          "after-trail-sync:\(Int.random(in: 2...4, using: &rng))"
+        ),
+        (
+          "killed halfway through writing its records to the MAT",
+          "torn-trail-write:\(Int.random(in: 2...4, using: &rng))"
+        ),
       ]
       for (i, (what, failpoint)) in rounds.enumerated() {
         let step = 2 + i * 2
@@ -88,17 +96,21 @@ struct Demo: ParsableCommand {
         let r = reopened.recovery
         Output.line(
           "   replayed \(r.replayed) transaction(s); "
-            + (r.tornTail.map { "cut a torn tail of \(r.tornBytes) bytes at \($0)" } ?? "no torn tail") + "; trail end \(r.end)")
+            + (r.tornTail.map { "cut a torn tail of \(r.tornBytes) bytes at \($0)" } ?? "no torn tail")
+            + "; trail end \(r.end)")
         reopened.close()
       }
 
       Output.line("8. check what was promised")
       let conn = try Connection(path: root + "/bank.sqlite", mode: .readOnly)
-      let present = Set(try conn.query("SELECT id FROM ledger").compactMap { row -> Int? in
-        if case .integer(let v) = row[0] { return Int(v) }
-        return nil
-      })
-      check(acknowledged.keys.allSatisfy(present.contains), "every acknowledged transaction is in the database (\(acknowledged.count))")
+      let present = Set(
+        try conn.query("SELECT id FROM ledger").compactMap { row -> Int? in
+          if case .integer(let v) = row[0] { return Int(v) }
+          return nil
+        })
+      check(
+        acknowledged.keys.allSatisfy(present.contains),
+        "every acknowledged transaction is in the database (\(acknowledged.count))")
       let total = try conn.scalarInt("SELECT sum(balance) FROM accounts") ?? 0
       let moved = try conn.scalarInt("SELECT coalesce(sum(amount), 0) FROM ledger") ?? 0
       check(total == 20_000 + moved, "balances add up: 20000 + ledger \(moved) = \(total)")
@@ -110,18 +122,5 @@ struct Demo: ParsableCommand {
       Output.line(failures == 0 ? "demo passed" : "demo FAILED: \(failures) check(s)")
       if failures > 0 { throw ExitCode(1) }
     }
-  }
-}
-
-/// SplitMix64: a small seeded generator, so a run can be repeated from its printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }

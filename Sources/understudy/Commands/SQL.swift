@@ -26,7 +26,9 @@ struct SQL: ParsableCommand {
   func validate() throws {
     if eachLine && !sql.isEmpty { throw ValidationError("--each-line reads --file or standard input, not arguments") }
     if !eachLine && sql.isEmpty && file == nil { throw ValidationError("give SQL as arguments or with --file") }
-    if !eachLine && !sql.isEmpty && file != nil { throw ValidationError("give SQL as arguments or with --file, not both") }
+    if !eachLine && !sql.isEmpty && file != nil {
+      throw ValidationError("give SQL as arguments or with --file, not both")
+    }
   }
 
   func run() throws {

@@ -17,7 +17,9 @@ struct Status: ParsableCommand {
       Output.line("node        \(s.node) (id \(s.nodeId))")
       Output.line("role        \(s.role), generation \(s.generation)")
       Output.line("database    \(s.database)")
-      Output.line("trail end   \(s.trailEnd) (\(s.trailFiles) file\(s.trailFiles == 1 ? "" : "s"), last transaction \(s.lastTxid))")
+      Output.line(
+        "trail end   \(s.trailEnd) (\(s.trailFiles) file\(s.trailFiles == 1 ? "" : "s"), last transaction \(s.lastTxid))"
+      )
       Output.line("durable end \(s.durableEnd)")
       Output.line(
         "database at \(s.databaseEnd)"

@@ -26,7 +26,9 @@ struct TrailDump: ParsableCommand {
       if let from {
         start = try MATPosition(parsing: from)
       } else {
-        guard let first = try layout.mat.snos().first else { throw CommandError("\(layout.mat.path) holds no trail files") }
+        guard let first = try layout.mat.snos().first else {
+          throw CommandError("\(layout.mat.path) holds no trail files")
+        }
         start = MATPosition(sno: first, rba: TrailFormat.firstRBA)
       }
       let reader = try TrailReader(directory: layout.mat, from: start)
