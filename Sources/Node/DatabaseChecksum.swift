@@ -15,15 +15,12 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
   public var checksum: String
   public var tables: [String: Table]
 
-  /// Tables and schema objects that belong to SQLite or Understudy, not the user.
-  public static let internalObjectFilter =
-    "substr(name, 1, 7) <> 'sqlite_' AND substr(name, 1, 11) <> 'understudy_'"
-
   public static func compute(_ db: Connection) throws -> DatabaseChecksum {
     var overall = SHA256()
     var tables: [String: Table] = [:]
     let schema = try db.query(
-      "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE \(internalObjectFilter) ORDER BY type, name")
+      "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE \(ObjectNames.userFilter(column: "name")) ORDER BY type, name"
+    )
     for entry in schema {
       feed(&overall, entry)
       guard case .text("table") = entry[0], case .text(let name) = entry[1] else { continue }

@@ -11,13 +11,21 @@ import SQLiteSupport
 enum AddedColumnDefaults {
   typealias Snapshot = [String: [String]]
 
+  /// Runs one DDL statement (`run`) and stores the defaults of any columns it added:
+  /// the one way both the writer and the replayer execute DDL.
+  static func executeDDL(on db: Connection, _ run: () throws -> Void) throws {
+    let before = try snapshot(db)
+    try run()
+    try materialize(since: before, db)
+  }
+
   /// Every user table's columns.
   static func snapshot(_ db: Connection) throws -> Snapshot {
     var out: Snapshot = [:]
     for row in try db.query(
       """
       SELECT m.name, p.name FROM sqlite_schema m, pragma_table_info(m.name) p
-      WHERE m.type = 'table' AND \(DatabaseChecksumFilter.userObjects) ORDER BY m.name, p.cid
+      WHERE m.type = 'table' AND \(ObjectNames.userFilter(column: "m.name")) ORDER BY m.name, p.cid
       """)
     {
       guard case .text(let table) = row[0], case .text(let column) = row[1] else { continue }
@@ -45,9 +53,4 @@ enum AddedColumnDefaults {
       try db.execute("UPDATE main.\(quoteIdentifier(table)) SET \(assignments)")
     }
   }
-}
-
-enum DatabaseChecksumFilter {
-  /// Names that are neither SQLite's nor Understudy's (column `m.name` of sqlite_schema).
-  static let userObjects = "substr(m.name, 1, 7) <> 'sqlite_' AND substr(m.name, 1, 11) <> 'understudy_'"
 }

@@ -259,9 +259,8 @@ final class Writer {
 
   private func catchUp() throws -> Recovery.Outcome {
     let outcome = try Recovery.catchUp(connection, trail: layout.mat, nodeID: config.nodeId)
-    let generation = try TrailReader(directory: layout.mat, from: outcome.trailEnd).generation
     trail = try TrailWriter(
-      directory: layout.mat, nodeID: config.nodeId, generation: generation, fileSize: config.trailFileSize,
+      directory: layout.mat, nodeID: config.nodeId, generation: outcome.generation, fileSize: config.trailFileSize,
       end: outcome.trailEnd, lastCRC: outcome.lastCRC)
     state = outcome.state
     return outcome

@@ -20,10 +20,7 @@ public enum Replay {
     for item in items {
       do {
         switch item {
-        case .ddl(let sql):
-          let before = try AddedColumnDefaults.snapshot(db)
-          try db.execute(sql)
-          try AddedColumnDefaults.materialize(since: before, db)
+        case .ddl(let sql): try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
         case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
         }
       } catch {
@@ -40,6 +37,8 @@ enum Recovery {
     /// Where the next record goes. Past `state.end` only at the start of a file that a
     /// crash left empty after a roll-over: appending must continue there.
     var trailEnd: MATPosition
+    /// The generation of the file the trail ends in: the writer continues in it.
+    var generation: Generation
     var lastCRC: UInt32
     var replayed: Int
     var tornTail: (position: MATPosition, reason: String, bytes: Int)?
@@ -87,13 +86,15 @@ enum Recovery {
         let cut = try TrailTail.cut(directory: trail, at: end)
         if replayed > 0 { try state.save(db) }
         return Outcome(
-          state: state, trailEnd: end, lastCRC: reader.lastCRC ?? lastCRC, replayed: replayed,
+          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
+          replayed: replayed,
           tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
       case .tornTail(let end, let reason):
         let cut = try TrailTail.cut(directory: trail, at: end)
         if replayed > 0 { try state.save(db) }
         return Outcome(
-          state: state, trailEnd: end, lastCRC: reader.lastCRC ?? lastCRC, replayed: replayed,
+          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
+          replayed: replayed,
           tornTail: (end, reason, cut))
       }
     }

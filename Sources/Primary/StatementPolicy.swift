@@ -3,6 +3,7 @@
 // tables written, and refuses what the MAT could not carry to a replica.
 
 import CUnderstudySQLite
+import Node
 import SQLiteSupport
 
 final class StatementPolicy {
@@ -64,7 +65,7 @@ final class StatementPolicy {
       isDDL = true
       // The object and the table it belongs to; ALTER TABLE passes (database, table).
       let names = action == SQLITE_ALTER_TABLE ? [r.argument2] : [r.argument1, r.argument2]
-      if names.contains(where: { $0?.lowercased().hasPrefix("understudy_") == true }) {
+      if names.contains(where: { $0.map(ObjectNames.isUnderstudy) == true }) {
         refuse("Understudy's own tables (understudy_*) cannot be created, altered or dropped")
       }
       return .allow
@@ -72,10 +73,9 @@ final class StatementPolicy {
     switch action {
     case SQLITE_INSERT, SQLITE_UPDATE, SQLITE_DELETE:
       guard r.database == "main", let table = r.argument1 else { return .allow }
-      let lower = table.lowercased()
-      if lower.hasPrefix("understudy_") {
+      if ObjectNames.isUnderstudy(table) {
         refuse("table \(table) belongs to Understudy and cannot be written")
-      } else if !lower.hasPrefix("sqlite_") {
+      } else if !ObjectNames.isSQLite(table) {
         writtenTables.insert(table)
       }
     case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:

@@ -3,6 +3,7 @@
 // current changeset so that the commit record keeps DDL and changes in execution order.
 
 import AuditTrail
+import Node
 import SQLiteSupport
 
 public final class Transaction {
@@ -37,9 +38,7 @@ public final class Transaction {
       try statement.bind(arguments)
       if policy.isDDL {
         try flushSession()
-        let before = try AddedColumnDefaults.snapshot(connection)
-        try statement.run()
-        try AddedColumnDefaults.materialize(since: before, connection)
+        try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
         items.append(.ddl(statement.sql))
         schema.invalidate()
       } else {
@@ -56,7 +55,7 @@ public final class Transaction {
     }
     if let arguments { try statement.bind(arguments) }
     if !statement.isReadOnly && session == nil {
-      session = try Session(connection: connection, accept: Self.isUserTable)
+      session = try Session(connection: connection, accept: ObjectNames.isUser)
     }
     defer { statement.reset() }
     try statement.run()
@@ -84,11 +83,6 @@ public final class Transaction {
       throw PrimaryError.statementRefused(statement: statement.sql, reason: refusal)
     }
     return statement
-  }
-
-  static func isUserTable(_ name: String) -> Bool {
-    let lower = name.lowercased()
-    return !lower.hasPrefix("understudy_") && !lower.hasPrefix("sqlite_")
   }
 
   /// Closes the current changeset into an item, with its tables' column names.
