@@ -6,7 +6,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "understudy", targets: ["understudy"]),
-    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Primary"]),
+    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,13 +27,20 @@ let package = Package(
       name: "Node",
       dependencies: ["AuditTrail", "SQLiteSupport", .product(name: "Crypto", package: "swift-crypto")]
     ),
-    // The primary's write path: audited transactions, group commit, recovery on open.
-    .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node"]),
+    // The replication link: frames, messages, the authenticated handshake, TCP sockets.
+    .target(
+      name: "Link",
+      dependencies: ["AuditTrail", "Node", .product(name: "Crypto", package: "swift-crypto")]
+    ),
+    // The primary: audited transactions, group commit, recovery on open, the extractor.
+    .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link"]),
+    // The backup: receiver, image trail, updater, purger, initial copy.
+    .target(name: "Backup", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary"]),
     // The command line: parses, calls a procedure, prints.
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Primary",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

@@ -1,7 +1,7 @@
 // CRC-32C (Castagnoli), the checksum of every trail header and record.
 // Slicing-by-8 in software: a few GB/s is far more than one fsync'd log needs.
 
-enum CRC32C {
+public enum CRC32C {
   private static let tables: [[UInt32]] = {
     var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
     for i in 0..<256 {
@@ -19,7 +19,7 @@ enum CRC32C {
   }()
 
   /// The CRC of `bytes`, continuing from `crc` (pass the result of a previous call to extend it).
-  static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+  public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
     var c = ~crc
     var i = 0
     let n = bytes.count
@@ -48,7 +48,7 @@ enum CRC32C {
     return ~c
   }
 
-  static func checksum(_ bytes: some Collection<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
+  public static func checksum(_ bytes: some Collection<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
     if let r = bytes.withContiguousStorageIfAvailable({ checksum(UnsafeRawBufferPointer($0), continuing: crc) }) {
       return r
     }

@@ -206,7 +206,7 @@ public struct Record: Equatable, Sendable {
   }
 
   /// Decodes a whole record (header, payload, padding) and checks it in isolation.
-  static func decode(_ b: [UInt8]) -> Result<(Record, crc: UInt32), RecordProblem> {
+  public static func decode(_ b: [UInt8]) -> Result<(Record, crc: UInt32), RecordProblem> {
     guard b.count >= TrailFormat.recordHeaderSize else { return .failure(.incomplete) }
     let length = Int(b.readLE(UInt32.self, at: 0))
     guard length <= TrailFormat.maxPayload else { return .failure(.implausibleLength(length)) }

@@ -84,11 +84,11 @@ public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
     self.uuid = uuid
   }
 
-  var bytes: [UInt8] {
+  public var bytes: [UInt8] {
     withUnsafeBytes(of: uuid.uuid) { Array($0) }
   }
 
-  init(bytes: ArraySlice<UInt8>) {
+  public init(bytes: ArraySlice<UInt8>) {
     precondition(bytes.count == 16)
     var raw: uuid_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     withUnsafeMutableBytes(of: &raw) { $0.copyBytes(from: bytes) }

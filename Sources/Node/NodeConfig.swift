@@ -24,7 +24,20 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   public var trailFileSize: Int
   public var createdMicros: Int64
   /// What the database held when the node was made: the MAT replays on top of this.
-  public var base: Base
+  /// A backup has none until its first start copies the primary's database.
+  public var base: Base?
+  /// The replication setup's name; both ends of a link must agree on it.
+  public var context: String?
+  /// A backup's primary, `HOST:PORT`.
+  public var primary: String?
+  /// How long a backup keeps applied image-trail files, in seconds (default 24 h).
+  public var retentionSeconds: Int?
+
+  public static let defaultContext = "default"
+  public static let defaultRetentionSeconds = 24 * 3600
+
+  public var contextName: String { context ?? Self.defaultContext }
+  public var retention: Int { retentionSeconds ?? Self.defaultRetentionSeconds }
 
   public struct Base: Codable, Sendable, Equatable {
     public var position: MATPosition
@@ -40,7 +53,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
 
   public init(
     format: Int, nodeId: NodeID, role: Role, database: String, listen: String?, generation: Generation,
-    trailFileSize: Int, createdMicros: Int64, base: Base
+    trailFileSize: Int, createdMicros: Int64, base: Base?, context: String? = nil, primary: String? = nil,
+    retentionSeconds: Int? = nil
   ) {
     self.format = format
     self.nodeId = nodeId
@@ -51,6 +65,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     self.trailFileSize = trailFileSize
     self.createdMicros = createdMicros
     self.base = base
+    self.context = context
+    self.primary = primary
+    self.retentionSeconds = retentionSeconds
   }
 }
 
@@ -90,6 +107,8 @@ public struct NodeLayout: Sendable {
   public var state: String { root + "/state" }
   public var events: String { root + "/events.jsonl" }
   public var secretKey: String { root + "/secret.key" }
+  /// A backup's copy of its primary's MAT.
+  public var image: TrailDirectory { TrailDirectory(path: root + "/image") }
 
   public func loadConfig() throws -> NodeConfig {
     guard FileManager.default.fileExists(atPath: config) else { throw NodeError.notANode(root) }

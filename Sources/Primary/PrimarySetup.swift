@@ -12,13 +12,20 @@ public enum PrimarySetup {
     public var database: String
     public var listen: String?
     public var trailFileSize: Int = TrailFormat.defaultFileSize
+    /// A key file to install as the node's `secret.key`; a random key when nil.
+    public var secretFile: String?
+    public var context: String?
 
-    public init(node: String, database: String, listen: String? = nil, trailFileSize: Int = TrailFormat.defaultFileSize)
-    {
+    public init(
+      node: String, database: String, listen: String? = nil, trailFileSize: Int = TrailFormat.defaultFileSize,
+      secretFile: String? = nil, context: String? = nil
+    ) {
       self.node = node
       self.database = database
       self.listen = listen
       self.trailFileSize = trailFileSize
+      self.secretFile = secretFile
+      self.context = context
     }
   }
 
@@ -27,21 +34,20 @@ public enum PrimarySetup {
     let fm = FileManager.default
     let layout = NodeLayout(root: absolute(options.node))
     let database = absolute(options.database)
-    if fm.fileExists(atPath: layout.config) { throw NodeError.alreadyANode(layout.root) }
-    if let contents = try? fm.contentsOfDirectory(atPath: layout.root), !contents.isEmpty {
-      throw NodeError.badConfig(
-        path: layout.root, reason: "the directory exists and is not empty; a node needs a new or empty directory")
-    }
+    try NodeSetup.checkNewDirectory(layout)
     guard options.trailFileSize >= 4096 else {
       throw NodeError.badConfig(
         path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
     }
     if let listen = options.listen { _ = try HostPort(parsing: listen) }
+    if let context = options.context { try NodeSetup.checkContext(context) }
+    let secret = try options.secretFile.map { path in Array(try Secret.load(path: path)) + [0x0A] } ?? Secret.generate()
 
     let createdDirectory = !fm.fileExists(atPath: layout.root)
     do {
       try fm.createDirectory(atPath: layout.mat.path, withIntermediateDirectories: true)
       try fm.createDirectory(atPath: layout.state, withIntermediateDirectories: true)
+      try Secret.install(secret, in: layout)
       let db = try Connection(path: database, mode: .readWriteCreate)
       try db.execute("PRAGMA journal_mode = WAL")
       if let existing = try? CommitState.read(db) {
@@ -60,47 +66,29 @@ public enum PrimarySetup {
         format: NodeConfig.currentFormat, nodeId: nodeID, role: .primary, database: database, listen: options.listen,
         generation: Generation(1), trailFileSize: options.trailFileSize, createdMicros: Clock.nowMicros(),
         base: .init(
-          position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty)
-      )
+          position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty),
+        context: options.context)
       _ = try TrailWriter.create(
         directory: layout.mat, nodeID: nodeID, generation: config.generation, fileSize: options.trailFileSize)
       try layout.saveConfig(config)
       // Last: once the state table exists the database is claimed by this node.
       try db.execute("BEGIN IMMEDIATE")
-      try CommitState(nodeID: nodeID, lastTxid: TransactionID(0), last: nil, end: config.base.position).insert(db)
+      try CommitState(
+        nodeID: nodeID, lastTxid: TransactionID(0), last: nil, end: MATPosition(sno: 1, rba: TrailFormat.firstRBA)
+      ).insert(db)
       try db.execute("COMMIT")
       return config
     } catch {
       if createdDirectory {
         try? fm.removeItem(atPath: layout.root)
       } else {
-        for name in ["mat", "state", "understudy.json"] { try? fm.removeItem(atPath: layout.root + "/" + name) }
+        for name in ["mat", "state", "understudy.json", "secret.key"] {
+          try? fm.removeItem(atPath: layout.root + "/" + name)
+        }
       }
       throw error
     }
   }
 
-  static func absolute(_ path: String) -> String {
-    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-  }
-}
-
-/// `HOST:PORT`, parsed in one place.
-public struct HostPort: Equatable, Sendable, CustomStringConvertible {
-  public var host: String
-  public var port: UInt16
-
-  public init(parsing text: String) throws {
-    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0,
-      colon > text.startIndex
-    else {
-      throw NodeError.badConfig(path: text, reason: "expected HOST:PORT with a port from 1 to 65535")
-    }
-    var host = String(text[..<colon])
-    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-    self.host = host
-    self.port = port
-  }
-
-  public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+  static func absolute(_ path: String) -> String { NodeSetup.absolute(path) }
 }

@@ -4,13 +4,13 @@
 import AuditTrail
 import SQLiteSupport
 
-struct CommitState: Equatable {
-  var nodeID: NodeID
-  var lastTxid: TransactionID
+public struct CommitState: Equatable, Sendable {
+  public var nodeID: NodeID
+  public var lastTxid: TransactionID
   /// Start of the last commit record applied, nil before the first.
-  var last: MATPosition?
+  public var last: MATPosition?
   /// Where the next record goes: the end of the last one applied.
-  var end: MATPosition
+  public var end: MATPosition
 
   static let create = """
     CREATE TABLE understudy_state(
@@ -24,7 +24,7 @@ struct CommitState: Equatable {
     )
     """
 
-  static func read(_ db: Connection) throws -> CommitState {
+  public static func read(_ db: Connection) throws -> CommitState {
     let exists = try db.scalarInt(
       "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'understudy_state'")
     guard exists == 1 else { throw PrimaryError.notAudited(database: db.path) }
@@ -52,7 +52,7 @@ struct CommitState: Equatable {
       ])
   }
 
-  func save(_ db: Connection) throws {
+  public func save(_ db: Connection) throws {
     let statement = try db.cached(
       "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
     try statement.bind([
@@ -64,7 +64,7 @@ struct CommitState: Equatable {
     try statement.run()
   }
 
-  mutating func advance(txid: TransactionID, position: MATPosition, end: MATPosition) {
+  public mutating func advance(txid: TransactionID, position: MATPosition, end: MATPosition) {
     lastTxid = txid
     last = position
     self.end = end

@@ -8,6 +8,7 @@ struct Understudy: ParsableCommand {
     commandName: "understudy",
     abstract: "Keeps a transaction-by-transaction backup of a SQLite database and runs its recovery procedures.",
     subcommands: [
-      Demo.self, Init.self, SQL.self, Query.self, Status.self, Checksum.self, Trail.self, Bench.self,
+      Demo.self, Init.self, Start.self, Stop.self, SQL.self, Query.self, Status.self, Wait.self, Events.self,
+      Checksum.self, Trail.self, Bench.self,
     ])
 }

@@ -1,11 +1,12 @@
 import ArgumentParser
 import AuditTrail
+import Backup
 import Node
 import Primary
 
 struct Init: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Create a node.", subcommands: [InitPrimary.self])
+    abstract: "Create a node.", subcommands: [InitPrimary.self, InitBackup.self])
 }
 
 struct InitPrimary: ParsableCommand {
@@ -20,23 +21,77 @@ struct InitPrimary: ParsableCommand {
   var listen: String?
   @Option(help: "Size of each audit trail file in bytes.")
   var trailFileSize: Int = TrailFormat.defaultFileSize
+  @Option(help: "A file holding the link's pre-shared key (default: a new random key in NODE/secret.key).")
+  var secretFile: String?
+  @Option(help: "The replication context's name; the backup must use the same.")
+  var context: String?
   @OptionGroup var output: JSONFlag
 
   func run() throws {
     try reporting(json: output.json) {
       let config = try PrimarySetup.initPrimary(
-        .init(node: node.node, database: database, listen: listen, trailFileSize: trailFileSize))
+        .init(
+          node: node.node, database: database, listen: listen, trailFileSize: trailFileSize, secretFile: secretFile,
+          context: context))
+      let base = config.base!
       if output.json {
         Output.json(
           .object([
             ("node", .string(node.node)), ("nodeId", .string(config.nodeId.description)),
             ("role", .string(config.role.rawValue)), ("generation", .int(Int64(config.generation.rawValue))),
-            ("database", .string(config.database)), ("base", config.base.position.json),
-            ("baseChecksum", .string(config.base.checksum)),
+            ("database", .string(config.database)), ("base", base.position.json),
+            ("baseChecksum", .string(base.checksum)), ("context", .string(config.contextName)),
+            ("secretFile", .string(NodeLayout(root: NodeSetup.absolute(node.node)).secretKey)),
           ]))
       } else {
         Output.line("created primary node \(node.node) (id \(config.nodeId)) for \(config.database)")
-        Output.line("the audit trail starts at \(config.base.position); base checksum \(config.base.checksum)")
+        Output.line("the audit trail starts at \(base.position); base checksum \(base.checksum)")
+        Output.line(
+          "the link secret is \(NodeLayout(root: NodeSetup.absolute(node.node)).secretKey): copy it to the backup (mode 0600)"
+        )
+      }
+    }
+  }
+}
+
+struct InitBackup: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "backup",
+    abstract: "Create a backup node; its first start copies the primary's database over the link.")
+
+  @OptionGroup var node: NodeOption
+  @Option(name: .customLong("db"), help: "Where the backup's copy of the database will live (must not exist yet).")
+  var database: String
+  @Option(help: "HOST:PORT of the primary.")
+  var primary: String
+  @Option(help: "The primary's secret.key, copied into this node (mode 0600).")
+  var secretFile: String
+  @Option(help: "HOST:PORT where this node will serve once it becomes a primary.")
+  var listen: String?
+  @Option(help: "The replication context's name; must match the primary's.")
+  var context: String?
+  @Option(help: "Seconds to keep applied image-trail files (default 86400; 0 removes them once applied).")
+  var retention: Int?
+  @OptionGroup var output: JSONFlag
+
+  func run() throws {
+    try reporting(json: output.json) {
+      let config = try BackupSetup.initBackup(
+        .init(
+          node: node.node, database: database, primary: primary, secretFile: secretFile, listen: listen,
+          context: context, retentionSeconds: retention))
+      if output.json {
+        Output.json(
+          .object([
+            ("node", .string(node.node)), ("nodeId", .string(config.nodeId.description)),
+            ("role", .string(config.role.rawValue)), ("generation", .int(Int64(config.generation.rawValue))),
+            ("database", .string(config.database)), ("primary", .string(primary)),
+            ("context", .string(config.contextName)),
+          ]))
+      } else {
+        Output.line("created backup node \(node.node) (id \(config.nodeId)) of primary \(primary)")
+        Output.line(
+          "its first `understudy start --node \(node.node)` copies the primary's database into \(config.database)")
       }
     }
   }

@@ -38,7 +38,7 @@ struct SQL: ParsableCommand {
       if eachLine {
         try runEachLine(db)
       } else {
-        let text = try file.map(readFile) ?? sql.joined(separator: "\n")
+        let text = try file.map(readFile) ?? sql.map { $0.hasSuffix(";") ? $0 : $0 + ";" }.joined(separator: "\n")
         let (_, commit) = try db.write { try $0.execute(text) }
         if output.json {
           Output.json(Self.json(commit))

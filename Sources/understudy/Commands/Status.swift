@@ -1,4 +1,6 @@
 import ArgumentParser
+import Backup
+import Node
 import Primary
 
 struct Status: ParsableCommand {
@@ -9,6 +11,10 @@ struct Status: ParsableCommand {
 
   func run() throws {
     try reporting(json: output.json) {
+      if try NodeLayout(root: node.node).loadConfig().role == .backup {
+        try showBackup()
+        return
+      }
       let s = try NodeStatus.read(node: node.node)
       if output.json {
         Output.json(s.json)
@@ -26,5 +32,27 @@ struct Status: ParsableCommand {
           + (s.databaseEnd < s.trailEnd ? " (behind its trail: the next open replays the rest)" : ""))
       if let torn = s.tornTail { Output.line("torn tail   at \(torn) (cut at the next open)") }
     }
+  }
+
+  func showBackup() throws {
+    let s = try BackupStatus.read(node: node.node)
+    if output.json {
+      Output.json(s.json)
+      return
+    }
+    Output.line("node        \(s.node) (id \(s.nodeId))")
+    Output.line("role        backup of \(s.primary), context '\(s.context)', generation \(s.generation)")
+    Output.line("database    \(s.database)")
+    Output.line(
+      "daemon      \(s.daemonRunning ? "running" : "not running"), link \(s.connected ? "connected" : "not connected")"
+        + (s.lastError.map { " (\($0))" } ?? ""))
+    Output.line("acked       \(s.acked.map(\.description) ?? "-") (image trail durable end)")
+    Output.line("applied     \(s.applied.map(\.description) ?? "- (not copied yet)")")
+    Output.line("safe        \(s.safe.map(\.description) ?? "-")")
+    Output.line(
+      "rtd         receiver \(String(format: "%.3f", s.rtdReceiver)) s, updater \(String(format: "%.3f", s.rtdUpdater)) s"
+    )
+    Output.line("backlog     \(s.backlogRecords) records, \(s.backlogBytes) bytes")
+    if let stopped = s.updaterStopped { Output.line("UPDATER STOPPED: \(stopped)") }
   }
 }

@@ -1,0 +1,63 @@
+// The backup's daemon: receiver, updater and purger, until stopped. On stop the
+// receiver syncs what it wrote, the updater finishes its batch, and the purger records
+// the safe position last.
+
+import AuditTrail
+import Foundation
+import Node
+
+public final class BackupDaemon: @unchecked Sendable {
+  public let layout: NodeLayout
+  let config: NodeConfig
+  let events: EventLog
+  let stop: StopFlag
+  let showProgress: Bool
+  public let progress = BackupProgress()
+
+  public init(layout: NodeLayout, events: EventLog, stop: StopFlag, showProgress: Bool) throws {
+    self.layout = layout
+    self.config = try layout.loadConfig()
+    self.events = events
+    self.stop = stop
+    self.showProgress = showProgress
+    guard config.role == .backup else {
+      throw NodeError.wrongRole(node: layout.root, role: config.role, needed: .backup, command: "the backup daemon")
+    }
+  }
+
+  public func run() throws {
+    let receiver = try Receiver(
+      layout: layout, events: events, stop: stop, progress: progress, showProgress: showProgress)
+    let updater = Updater(layout: layout, database: config.database, events: events, stop: stop, progress: progress)
+    let purger = Purger(layout: layout, retention: config.retention, events: events)
+    events.log(
+      .daemonStarted, "backup daemon started; primary \(config.primary ?? "?"), context '\(config.contextName)'")
+    let done = DispatchGroup()
+    for (name, body) in [("receiver", receiver.run), ("updater", updater.run)] {
+      done.enter()
+      let thread = Thread {
+        body()
+        done.leave()
+      }
+      thread.name = name
+      thread.start()
+    }
+    var lastPurge = 0.0
+    while !stop.isSet {
+      progress.writeRuntime(layout)
+      if Clock.monotonicSeconds() - lastPurge >= 1 {
+        lastPurge = Clock.monotonicSeconds()
+        do {
+          try purger.tick(applied: progress.snapshot.applied)
+        } catch {
+          events.log(.fileError, "the purger could not record the safe position: \(error)")
+        }
+      }
+      stop.sleep(0.25)
+    }
+    _ = done.wait(timeout: .now() + 30)
+    try purger.tick(applied: progress.snapshot.applied)
+    progress.update { $0.connected = false }
+    progress.writeRuntime(layout)
+  }
+}

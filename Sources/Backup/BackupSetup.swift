@@ -1,0 +1,71 @@
+// `init backup`: makes a backup node directory. The database is not copied here: the
+// first `start` copies it from the primary over the authenticated link.
+
+import AuditTrail
+import Foundation
+import Node
+
+public enum BackupSetup {
+  public struct Options {
+    public var node: String
+    public var database: String
+    public var primary: String
+    public var secretFile: String
+    public var listen: String?
+    public var context: String?
+    public var retentionSeconds: Int?
+
+    public init(
+      node: String, database: String, primary: String, secretFile: String, listen: String? = nil,
+      context: String? = nil, retentionSeconds: Int? = nil
+    ) {
+      self.node = node
+      self.database = database
+      self.primary = primary
+      self.secretFile = secretFile
+      self.listen = listen
+      self.context = context
+      self.retentionSeconds = retentionSeconds
+    }
+  }
+
+  @discardableResult
+  public static func initBackup(_ options: Options) throws -> NodeConfig {
+    let fm = FileManager.default
+    let layout = NodeLayout(root: NodeSetup.absolute(options.node))
+    let database = NodeSetup.absolute(options.database)
+    try NodeSetup.checkNewDirectory(layout)
+    _ = try HostPort(parsing: options.primary)
+    if let listen = options.listen { _ = try HostPort(parsing: listen) }
+    if let context = options.context { try NodeSetup.checkContext(context) }
+    if let retention = options.retentionSeconds, retention < 0 {
+      throw NodeError.badConfig(path: layout.config, reason: "retention \(retention) is negative")
+    }
+    if let attributes = try? fm.attributesOfItem(atPath: database), (attributes[.size] as? Int ?? 0) > 0 {
+      throw NodeError.badConfig(
+        path: database, reason: "the backup's database already exists; the first start copies it from the primary")
+    }
+    let key = try Secret.load(path: options.secretFile)
+    let createdDirectory = !fm.fileExists(atPath: layout.root)
+    do {
+      try fm.createDirectory(atPath: layout.state, withIntermediateDirectories: true)
+      try fm.createDirectory(atPath: layout.image.path, withIntermediateDirectories: true)
+      try Secret.install(key + [0x0A], in: layout)
+      let config = NodeConfig(
+        format: NodeConfig.currentFormat, nodeId: NodeID(), role: .backup, database: database, listen: options.listen,
+        generation: Generation(0), trailFileSize: TrailFormat.defaultFileSize, createdMicros: Clock.nowMicros(),
+        base: nil, context: options.context, primary: options.primary, retentionSeconds: options.retentionSeconds)
+      try layout.saveConfig(config)
+      return config
+    } catch {
+      if createdDirectory {
+        try? fm.removeItem(atPath: layout.root)
+      } else {
+        for name in ["image", "state", "understudy.json", "secret.key"] {
+          try? fm.removeItem(atPath: layout.root + "/" + name)
+        }
+      }
+      throw error
+    }
+  }
+}

@@ -1,0 +1,101 @@
+// What `status` reports for a backup: its primary and link, how far the image trail is
+// acknowledged, how far the database is applied, the safe MAT position, RTD and the
+// backlog between acknowledged and applied.
+
+import AuditTrail
+import Foundation
+import Node
+import Primary
+import SQLiteSupport
+
+public struct BackupStatus: Sendable {
+  public var node: String
+  public var nodeId: NodeID
+  public var generation: Generation
+  public var database: String
+  public var context: String
+  public var primary: String
+  public var daemonRunning: Bool
+  public var connected: Bool
+  public var acked: MATPosition?
+  public var applied: MATPosition?
+  public var lastTxid: TransactionID?
+  public var safe: MATPosition?
+  public var primaryTrailEnd: MATPosition?
+  public var rtdReceiver: Double
+  public var rtdUpdater: Double
+  public var backlogRecords: Int
+  public var backlogBytes: Int
+  public var lastError: String?
+  public var updaterStopped: String?
+
+  struct Runtime: Decodable {
+    var connected: Bool
+    var acked: MATPosition?
+    var applied: MATPosition?
+    var primaryTrailEnd: MATPosition?
+    var rtdReceiver: Double
+    var rtdUpdater: Double
+    var lastError: String?
+    var updaterStopped: String?
+  }
+
+  public static func read(node: String) throws -> BackupStatus {
+    let layout = NodeLayout(root: node)
+    let config = try layout.loadConfig()
+    guard config.role == .backup else {
+      throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "backup status")
+    }
+    let running = DaemonLock.isHeld(layout)
+    let runtime = FileManager.default.contents(atPath: BackupProgress.runtimePath(layout)).flatMap {
+      try? JSONDecoder().decode(Runtime.self, from: $0)
+    }
+    var state: CommitState?
+    if FileManager.default.fileExists(atPath: config.database) {
+      state = try Receiver.appliedState(database: config.database)
+    }
+    // The image trail's end and the backlog, read from disk.
+    var acked = state?.end
+    var records = 0
+    var bytes = 0
+    if let from = state?.end, layout.image.fileExists(sno: from.sno) {
+      let reader = try TrailReader(directory: layout.image, from: from)
+      loop: while true {
+        switch try reader.next() {
+        case .record(let r):
+          records += 1
+          bytes += r.record.size
+          acked = r.end
+        case .end(let p), .tornTail(let p, _):
+          acked = p
+          break loop
+        }
+      }
+    }
+    return BackupStatus(
+      node: layout.root, nodeId: config.nodeId, generation: config.generation, database: config.database,
+      context: config.contextName, primary: config.primary ?? "", daemonRunning: running,
+      connected: running && (runtime?.connected ?? false), acked: acked, applied: state?.end,
+      lastTxid: state?.lastTxid, safe: SafePosition.read(layout)?.safe, primaryTrailEnd: runtime?.primaryTrailEnd,
+      rtdReceiver: running ? runtime?.rtdReceiver ?? 0 : 0, rtdUpdater: running ? runtime?.rtdUpdater ?? 0 : 0,
+      backlogRecords: records, backlogBytes: bytes, lastError: running ? runtime?.lastError : nil,
+      updaterStopped: running ? runtime?.updaterStopped : nil)
+  }
+
+  public var json: JSON {
+    .object([
+      ("node", .string(node)), ("nodeId", .string(nodeId.description)), ("role", .string("backup")),
+      ("generation", .int(Int64(generation.rawValue))), ("database", .string(database)),
+      ("context", .string(context)), ("primary", .string(primary)), ("daemon", .bool(daemonRunning)),
+      ("connected", .bool(connected)), ("trailEnd", acked?.json ?? .null), ("durableEnd", acked?.json ?? .null),
+      ("acked", acked?.json ?? .null), ("applied", applied?.json ?? .null),
+      ("lastTxid", lastTxid.map { .int(Int64($0.rawValue)) } ?? .null), ("safe", safe?.json ?? .null),
+      ("primaryTrailEnd", primaryTrailEnd?.json ?? .null),
+      ("rtdSeconds", .object([("receiver", .double(rtdReceiver)), ("updater", .double(rtdUpdater))])),
+      ("backlog", .object([("records", .int(Int64(records))), ("bytes", .int(Int64(backlogBytes)))])),
+      ("lastError", lastError.map(JSON.string) ?? .null), ("updaterStopped", updaterStopped.map(JSON.string) ?? .null),
+    ])
+  }
+
+  var records: Int { backlogRecords }
+}

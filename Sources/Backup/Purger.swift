@@ -1,0 +1,58 @@
+// The purger: records the safe MAT position durably (every transaction whose commit
+// record ends at or before it is applied) and removes image-trail files that lie wholly
+// before it once they are older than the retention window. The file holding the safe
+// position is always kept: the receiver and updater restart from inside it.
+
+import AuditTrail
+import Foundation
+import Node
+
+public struct SafePosition: Codable, Sendable, Equatable {
+  public var safe: MATPosition
+  public var recordedMicros: Int64
+
+  static func path(_ layout: NodeLayout) -> String { layout.state + "/safe.json" }
+
+  public static func read(_ layout: NodeLayout) -> SafePosition? {
+    guard let data = FileManager.default.contents(atPath: path(layout)) else { return nil }
+    return try? JSONDecoder().decode(SafePosition.self, from: data)
+  }
+}
+
+final class Purger {
+  let layout: NodeLayout
+  let retention: Int
+  let events: EventLog
+  private var recorded: MATPosition?
+
+  init(layout: NodeLayout, retention: Int, events: EventLog) {
+    self.layout = layout
+    self.retention = retention
+    self.events = events
+    recorded = SafePosition.read(layout)?.safe
+  }
+
+  func tick(applied: MATPosition?) throws {
+    guard let applied else { return }
+    if recorded != applied {
+      let data = try JSONEncoder().encode(SafePosition(safe: applied, recordedMicros: Clock.nowMicros()))
+      try DurableFile.create(path: SafePosition.path(layout), contents: Array(data))
+      recorded = applied
+    }
+    var removed: [String] = []
+    let now = Date()
+    for sno in try layout.image.snos() where sno < applied.sno {
+      let path = layout.image.filePath(sno: sno)
+      let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
+      guard now.timeIntervalSince(modified) >= Double(retention) else { continue }
+      if unlink(path) == 0 { removed.append(TrailFormat.fileName(sno: sno)) }
+    }
+    if !removed.isEmpty {
+      try DurableFile.syncDirectory(layout.image.path)
+      events.log(
+        .imageFilesPurged,
+        "removed image trail files \(removed.joined(separator: ", ")) (wholly before the safe position \(applied))",
+        [("files", .array(removed.map(JSON.string))), ("safe", applied.json)])
+    }
+  }
+}

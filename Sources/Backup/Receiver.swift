@@ -1,0 +1,176 @@
+// The receiver: connects to the primary, proves the key, and owns the restart
+// position. It tells the extractor where its image trail ends, writes what arrives at
+// the same `sno:rba`, syncs, and only then acknowledges and lets the updater see it. A
+// gap, overlap or bad record ends the connection; the next one restarts from the image
+// trail's own end. A dropped link is retried with backoff.
+
+import AuditTrail
+import Foundation
+import Link
+import Node
+import Primary
+import SQLiteSupport
+
+final class Receiver: @unchecked Sendable {
+  let layout: NodeLayout
+  let events: EventLog
+  let stop: StopFlag
+  let progress: BackupProgress
+  let key: [UInt8]
+  let showProgress: Bool
+
+  /// Sync and acknowledge at least this often while data keeps arriving.
+  static let syncBytes = 4 << 20
+  /// The primary heartbeats every half second; silence this long means the link is dead.
+  static let silence = 5.0
+
+  init(layout: NodeLayout, events: EventLog, stop: StopFlag, progress: BackupProgress, showProgress: Bool) throws {
+    self.layout = layout
+    self.events = events
+    self.stop = stop
+    self.progress = progress
+    self.key = try Secret.load(path: layout.secretKey)
+    self.showProgress = showProgress
+  }
+
+  func run() {
+    events.log(.receiverStarted, "receiver started")
+    var backoff = 0.1
+    while !stop.isSet {
+      let config: NodeConfig
+      do {
+        config = try layout.loadConfig()
+        try session(config: config)
+        backoff = 0.1
+      } catch let error as LinkError {
+        progress.update {
+          $0.connected = false
+          $0.lastError = "\(error)"
+        }
+        switch error {
+        case .refused, .refusedByPeer:
+          events.log(.linkRefused, "\(error)")
+          backoff = max(backoff, 2)
+        case .badFrame:
+          events.log(.badFrame, "\(error); reconnecting from the image trail's end")
+        default:
+          if !stop.isSet { events.log(.linkDropped, "\(error); reconnecting") }
+        }
+      } catch let error as ImageTrailProblem {
+        progress.update {
+          $0.connected = false
+          $0.lastError = "\(error)"
+        }
+        events.log(.badFrame, "\(error); restarting the stream from the image trail's end")
+      } catch {
+        progress.update {
+          $0.connected = false
+          $0.lastError = "\(error)"
+        }
+        events.log(.receiverStoppedUnexpectedly, "receiver error: \(error); retrying")
+        backoff = max(backoff, 2)
+      }
+      stop.sleep(backoff)
+      backoff = min(backoff * 2, 5)
+    }
+  }
+
+  /// One connection, from handshake to the link's end.
+  func session(config: NodeConfig) throws {
+    guard let primaryAddress = config.primary else {
+      throw NodeError.badConfig(path: layout.config, reason: "this backup has no primary address")
+    }
+    let socket = try Socket.connect(to: try HostPort(parsing: primaryAddress), timeout: 5)
+    let link = Link.Connection(socket: socket, maxPayload: Frame.maxStreamPayload)
+    defer { socket.shutdown() }
+    let peer = try Handshake.connect(
+      link,
+      as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
+    guard peer.generation >= config.generation else {
+      let reason =
+        "the primary at \(primaryAddress) is at generation \(peer.generation), older than this backup's \(config.generation)"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+
+    if !FileManager.default.fileExists(atPath: config.database) {
+      try InitialCopy(
+        layout: layout, config: config, link: link, peer: peer, events: events, stop: stop, progress: progress,
+        show: showProgress
+      )
+      .run()
+    }
+    let state = try Self.appliedState(database: config.database)
+    guard state.nodeID == peer.nodeID else {
+      let reason =
+        "this backup follows node \(state.nodeID), but the primary at \(primaryAddress) is node \(peer.nodeID)"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    let (image, cut) = try ImageTrailWriter.open(directory: layout.image, last: state.last, applied: state.end)
+    if cut > 0 {
+      events.log(.imageTailCut, "cut \(cut) bytes of an incomplete write at the image trail's end \(image.end)")
+    }
+    progress.update {
+      $0.acked = image.end
+      $0.applied = $0.applied ?? state.end
+    }
+    try link.send(.start(from: image.end, lastCRC: image.lastCRC))
+    events.log(
+      .linkConnected, "connected to primary \(peer.nodeID) at \(primaryAddress), streaming from \(image.end)",
+      [("position", image.end.json)])
+    progress.update {
+      $0.connected = true
+      $0.lastError = nil
+    }
+
+    var unsynced = 0
+    while !stop.isSet {
+      let message = try link.receive(timeout: Self.silence)
+      switch message {
+      case .fileStart(let header, let size):
+        try image.beginFile(header: header, size: Int(size))
+      case .records(let position, let bytes):
+        let appended = try image.append(position: position, bytes: bytes)
+        unsynced += bytes.count
+        pendingNewest = appended.newestCommitMicros
+      case .heartbeat(let end, let newest, _):
+        progress.update {
+          $0.primaryTrailEnd = end
+          if newest > 0 { $0.primaryNewestCommitMicros = newest }
+        }
+      default:
+        throw LinkError.badFrame(peer: link.peer, reason: "unexpected \(message.type) frame while streaming")
+      }
+      // Sync and acknowledge once the burst is over (or it is big): one fsync per burst.
+      if unsynced > 0, try unsynced >= Self.syncBytes || !link.socket.waitReadable(timeout: 0) {
+        try image.sync()
+        unsynced = 0
+        let end = image.end
+        let newest = pendingNewest
+        progress.update {
+          $0.acked = end
+          $0.ackedCommitMicros = newest
+          if newest > $0.primaryNewestCommitMicros { $0.primaryNewestCommitMicros = newest }
+        }
+        try link.send(.ack(acked: end, applied: progress.snapshot.applied ?? end))
+      }
+    }
+    // Stopping: what was written is synced before the link closes.
+    try image.sync()
+    progress.update {
+      $0.acked = image.end
+      $0.connected = false
+    }
+  }
+
+  private var pendingNewest: Int64 = 0
+
+  /// The applied position the backup database holds (its copy of the primary's state table).
+  static func appliedState(database: String) throws -> CommitState {
+    let db = try SQLiteSupport.Connection(path: database, mode: .readOnly)
+    try db.execute("BEGIN")
+    defer { try? db.execute("COMMIT") }
+    return try CommitState.read(db)
+  }
+}

@@ -1,0 +1,116 @@
+// The updater: applies committed transactions from the image trail to the backup
+// database in MAT order, exactly once. The applied position is the database's own
+// state table, saved in the same SQLite transaction as the changes, so a kill at any
+// moment leaves either all of a batch or none of it. Behind, it applies many commits per
+// SQLite transaction. It reads only what the receiver has synced. A conflict means the
+// backup was changed by someone else: it stops and says where, never skips.
+
+import AuditTrail
+import Foundation
+import Node
+import Primary
+import SQLiteSupport
+
+final class Updater: @unchecked Sendable {
+  let layout: NodeLayout
+  let database: String
+  let events: EventLog
+  let stop: StopFlag
+  let progress: BackupProgress
+
+  static let maxBatch = 5000
+  static let maxBatchSeconds = 0.1
+
+  init(layout: NodeLayout, database: String, events: EventLog, stop: StopFlag, progress: BackupProgress) {
+    self.layout = layout
+    self.database = database
+    self.events = events
+    self.stop = stop
+    self.progress = progress
+  }
+
+  func run() {
+    events.log(.updaterStarted, "updater started for \(database)")
+    do {
+      try applyLoop()
+    } catch PrimaryError.replayFailed(let txid, let position, let reason) {
+      let message =
+        "updater stopped: transaction \(txid) at \(position) does not apply to the backup database: \(reason). The backup was changed outside replication; nothing after it is applied"
+      progress.update { $0.updaterStopped = message }
+      events.log(.updaterConflict, message, [("txid", .int(Int64(txid.rawValue))), ("position", position.json)])
+    } catch {
+      progress.update { $0.updaterStopped = "\(error)" }
+      events.log(.updaterStoppedUnexpectedly, "updater stopped unexpectedly: \(error)")
+    }
+  }
+
+  private func applyLoop() throws {
+    while !FileManager.default.fileExists(atPath: database) {  // the initial copy is running
+      if stop.isSet { return }
+      stop.sleep(0.1)
+    }
+    let db = try Connection(path: database)
+    try db.execute("PRAGMA journal_mode = WAL")
+    // The image trail is synced before the updater sees it, so losing the database's
+    // tail to a power cut only means applying those records again.
+    try db.execute("PRAGMA synchronous = NORMAL")
+    try db.execute("BEGIN")
+    var state = try CommitState.read(db)
+    try db.execute("COMMIT")
+    progress.update { $0.applied = state.end }
+    var reader: TrailReader?
+    var pending: PositionedRecord?
+
+    while !stop.isSet {
+      guard let acked = progress.waitForAcked(beyond: state.end, timeout: 0.2), acked > state.end else { continue }
+      if reader == nil {
+        guard layout.image.fileExists(sno: state.end.sno) else { continue }
+        reader = try TrailReader(directory: layout.image, from: state.end)
+      }
+      var batch = state
+      var newest: Int64 = 0
+      var count = 0
+      let started = Clock.monotonicSeconds()
+      try db.execute("BEGIN IMMEDIATE")
+      do {
+        batch: while count < Self.maxBatch && Clock.monotonicSeconds() - started < Self.maxBatchSeconds {
+          let record: PositionedRecord
+          if let held = pending {
+            record = held
+            pending = nil
+          } else {
+            switch try reader!.next() {
+            case .record(let r): record = r
+            case .end, .tornTail: break batch
+            }
+          }
+          guard record.end <= acked else {
+            pending = record  // written but not yet synced by the receiver
+            break batch
+          }
+          guard record.record.txid == batch.lastTxid.next else {
+            throw PrimaryError.replayFailed(
+              txid: record.record.txid, position: record.position,
+              reason: "expected transaction \(batch.lastTxid.next) next in the image trail")
+          }
+          try Replay.apply(record, to: db)
+          batch.advance(txid: record.record.txid, position: record.position, end: record.end)
+          newest = record.record.commitMicros
+          count += 1
+        }
+        if count > 0 { try batch.save(db) }
+        try db.execute("COMMIT")
+      } catch {
+        try? db.execute("ROLLBACK")
+        throw error
+      }
+      if count > 0 {
+        state = batch
+        progress.update {
+          $0.applied = batch.end
+          $0.appliedCommitMicros = newest
+        }
+      }
+    }
+  }
+}

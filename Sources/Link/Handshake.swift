@@ -1,0 +1,113 @@
+// The handshake: protocol version, context, node ids and generations, and mutual proof
+// of the pre-shared key by HMAC-SHA256 over the hello and the challenge (both carry a
+// fresh nonce). The key never crosses the wire; a peer without it learns nothing and
+// gets no data.
+
+import AuditTrail
+import Crypto
+import Foundation
+
+public struct LinkIdentity: Sendable {
+  public var context: String
+  public var nodeID: NodeID
+  public var generation: Generation
+  public var key: [UInt8]
+
+  public init(context: String, nodeID: NodeID, generation: Generation, key: [UInt8]) {
+    self.context = context
+    self.nodeID = nodeID
+    self.generation = generation
+    self.key = key
+  }
+}
+
+/// Who is at the other end, once proven.
+public struct LinkPeer: Sendable {
+  public var nodeID: NodeID
+  public var generation: Generation
+}
+
+public enum Handshake {
+  public static let protocolVersion: UInt16 = 1
+  /// How long either side waits for each handshake step.
+  public static let stepTimeout = 10.0
+
+  static func mac(_ role: String, key: [UInt8], hello: Message.Hello, challenge: Message.Challenge) -> [UInt8] {
+    var data = Array("understudy-link-1 \(role)".utf8)
+    data.append(contentsOf: Message.hello(hello).frame.payload)
+    data.append(contentsOf: Message.challengeBody(challenge))
+    return Array(HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: key)))
+  }
+
+  static func nonce() -> [UInt8] {
+    var rng = SystemRandomNumberGenerator()
+    return (0..<Message.nonceSize).map { _ in UInt8.random(in: 0...255, using: &rng) }
+  }
+
+  /// The backup's side. Returns the primary's identity once it has proven the key.
+  public static func connect(_ link: Connection, as me: LinkIdentity) throws -> LinkPeer {
+    let hello = Message.Hello(
+      protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
+      nonce: nonce())
+    try link.send(.hello(hello))
+    guard case .challenge(let challenge) = try link.receive(timeout: stepTimeout) else {
+      throw LinkError.badFrame(peer: link.peer, reason: "expected a challenge")
+    }
+    guard challenge.protocolVersion == protocolVersion, challenge.context == me.context else {
+      let reason =
+        "the primary speaks protocol \(challenge.protocolVersion) for context '\(challenge.context)'; this backup speaks \(protocolVersion) for '\(me.context)'"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    let expected = mac("primary", key: me.key, hello: hello, challenge: challenge)
+    guard constantTimeEqual(expected, challenge.mac) else {
+      let reason = "the primary did not prove it holds the link secret: the two nodes' secret.key files differ"
+      link.refuse("authentication failed: the backup's link secret differs from the primary's")
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    try link.send(.auth(mac: mac("backup", key: me.key, hello: hello, challenge: challenge)))
+    return LinkPeer(nodeID: challenge.nodeID, generation: challenge.generation)
+  }
+
+  /// The primary's side. Returns the backup's identity once it has proven the key.
+  public static func accept(_ link: Connection, as me: LinkIdentity) throws -> (LinkPeer, Message.Hello) {
+    guard case .hello(let hello) = try link.receive(timeout: stepTimeout) else {
+      let reason = "the first frame must be a hello"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    guard hello.protocolVersion == protocolVersion else {
+      let reason = "protocol version \(hello.protocolVersion) is not supported (this primary speaks \(protocolVersion))"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    guard hello.context == me.context else {
+      let reason = "context '\(hello.context)' is not served here; this primary serves context '\(me.context)'"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    var challenge = Message.Challenge(
+      protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
+      nonce: nonce(), mac: [])
+    challenge.mac = mac("primary", key: me.key, hello: hello, challenge: challenge)
+    try link.send(.challenge(challenge))
+    guard case .auth(let proof) = try link.receive(timeout: stepTimeout) else {
+      let reason = "expected the backup's proof of the link secret"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    guard constantTimeEqual(proof, mac("backup", key: me.key, hello: hello, challenge: challenge)) else {
+      let reason = "authentication failed: the backup's link secret differs from the primary's"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    return (LinkPeer(nodeID: hello.nodeID, generation: hello.generation), hello)
+  }
+
+  static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for i in a.indices { diff |= a[i] ^ b[i] }
+    return diff == 0
+  }
+}

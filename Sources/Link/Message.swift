@@ -1,0 +1,200 @@
+// The link's messages and their payloads (Schemas/link-protocol.md). One place encodes
+// and decodes each; a payload that does not decode exactly is a bad frame.
+
+import AuditTrail
+import Foundation
+
+public enum Message: Sendable {
+  /// Backup → primary, first: who it is and a fresh nonce.
+  case hello(Hello)
+  /// Primary → backup: who it is, its nonce, and its proof of the key.
+  case challenge(Challenge)
+  /// Backup → primary: its proof of the key.
+  case auth(mac: [UInt8])
+  /// Backup → primary: stream from `from`, where the backup's image trail ends. `lastCRC`
+  /// is the checksum of the record before it, when the backup has that record.
+  case start(from: MATPosition, lastCRC: UInt32?)
+  /// Backup → primary: send a snapshot of the database first.
+  case copyRequest
+  /// Primary → backup: the stream enters this trail file (its 64-byte header and size).
+  case fileStart(header: [UInt8], size: UInt64)
+  /// Primary → backup: whole records, exactly as they lie in the MAT from `position`.
+  case records(position: MATPosition, bytes: [UInt8])
+  /// Primary → backup, at least once a second: where the primary's durable trail ends
+  /// and the commit time of its newest record (for RTD).
+  case heartbeat(trailEnd: MATPosition, newestCommitMicros: Int64, sentMicros: Int64)
+  /// Backup → primary: the image trail is durable up to `acked`; the database holds up to `applied`.
+  case ack(acked: MATPosition, applied: MATPosition)
+  /// Either way, last: why the sender ends the link.
+  case refusal(reason: String)
+  /// Primary → backup: a snapshot of `size` bytes follows, holding every commit before `position`.
+  case copyBegin(size: UInt64, position: MATPosition, checksum: String)
+  case copyData(offset: UInt64, bytes: [UInt8])
+  /// Primary → backup: the snapshot's SHA-256.
+  case copyEnd(sha256: [UInt8])
+
+  public struct Hello: Sendable, Equatable {
+    public var protocolVersion: UInt16
+    public var context: String
+    public var nodeID: NodeID
+    public var generation: Generation
+    public var nonce: [UInt8]
+  }
+
+  public struct Challenge: Sendable, Equatable {
+    public var protocolVersion: UInt16
+    public var context: String
+    public var nodeID: NodeID
+    public var generation: Generation
+    public var nonce: [UInt8]
+    public var mac: [UInt8]
+  }
+
+  public var type: FrameType {
+    switch self {
+    case .hello: .hello
+    case .challenge: .challenge
+    case .auth: .auth
+    case .start: .start
+    case .copyRequest: .copyRequest
+    case .fileStart: .fileStart
+    case .records: .records
+    case .heartbeat: .heartbeat
+    case .ack: .ack
+    case .refusal: .refusal
+    case .copyBegin: .copyBegin
+    case .copyData: .copyData
+    case .copyEnd: .copyEnd
+    }
+  }
+
+  public var frame: Frame {
+    var w = ByteWriter()
+    switch self {
+    case .hello(let h):
+      w.u16(h.protocolVersion)
+      w.string(h.context)
+      w.raw(h.nodeID.bytes)
+      w.u64(h.generation.rawValue)
+      w.raw(h.nonce)
+    case .challenge(let c):
+      w.raw(Self.challengeBody(c))
+      w.raw(c.mac)
+    case .auth(let mac): w.raw(mac)
+    case .start(let from, let crc):
+      w.position(from)
+      w.u8(crc == nil ? 0 : 1)
+      w.u32(crc ?? 0)
+    case .copyRequest: break
+    case .fileStart(let header, let size):
+      w.raw(header)
+      w.u64(size)
+    case .records(let position, let bytes):
+      w.position(position)
+      w.raw(bytes)
+    case .heartbeat(let end, let newest, let sent):
+      w.position(end)
+      w.i64(newest)
+      w.i64(sent)
+    case .ack(let acked, let applied):
+      w.position(acked)
+      w.position(applied)
+    case .refusal(let reason): w.string(reason)
+    case .copyBegin(let size, let position, let checksum):
+      w.u64(size)
+      w.position(position)
+      w.string(checksum)
+    case .copyData(let offset, let bytes):
+      w.u64(offset)
+      w.raw(bytes)
+    case .copyEnd(let digest): w.raw(digest)
+    }
+    return Frame(type, w.bytes)
+  }
+
+  /// The challenge without its MAC: what the MACs cover, with the hello.
+  static func challengeBody(_ c: Challenge) -> [UInt8] {
+    var w = ByteWriter()
+    w.u16(c.protocolVersion)
+    w.string(c.context)
+    w.raw(c.nodeID.bytes)
+    w.u64(c.generation.rawValue)
+    w.raw(c.nonce)
+    return w.bytes
+  }
+
+  public static let nonceSize = 32
+  public static let macSize = 32
+
+  public init(decoding frame: Frame, peer: String) throws {
+    var r = ByteReader(frame, peer: peer)
+    switch frame.type {
+    case .hello:
+      self = .hello(
+        Hello(
+          protocolVersion: try r.u16(), context: try r.string(), nodeID: NodeID(bytes: try r.raw(16)[...]),
+          generation: Generation(try r.u64()), nonce: try r.raw(Self.nonceSize)))
+    case .challenge:
+      self = .challenge(
+        Challenge(
+          protocolVersion: try r.u16(), context: try r.string(), nodeID: NodeID(bytes: try r.raw(16)[...]),
+          generation: Generation(try r.u64()), nonce: try r.raw(Self.nonceSize), mac: try r.raw(Self.macSize)))
+    case .auth: self = .auth(mac: try r.raw(Self.macSize))
+    case .start:
+      let from = try r.position()
+      let hasCRC = try r.u8()
+      let crc = try r.u32()
+      guard hasCRC <= 1 else {
+        throw LinkError.badFrame(peer: peer, reason: "start frame flag \(hasCRC) is not 0 or 1")
+      }
+      self = .start(from: from, lastCRC: hasCRC == 1 ? crc : nil)
+    case .copyRequest: self = .copyRequest
+    case .fileStart: self = .fileStart(header: try r.raw(TrailFormat.fileHeaderSize), size: try r.u64())
+    case .records: self = .records(position: try r.position(), bytes: r.rest())
+    case .heartbeat:
+      self = .heartbeat(trailEnd: try r.position(), newestCommitMicros: try r.i64(), sentMicros: try r.i64())
+    case .ack: self = .ack(acked: try r.position(), applied: try r.position())
+    case .refusal: self = .refusal(reason: try r.string())
+    case .copyBegin: self = .copyBegin(size: try r.u64(), position: try r.position(), checksum: try r.string())
+    case .copyData: self = .copyData(offset: try r.u64(), bytes: r.rest())
+    case .copyEnd: self = .copyEnd(sha256: try r.raw(32))
+    }
+    try r.finish()
+  }
+}
+
+/// One end of an established link: sends and receives whole messages.
+public final class Connection: @unchecked Sendable {
+  public let socket: Socket
+  /// The largest frame payload this end accepts.
+  public let maxPayload: Int
+  public var peer: String { socket.peer }
+
+  public init(socket: Socket, maxPayload: Int) {
+    self.socket = socket
+    self.maxPayload = maxPayload
+  }
+
+  public func send(_ message: Message) throws { try socket.send(message.frame.encoded()) }
+
+  /// Sends several messages in one write.
+  public func send(_ messages: [Message]) throws {
+    var bytes: [UInt8] = []
+    for m in messages { bytes.append(contentsOf: m.frame.encoded()) }
+    try socket.send(bytes)
+  }
+
+  /// The next message; a refusal from the peer is thrown as `refusedByPeer`.
+  public func receive(timeout: Double) throws -> Message {
+    let frame = try Frame.read(from: socket, maxPayload: maxPayload, deadline: Clock.monotonicSeconds() + timeout)
+    let message = try Message(decoding: frame, peer: socket.peer)
+    if case .refusal(let reason) = message { throw LinkError.refusedByPeer(peer: socket.peer, reason: reason) }
+    return message
+  }
+
+  /// Tells the peer why, then closes (best effort: the peer may be gone).
+  public func refuse(_ reason: String) {
+    try? send(.refusal(reason: reason))
+    socket.shutdown()
+  }
+}

@@ -1,0 +1,202 @@
+// Blocking TCP sockets with deadlines. The link is one long-lived stream per backup,
+// read and written by one thread that also fsyncs between frames, so plain sockets
+// with poll(2) timeouts are the whole need; every wait has a deadline, so a stop
+// request or a silent peer is always noticed.
+
+import AuditTrail
+import Foundation
+import Node
+
+public final class Socket: @unchecked Sendable {
+  public let fd: Int32
+  /// `host:port` of the other end, for messages.
+  public let peer: String
+
+  init(fd: Int32, peer: String) {
+    self.fd = fd
+    self.peer = peer
+    var one: Int32 = 1
+    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
+    // A peer that stops reading must not block a sender forever.
+    var timeout = timeval(tv_sec: 30, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+  }
+
+  deinit { Glibc.close(fd) }
+
+  /// Shuts the connection both ways; a thread blocked on it wakes up.
+  public func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+
+  public static func connect(to address: HostPort, timeout: Double) throws -> Socket {
+    var lastError = "no address"
+    for info in try resolve(address, passive: false) {
+      let fd = socket(info.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      guard fd >= 0 else { continue }
+      let flags = fcntl(fd, F_GETFL)
+      _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+      var result = info.address.withUnsafeBytes {
+        Glibc.connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+      }
+      if result != 0 && errno == EINPROGRESS {
+        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        if poll(&pfd, 1, Int32(timeout * 1000)) == 1 {
+          var error: Int32 = 0
+          var length = socklen_t(MemoryLayout<Int32>.size)
+          getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+          result = error == 0 ? 0 : -1
+          errno = error
+        } else {
+          errno = ETIMEDOUT
+        }
+      }
+      if result == 0 {
+        _ = fcntl(fd, F_SETFL, flags)
+        return Socket(fd: fd, peer: address.description)
+      }
+      lastError = String(cString: strerror(errno))
+      Glibc.close(fd)
+    }
+    throw LinkError.connect(address: address.description, reason: lastError)
+  }
+
+  /// Sends all of `bytes` or throws.
+  public func send(_ bytes: [UInt8]) throws {
+    var sent = 0
+    try bytes.withUnsafeBytes { raw in
+      while sent < raw.count {
+        let n = Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+        if n < 0 {
+          if errno == EINTR { continue }
+          if errno == EAGAIN {
+            throw LinkError.timeout(peer: peer, waitingFor: "room to send (the peer stopped reading)")
+          }
+          throw LinkError.io(peer: peer, operation: "send", errno: errno)
+        }
+        sent += n
+      }
+    }
+  }
+
+  /// Waits until data can be read, up to `timeout` seconds. False on timeout.
+  public func waitReadable(timeout: Double) throws -> Bool {
+    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    while true {
+      let r = poll(&pfd, 1, Int32(max(0, timeout) * 1000))
+      if r < 0 && errno == EINTR { continue }
+      if r < 0 { throw LinkError.io(peer: peer, operation: "poll", errno: errno) }
+      return r > 0
+    }
+  }
+
+  /// Reads exactly `count` bytes, each wait bounded by `deadline` (monotonic seconds).
+  public func receive(exactly count: Int, deadline: Double, waitingFor what: String) throws -> [UInt8] {
+    var buffer = [UInt8](repeating: 0, count: count)
+    var got = 0
+    while got < count {
+      guard try waitReadable(timeout: deadline - Clock.monotonicSeconds()) else {
+        throw LinkError.timeout(peer: peer, waitingFor: what)
+      }
+      let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + got, count - got, 0) }
+      if n == 0 { throw LinkError.closed(peer: peer) }
+      if n < 0 {
+        if errno == EINTR || errno == EAGAIN { continue }
+        throw LinkError.io(peer: peer, operation: "recv", errno: errno)
+      }
+      got += n
+    }
+    return buffer
+  }
+
+  struct Resolved {
+    var family: Int32
+    var address: [UInt8]
+  }
+
+  static func resolve(_ address: HostPort, passive: Bool) throws -> [Resolved] {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    if passive { hints.ai_flags = AI_PASSIVE }
+    var list: UnsafeMutablePointer<addrinfo>?
+    let r = getaddrinfo(address.host.isEmpty ? nil : address.host, String(address.port), &hints, &list)
+    guard r == 0, let first = list else {
+      throw LinkError.resolve(address: address.description, reason: String(cString: gai_strerror(r)))
+    }
+    defer { freeaddrinfo(list) }
+    var result: [Resolved] = []
+    var item: UnsafeMutablePointer<addrinfo>? = first
+    while let i = item {
+      let bytes = UnsafeRawBufferPointer(start: i.pointee.ai_addr, count: Int(i.pointee.ai_addrlen))
+      result.append(Resolved(family: i.pointee.ai_family, address: Array(bytes)))
+      item = i.pointee.ai_next
+    }
+    return result
+  }
+}
+
+/// A listening TCP socket.
+public final class Listener: @unchecked Sendable {
+  public let fd: Int32
+  public let address: HostPort
+
+  public init(address: HostPort) throws {
+    guard let info = try Socket.resolve(address, passive: true).first else {
+      throw LinkError.listen(address: address.description, reason: "no address")
+    }
+    let fd = socket(info.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else {
+      throw LinkError.listen(address: address.description, reason: String(cString: strerror(errno)))
+    }
+    var one: Int32 = 1
+    // A restarted daemon must get its port back while old connections sit in TIME_WAIT.
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    let bound = info.address.withUnsafeBytes {
+      bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
+    }
+    guard bound == 0, Glibc.listen(fd, 64) == 0 else {
+      let reason = String(cString: strerror(errno))
+      Glibc.close(fd)
+      throw LinkError.listen(address: address.description, reason: reason)
+    }
+    self.fd = fd
+    self.address = address
+  }
+
+  deinit { Glibc.close(fd) }
+
+  /// The next connection, or nil after `timeout` seconds.
+  public func accept(timeout: Double) throws -> Socket? {
+    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    let r = poll(&pfd, 1, Int32(timeout * 1000))
+    if r < 0 && errno == EINTR { return nil }
+    guard r > 0 else { return nil }
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let client = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &length) }
+    }
+    guard client >= 0 else { return nil }
+    return Socket(fd: client, peer: Self.describe(storage))
+  }
+
+  static func describe(_ storage: sockaddr_storage) -> String {
+    var copy = storage
+    var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+    var port = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+    let r = withUnsafePointer(to: &copy) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        getnameinfo(
+          $0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count), &port,
+          socklen_t(port.count), NI_NUMERICHOST | NI_NUMERICSERV)
+      }
+    }
+    guard r == 0 else { return "unknown peer" }
+    let h = String(cString: host)
+    return h.contains(":") ? "[\(h)]:\(String(cString: port))" : "\(h):\(String(cString: port))"
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif

@@ -1,0 +1,194 @@
+// The extractor: on the primary, one per connected backup. It keeps no restart state of
+// its own: the receiver says where its image trail ends, and the extractor tails the MAT
+// from there, shipping only records that are durable (it syncs the file before sending
+// what it read, so a record a writer has written but not yet synced goes out only once
+// it is on disk). When idle it sends a heartbeat at least every half second.
+
+import AuditTrail
+import Crypto
+import Foundation
+import Link
+import Node
+import SQLiteSupport
+
+/// What the primary knows about one attached backup, from its acknowledgements.
+public struct AttachedBackup: Sendable {
+  public var peer: String
+  public var nodeID: NodeID
+  public var acked: MATPosition?
+  public var applied: MATPosition?
+}
+
+public final class Extractor {
+  let layout: NodeLayout
+  let link: Link.Connection
+  let peer: LinkPeer
+  let stop: StopFlag
+  let events: EventLog
+  let onAck: @Sendable (AttachedBackup) -> Void
+
+  /// Most bytes of records per frame (a larger single record goes alone).
+  static let batchBytes = 1 << 20
+  static let heartbeatInterval = 0.5
+  /// How long a bad record may stay bad before it is corruption rather than a write in progress.
+  static let corruptionGrace = 2.0
+
+  init(
+    layout: NodeLayout, link: Link.Connection, peer: LinkPeer, stop: StopFlag, events: EventLog,
+    onAck: @escaping @Sendable (AttachedBackup) -> Void
+  ) {
+    self.layout = layout
+    self.link = link
+    self.peer = peer
+    self.stop = stop
+    self.events = events
+    self.onAck = onAck
+  }
+
+  /// Serves a snapshot of the database for a backup's initial copy: a consistent copy
+  /// (VACUUM INTO, one read transaction) that holds its own MAT position in its state table.
+  func sendSnapshot(database: String) throws -> MATPosition {
+    let path = layout.state + "/snapshot-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).db"
+    defer { unlink(path) }
+    do {
+      let db = try SQLiteSupport.Connection(path: database, mode: .readOnly)
+      try db.query("VACUUM INTO ?", [.text(path)])
+    }
+    let snapshot = try SQLiteSupport.Connection(path: path, mode: .readOnly)
+    let state = try CommitState.read(snapshot)
+    let checksum = try DatabaseChecksum.compute(snapshot).checksum
+    let file = try AuditTrail.FileHandle(path: path, flags: O_RDONLY)
+    let size = try file.size()
+    try link.send(.copyBegin(size: UInt64(size), position: state.end, checksum: checksum))
+    var hash = SHA256()
+    var offset = 0
+    let chunk = 256 << 10
+    while offset < size {
+      if stop.isSet { throw LinkError.closed(peer: link.peer) }
+      let bytes = try file.read(count: min(chunk, size - offset), at: offset)
+      hash.update(data: bytes)
+      try link.send(.copyData(offset: UInt64(offset), bytes: bytes))
+      offset += bytes.count
+    }
+    try link.send(.copyEnd(sha256: Array(hash.finalize())))
+    return state.end
+  }
+
+  /// Streams records from `from` until the link drops or the daemon stops.
+  func stream(from: MATPosition, lastCRC: UInt32?) throws {
+    let mat = layout.mat
+    let reader: TrailReader
+    do {
+      reader = try TrailReader(directory: mat, from: from)
+    } catch {
+      let reason = "the backup's position \(from) is not in this primary's MAT (\(error)); the backup needs a full copy"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    if let lastCRC, let seed = reader.lastCRC, seed != lastCRC {
+      let reason =
+        "the backup's image trail does not match this primary's MAT at \(from) (chain seed differs); the backup needs a full copy"
+      link.refuse(reason)
+      throw LinkError.refused(peer: link.peer, reason: reason)
+    }
+    var expectedPrev = lastCRC
+    var sentSno: UInt32?
+    var newestCommit: Int64 = 0
+    var lastHeartbeat = 0.0
+    var badSince: Double?
+    var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
+
+    while !stop.isSet {
+      // Read what is there, up to a batch.
+      var batch: [PositionedRecord] = []
+      var bytes = 0
+      read: while bytes < Self.batchBytes {
+        let step: TrailReader.Step
+        do {
+          step = try reader.next()
+        } catch let error as TrailError {
+          // A reader can see a write in progress; damage that stays is corruption.
+          let now = Clock.monotonicSeconds()
+          if badSince == nil { badSince = now }
+          if now - badSince! > Self.corruptionGrace {
+            events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
+            link.refuse("the primary's MAT is damaged: \(error)")
+            throw error
+          }
+          break read
+        }
+        switch step {
+        case .record(let r):
+          badSince = nil
+          if let prev = expectedPrev, r.record.prevCRC != prev {
+            let reason =
+              "the backup's image trail does not match this primary's MAT before \(r.position); the backup needs a full copy"
+            link.refuse(reason)
+            throw LinkError.refused(peer: link.peer, reason: reason)
+          }
+          expectedPrev = nil  // the reader checks the chain from here on
+          batch.append(r)
+          bytes += r.end.rba > r.position.rba ? Int(r.end.rba - r.position.rba) : 0
+        case .end, .tornTail: break read
+        }
+      }
+
+      if !batch.isEmpty {
+        // Durable before it travels: sync the file the newest record is in (earlier
+        // files were synced by the writer before it rolled over).
+        let sno = batch.last!.position.sno
+        if syncedFile?.sno != sno {
+          syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
+        }
+        try syncedFile!.handle.syncData()
+        var messages: [Message] = []
+        var runStart = batch[0].position
+        var runEnd = batch[0].position
+        func flushRun() throws {
+          guard runEnd.rba > runStart.rba else { return }
+          let raw = try mat.readBytes(sno: runStart.sno, at: runStart.rba, count: Int(runEnd.rba - runStart.rba))
+          messages.append(.records(position: runStart, bytes: raw))
+        }
+        for r in batch {
+          if r.position.sno != sentSno || r.position != runEnd {
+            try flushRun()
+            if r.position.sno != sentSno {
+              let (header, size) = try mat.headerAndSize(sno: r.position.sno)
+              messages.append(.fileStart(header: header, size: UInt64(size)))
+              sentSno = r.position.sno
+            }
+            runStart = r.position
+          }
+          runEnd = r.end
+        }
+        try flushRun()
+        try link.send(messages)
+        newestCommit = batch.last!.record.commitMicros
+      } else if sentSno == nil {
+        // Announce the first file even before any record, so the backup can create it.
+        let (header, size) = try mat.headerAndSize(sno: reader.position.sno)
+        try link.send(.fileStart(header: header, size: UInt64(size)))
+        sentSno = reader.position.sno
+      }
+      let now = Clock.monotonicSeconds()
+      if now - lastHeartbeat >= Self.heartbeatInterval {
+        try link.send(
+          .heartbeat(trailEnd: reader.position, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
+        lastHeartbeat = now
+      }
+      // Drain acknowledgements; when idle, the wait for one is also the polling interval.
+      var wait = batch.isEmpty ? 0.002 : 0
+      while try link.socket.waitReadable(timeout: wait) {
+        wait = 0
+        switch try link.receive(timeout: 5) {
+        case .ack(let acked, let applied):
+          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: applied))
+        case let other:
+          let reason = "unexpected \(other.type) frame while streaming"
+          link.refuse(reason)
+          throw LinkError.badFrame(peer: link.peer, reason: reason)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,65 @@
+// `start` runs a node's daemon in the foreground; `stop` asks it to finish cleanly.
+
+import ArgumentParser
+import Backup
+import Dispatch
+import Foundation
+import Node
+import Primary
+
+struct Start: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run the node's daemon in the foreground until SIGTERM, SIGINT or `understudy stop`.",
+    discussion:
+      "A primary serves its backups on its listen address; a backup runs its receiver, updater and purger (its first start copies the primary's database)."
+  )
+
+  @OptionGroup var node: NodeOption
+
+  func run() throws {
+    try reporting(json: false) {
+      let layout = NodeLayout(root: node.node)
+      let config = try layout.loadConfig()
+      let lock = try DaemonLock.acquire(layout)
+      let events = EventLog(layout: layout, node: config.nodeId.description, echo: true)
+      let stop = StopFlag()
+      var sources: [DispatchSourceSignal] = []
+      for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler { stop.stop(sig == SIGTERM ? "SIGTERM" : "SIGINT") }
+        source.resume()
+        sources.append(source)
+      }
+      do {
+        switch config.role {
+        case .primary: try PrimaryServer(layout: layout, events: events, stop: stop).run()
+        case .backup:
+          try BackupDaemon(layout: layout, events: events, stop: stop, showProgress: isatty(2) != 0).run()
+        }
+      } catch {
+        events.log(.daemonStopped, "daemon stopped: \(error)")
+        throw error
+      }
+      events.log(.daemonStopped, "daemon stopped (\(stop.why ?? "requested"))")
+      withExtendedLifetime((lock, sources)) {}
+    }
+  }
+}
+
+struct Stop: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Stop the node's daemon cleanly and wait until it has.")
+
+  @OptionGroup var node: NodeOption
+  @Option(help: "Seconds to wait for the daemon to finish.")
+  var timeout: Double = 60
+
+  func run() throws {
+    try reporting(json: false) {
+      let layout = NodeLayout(root: node.node)
+      _ = try layout.loadConfig()
+      let pid = try DaemonLock.stop(layout, timeout: timeout)
+      Output.line("stopped the daemon of \(node.node) (pid \(pid))")
+    }
+  }
+}
