@@ -32,11 +32,19 @@ func understudy(_ arguments: [String], stdin: String? = nil, environment: [Strin
   process.standardError = err
   process.standardInput = input
   try process.run()
-  if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-  try input.fileHandleForWriting.close()
+  // Fed from another thread: a child that prints as it reads must not block on a full stdout.
+  let writing = input.fileHandleForWriting
+  let fed = DispatchSemaphore(value: 0)
+  Thread {
+    signal(SIGPIPE, SIG_IGN)
+    if let stdin { try? writing.write(contentsOf: Data(stdin.utf8)) }
+    try? writing.close()
+    fed.signal()
+  }.start()
   let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
   let stderrData = err.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
+  fed.wait()
   return Outcome(
     status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
     stderr: String(decoding: stderrData, as: UTF8.self))

@@ -109,8 +109,8 @@ final class RecoveryTests: XCTestCase {
     try db.execute("ALTER TABLE t ADD COLUMN w INTEGER DEFAULT 5")
     let before = try DatabaseChecksum.compute(db)
     let config = try PrimarySetup.initPrimary(.init(node: root + "/node", database: path))
-    XCTAssertEqual(config.base.checksum, before.checksum)
-    XCTAssertFalse(config.base.empty)
+    XCTAssertEqual(config.base?.checksum, before.checksum)
+    XCTAssertEqual(config.base?.empty, false)
     XCTAssertEqual(try DatabaseChecksum.compute(db), before)
     let audited = try AuditedDatabase.open(node: root + "/node")
     _ = try audited.write { try $0.execute("UPDATE t SET w = 6 WHERE id = 1") }

@@ -1,0 +1,143 @@
+// Helpers for tests with two nodes on 127.0.0.1: free ports, daemons as real
+// processes (stopped cleanly or SIGKILLed), positions from `status --json`.
+
+import Foundation
+import TestSupport
+import XCTest
+
+/// A TCP port nobody listens on right now (bound and released).
+func freePort() -> Int {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = 0
+  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+  _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+  _ = withUnsafeMutablePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+  }
+  return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// `understudy start --node DIR` as a child process; its stderr goes to `NODE.log`.
+final class Daemon {
+  let node: String
+  let process = Process()
+
+  init(node: String) throws {
+    self.node = node
+    process.executableURL = URL(fileURLWithPath: understudyBinary)
+    process.arguments = ["start", "--node", node]
+    let log = node + ".log"
+    if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+    let handle = FileHandle(forWritingAtPath: log)!
+    handle.seekToEndOfFile()
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+  }
+
+  var isRunning: Bool { process.isRunning }
+
+  func kill() {
+    Foundation.kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+  }
+
+  func stop() throws {
+    guard process.isRunning else { return }
+    let outcome = try understudy(["stop", "--node", node])
+    XCTAssertEqual(outcome.status, 0, outcome.stderr)
+    process.waitUntilExit()
+  }
+
+  deinit {
+    if process.isRunning { kill() }
+  }
+}
+
+/// A position field of a `status --json` or `sql --json` object as `SNO:RBA`.
+func positionText(_ object: Any?, _ key: String) -> String? {
+  guard let dict = object as? [String: Any], let p = dict[key] as? [String: Any], let sno = p["sno"] as? Int,
+    let rba = p["rba"] as? Int
+  else { return nil }
+  return "\(sno):\(rba)"
+}
+
+/// The events a node has logged, decoded.
+func events(_ node: String) -> [[String: Any]] {
+  guard let text = try? String(contentsOfFile: node + "/events.jsonl", encoding: .utf8) else { return [] }
+  return text.split(separator: "\n").compactMap {
+    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+  }
+}
+
+/// Waits until `condition` holds, up to `seconds`.
+func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+  let deadline = Date().addingTimeInterval(seconds)
+  while Date() < deadline {
+    if try condition() { return true }
+    usleep(50_000)
+  }
+  return try condition()
+}
+
+/// A primary and a backup on loopback.
+struct Pair {
+  let root: String
+  let port: Int
+  var primary: String { root + "/primary" }
+  var backup: String { root + "/backup" }
+  var primaryDB: String { root + "/primary.db" }
+  var backupDB: String { root + "/backup.db" }
+
+  init(_ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0) throws {
+    root = try temporaryDirectory(test)
+    port = freePort()
+    let p = try understudy([
+      "init", "primary", "--node", root + "/primary", "--db", root + "/primary.db", "--listen", "127.0.0.1:\(port)",
+      "--trail-file-size", String(trailFileSize),
+    ])
+    XCTAssertEqual(p.status, 0, p.stderr)
+    let b = try understudy([
+      "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary", "127.0.0.1:\(port)",
+      "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
+    ])
+    XCTAssertEqual(b.status, 0, b.stderr)
+  }
+
+  func sql(_ statements: String...) throws {
+    let outcome = try understudy(["sql", "--node", primary] + statements)
+    XCTAssertEqual(outcome.status, 0, outcome.stderr)
+  }
+
+  /// The primary's durable end, as `SNO:RBA`.
+  func primaryEnd() throws -> String {
+    let outcome = try understudy(["status", "--node", primary, "--json"])
+    return try XCTUnwrap(positionText(outcome.json, "durableEnd"), outcome.stderr)
+  }
+
+  /// Waits until the backup has applied the primary's end; returns the `wait` outcome.
+  @discardableResult
+  func waitForBackup(timeout: Double = 60) throws -> Outcome {
+    let outcome = try understudy([
+      "wait", "--node", backup, "--applied", try primaryEnd(), "--timeout", String(timeout),
+    ])
+    XCTAssertEqual(
+      outcome.status, 0, outcome.stderr + "\n" + ((try? String(contentsOfFile: backup + ".log", encoding: .utf8)) ?? "")
+    )
+    return outcome
+  }
+
+  func checksum(_ node: String) throws -> String {
+    let outcome = try understudy(["checksum", "--node", node, "--json"])
+    XCTAssertEqual(outcome.status, 0, outcome.stderr)
+    return ((outcome.json as? [String: Any])?["checksum"] as? String) ?? "none"
+  }
+
+  func assertSameContent(_ context: String = "", file: StaticString = #filePath, line: UInt = #line) throws {
+    XCTAssertEqual(try checksum(primary), try checksum(backup), context, file: file, line: line)
+  }
+}
