@@ -51,7 +51,7 @@ let package = Package(
     // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
-      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "TestSupport", "understudy"]
+      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "understudy"]
     ),
   ]
 )

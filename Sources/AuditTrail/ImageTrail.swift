@@ -36,6 +36,8 @@ public final class ImageTrailWriter {
   private var file: FileHandle?
   private var fileSize = 0
   private var dirty = false
+  /// Set by `refetchLast`: the first record to arrive must be this one again.
+  private var refetching: (end: MATPosition, txid: TransactionID)?
 
   /// Opens the image trail at its clean end, reading forward from what the backup
   /// database holds: the start of its last applied record (`last`) and the end of it
@@ -73,6 +75,16 @@ public final class ImageTrailWriter {
     writer.last = lastRecord
     try writer.openFile(sno: end.sno)
     return (writer, cut)
+  }
+
+  /// Right after an initial copy the image trail lacks the record before its end, so the
+  /// next record's chain could not be checked. Start one record earlier instead: the
+  /// primary sends the database's last record again (the same bytes at the same place),
+  /// which must end at the current end and carry `txid`.
+  public func refetchLast(at last: MATPosition, txid: TransactionID) {
+    guard lastCRC == nil, last < end, last.sno == end.sno else { return }
+    refetching = (end, txid)
+    end = last
   }
 
   private init(directory: TrailDirectory, end: MATPosition) {
@@ -162,6 +174,16 @@ public final class ImageTrailWriter {
           throw ImageTrailProblem.badRecords(
             position: at, reason: "chain broken: the record does not follow the last one")
         }
+        if let expected = refetching, count == 0 {
+          let recordEnd = MATPosition(sno: at.sno, rba: at.rba + UInt64(size))
+          guard record.txid == expected.txid, recordEnd == expected.end else {
+            throw ImageTrailProblem.badRecords(
+              position: at,
+              reason:
+                "expected the database's last transaction \(expected.txid) ending at \(expected.end), got \(record.txid) ending at \(recordEnd)"
+            )
+          }
+        }
         crc = recordCRC
         newest = record.commitMicros
         lastStart = (at, recordCRC)
@@ -170,6 +192,7 @@ public final class ImageTrailWriter {
       count += 1
     }
     try file.write(bytes, at: Int(position.rba))
+    refetching = nil
     dirty = true
     end.rba += UInt64(bytes.count)
     lastCRC = crc

@@ -38,11 +38,13 @@ final class Receiver: @unchecked Sendable {
     var backoff = 0.1
     while !stop.isSet {
       let config: NodeConfig
+      established = false
       do {
         config = try layout.loadConfig()
         try session(config: config)
         backoff = 0.1
       } catch let error as LinkError {
+        if established { backoff = 0.1 }
         progress.update {
           $0.connected = false
           $0.lastError = "\(error)"
@@ -57,6 +59,7 @@ final class Receiver: @unchecked Sendable {
           if !stop.isSet { events.log(.linkDropped, "\(error); reconnecting") }
         }
       } catch let error as ImageTrailProblem {
+        if established { backoff = 0.1 }
         progress.update {
           $0.connected = false
           $0.lastError = "\(error)"
@@ -115,6 +118,7 @@ final class Receiver: @unchecked Sendable {
       $0.acked = image.end
       $0.applied = $0.applied ?? state.end
     }
+    if let last = state.last, image.end == state.end { image.refetchLast(at: last, txid: state.lastTxid) }
     try link.send(.start(from: image.end, lastCRC: image.lastCRC))
     events.log(
       .linkConnected, "connected to primary \(peer.nodeID) at \(primaryAddress), streaming from \(image.end)",
@@ -123,6 +127,7 @@ final class Receiver: @unchecked Sendable {
       $0.connected = true
       $0.lastError = nil
     }
+    established = true
 
     var unsynced = 0
     while !stop.isSet {
@@ -165,6 +170,8 @@ final class Receiver: @unchecked Sendable {
   }
 
   private var pendingNewest: Int64 = 0
+  /// Whether the current session got as far as streaming (then a drop retries at once).
+  private var established = false
 
   /// The applied position the backup database holds (its copy of the primary's state table).
   static func appliedState(database: String) throws -> CommitState {

@@ -44,7 +44,8 @@ public struct Frame: Sendable {
   /// What a primary accepts from a backup: only small control frames travel that way.
   public static let maxControlPayload = 64 << 10
   /// What a backup accepts from its primary: the largest record, plus room for framing.
-  public static let maxStreamPayload = TrailFormat.maxPayload + (1 << 20)
+  /// (A batch stops growing past 1 MiB, so a frame holds at most that plus one record.)
+  public static let maxStreamPayload = TrailFormat.maxPayload + (4 << 20)
 
   public var type: FrameType
   public var payload: [UInt8]
@@ -79,7 +80,10 @@ public struct Frame: Sendable {
     guard let type = FrameType(rawValue: header[8]) else {
       throw LinkError.badFrame(peer: socket.peer, reason: "unknown frame type \(header[8])")
     }
-    let payload = try socket.receive(exactly: length, deadline: deadline, waitingFor: "\(type) frame payload")
+    // Once a frame has started, its payload gets time in proportion to its size (at
+    // least 1 MB/s), so a slow link is not mistaken for a dead one.
+    let payloadDeadline = max(deadline, Clock.monotonicSeconds() + 5 + Double(length) / 1_000_000)
+    let payload = try socket.receive(exactly: length, deadline: payloadDeadline, waitingFor: "\(type) frame payload")
     let computed = checksum(type: header[8], payload: payload)
     guard computed == crc else {
       throw LinkError.badFrame(
@@ -116,8 +120,11 @@ struct ByteWriter {
   mutating func u64(_ v: UInt64) { bytes.appendLE(v) }
   mutating func i64(_ v: Int64) { bytes.appendLE(v) }
   mutating func raw(_ v: [UInt8]) { bytes.append(contentsOf: v) }
+  /// Text is capped at 4 KiB, cut on a character boundary.
   mutating func string(_ s: String) {
-    let utf8 = Array(s.utf8.prefix(Int(UInt16.max)))
+    var text = Substring(s)
+    while text.utf8.count > 4096 { text = text.dropLast() }
+    let utf8 = Array(text.utf8)
     u16(UInt16(utf8.count))
     raw(utf8)
   }

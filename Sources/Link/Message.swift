@@ -20,7 +20,7 @@ public enum Message: Sendable {
   case fileStart(header: [UInt8], size: UInt64)
   /// Primary → backup: whole records, exactly as they lie in the MAT from `position`.
   case records(position: MATPosition, bytes: [UInt8])
-  /// Primary → backup, at least once a second: where the primary's durable trail ends
+  /// Primary → backup, every half second: where the primary's durable trail ends
   /// and the commit time of its newest record (for RTD).
   case heartbeat(trailEnd: MATPosition, newestCommitMicros: Int64, sentMicros: Int64)
   /// Backup → primary: the image trail is durable up to `acked`; the database holds up to `applied`.

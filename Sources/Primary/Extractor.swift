@@ -27,7 +27,7 @@ public final class Extractor {
   let events: EventLog
   let onAck: @Sendable (AttachedBackup) -> Void
 
-  /// Most bytes of records per frame (a larger single record goes alone).
+  /// A batch stops growing once it holds this many bytes of records.
   static let batchBytes = 1 << 20
   static let heartbeatInterval = 0.5
   /// How long a bad record may stay bad before it is corruption rather than a write in progress.
@@ -92,7 +92,11 @@ public final class Extractor {
       throw LinkError.refused(peer: link.peer, reason: reason)
     }
     var expectedPrev = lastCRC
-    var sentSno: UInt32?
+    // Announce the starting file first, even if the next record lies in a later file:
+    // the backup creates its image-trail files in order.
+    let first = try mat.headerAndSize(sno: from.sno)
+    try link.send(.fileStart(header: first.header, size: UInt64(first.size)))
+    var sentSno: UInt32? = from.sno
     var newestCommit: Int64 = 0
     var lastHeartbeat = 0.0
     var badSince: Double?
@@ -164,11 +168,6 @@ public final class Extractor {
         try flushRun()
         try link.send(messages)
         newestCommit = batch.last!.record.commitMicros
-      } else if sentSno == nil {
-        // Announce the first file even before any record, so the backup can create it.
-        let (header, size) = try mat.headerAndSize(sno: reader.position.sno)
-        try link.send(.fileStart(header: header, size: UInt64(size)))
-        sentSno = reader.position.sno
       }
       let now = Clock.monotonicSeconds()
       if now - lastHeartbeat >= Self.heartbeatInterval {

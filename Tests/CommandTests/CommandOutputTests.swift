@@ -11,6 +11,20 @@ final class CommandOutputTests: XCTestCase {
     ])
     XCTAssertEqual(created.status, 0, created.stderr)
     try assertConforms(created.json, to: "init.schema.json")
+    let backup = try understudy([
+      "init", "backup", "--node", root + "/backup", "--db", root + "/backup.sqlite", "--primary", "127.0.0.1:7001",
+      "--secret-file", node + "/secret.key", "--json",
+    ])
+    XCTAssertEqual(backup.status, 0, backup.stderr)
+    try assertConforms(backup.json, to: "init.schema.json")
+    try assertConforms(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/backup/understudy.json"))),
+      to: "node-config.schema.json")
+    let backupStatus = try understudy(["status", "--node", root + "/backup", "--json"])
+    XCTAssertEqual(backupStatus.status, 0, backupStatus.stderr)
+    try assertConforms(backupStatus.json, to: "status.schema.json")
+    let secretMode = try FileManager.default.attributesOfItem(atPath: node + "/secret.key")[.posixPermissions] as? Int
+    XCTAssertEqual(secretMode, 0o600)
     try assertConforms(
       try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: node + "/understudy.json"))),
       to: "node-config.schema.json")
@@ -79,6 +93,7 @@ final class CommandOutputTests: XCTestCase {
     XCTAssertEqual(
       try understudy(["sql", "--node", node, "CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE loose(a)"]).status, 0
     )
+    try "short\n".write(toFile: root + "/short.key", atomically: true, encoding: .utf8)
     let before = try understudy(["status", "--node", node, "--json"]).stdout
     let sumBefore = try understudy(["checksum", "--node", node, "--json"]).stdout
     let cases: [([String], [String])] = [
@@ -95,6 +110,27 @@ final class CommandOutputTests: XCTestCase {
       ),
       (["query", "--node", node, "DELETE FROM t"], ["read-only"]),
       (["sql", "--node", node, "UPDATE understudy_state SET last_txid = 0"], ["belongs to Understudy"]),
+      (
+        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", root + "/none.key"],
+        ["cannot read the link secret", "none.key"]
+      ),
+      (
+        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", root + "/short.key"],
+        ["at least 16"]
+      ),
+      (
+        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "nohost", "--secret-file", node + "/secret.key"],
+        ["HOST:PORT"]
+      ),
+      (
+        ["init", "backup", "--node", root + "/b1", "--db", root + "/db.sqlite", "--primary", "127.0.0.1:9", "--secret-file", node + "/secret.key"],
+        ["already exists"]
+      ),
+      (
+        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", node + "/secret.key", "--context", "no spaces"],
+        ["context name"]
+      ),
+      (["wait", "--node", node, "--applied", "x:1"], ["invalid MAT position 'x:1'"]),
     ]
     for (arguments, fragments) in cases {
       let text = try understudy(arguments)
@@ -105,6 +141,16 @@ final class CommandOutputTests: XCTestCase {
       try assertConforms(json.json, to: "error.schema.json")
     }
     XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/n2"))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/b1"))
+    for (arguments, fragment) in [
+      (["start", "--node", root + "/nowhere"], "is not an Understudy node"),
+      (["start", "--node", node], "no listen address"),
+      (["stop", "--node", node], "no daemon is running"),
+    ] {
+      let outcome = try understudy(arguments)
+      XCTAssertEqual(outcome.status, 1, "\(arguments)")
+      XCTAssertTrue(outcome.stderr.contains(fragment), "\(arguments): '\(fragment)' not in \(outcome.stderr)")
+    }
     XCTAssertEqual(try understudy(["status", "--node", node, "--json"]).stdout, before)
     XCTAssertEqual(try understudy(["checksum", "--node", node, "--json"]).stdout, sumBefore)
 

@@ -151,12 +151,15 @@ final class Child: @unchecked Sendable {
     }.start()
   }
 
-  func feed(_ lines: [String]) {
+  /// Writes the lines from another thread; with `close`, ends the input after them so
+  /// the child exits once it has committed them all.
+  func feed(_ lines: [String], close: Bool = false) {
     let data = Data(lines.map { $0 + "\n" }.joined().utf8)
     let writing = input.fileHandleForWriting
     Thread {
       signal(SIGPIPE, SIG_IGN)
       try? writing.write(contentsOf: data)
+      if close { try? writing.close() }
     }.start()
   }
 

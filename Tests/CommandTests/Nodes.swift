@@ -93,7 +93,8 @@ struct Pair {
   var primaryDB: String { root + "/primary.db" }
   var backupDB: String { root + "/backup.db" }
 
-  init(_ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0) throws {
+  /// `backupConnectsTo`: a port the backup uses instead of the primary's (a proxy).
+  init(_ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0, backupConnectsTo: Int? = nil) throws {
     root = try temporaryDirectory(test)
     port = freePort()
     let p = try understudy([
@@ -102,7 +103,8 @@ struct Pair {
     ])
     XCTAssertEqual(p.status, 0, p.stderr)
     let b = try understudy([
-      "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary", "127.0.0.1:\(port)",
+      "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary",
+      "127.0.0.1:\(backupConnectsTo ?? port)",
       "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
     ])
     XCTAssertEqual(b.status, 0, b.stderr)

@@ -1,0 +1,307 @@
+// Replication under faults, with real processes on 127.0.0.1: SIGKILL of the writer,
+// the primary daemon and the backup daemon at random moments (seeded), a link cut
+// mid-stream by a proxy, and hostile peers on both ends of the link.
+
+import AuditTrail
+import Foundation
+import Link
+import Node
+import SQLiteSupport
+import TestSupport
+import XCTest
+
+final class ReplicationFaultTests: XCTestCase {
+  func testSIGKILLOfWriterPrimaryDaemonAndBackupDaemonLosesNothingAndAppliesNothingTwice() throws {
+    let seed = testSeed("replication kills")
+    var rng = SeededGenerator(seed: seed)
+    let pair = try Pair(self, trailFileSize: 16384)
+    try pair.sql("CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE scratch(id INTEGER PRIMARY KEY)")
+    var primary = try Daemon(node: pair.primary)
+    var backup = try Daemon(node: pair.backup)
+    var workload = Workload()
+    var acknowledged: [Int: Int] = [:]
+    var victims =
+      Array(repeating: "writer", count: 10) + Array(repeating: "primary daemon", count: 10)
+      + Array(repeating: "backup daemon", count: 10)
+    victims.shuffle(using: &rng)
+    for (round, victim) in victims.enumerated() {
+      let child = try Child(node: pair.primary, failpoint: nil)
+      let lines = (0..<Int.random(in: 100...500, using: &rng)).map { _ in workload.next(&rng) }
+      child.feed(lines.map(\.sql))
+      usleep(UInt32.random(in: 10_000...200_000, using: &rng))
+      switch victim {
+      case "primary daemon":
+        primary.kill()
+        usleep(UInt32.random(in: 0...100_000, using: &rng))
+        primary = try Daemon(node: pair.primary)
+      case "backup daemon":
+        backup.kill()
+        usleep(UInt32.random(in: 0...100_000, using: &rng))
+        backup = try Daemon(node: pair.backup)
+      default: break
+      }
+      usleep(UInt32.random(in: 0...100_000, using: &rng))
+      for ack in child.kill() {
+        if let id = lines[ack.line - 1].insertedID { acknowledged[id] = ack.txid }
+      }
+      _ = round
+    }
+    let context = "seed \(seed)"
+    // A writer's open replays what a killed writer left in the MAT; then the backup must hold it all.
+    try pair.sql("INSERT INTO scratch VALUES (-1)")
+    try pair.waitForBackup(timeout: 120)
+    try pair.assertSameContent(context)
+    let backupDB = try Connection(path: pair.backupDB, mode: .readOnly)
+    let present = Set(
+      try backupDB.query("SELECT id FROM items").compactMap { row -> Int? in
+        if case .integer(let v) = row[0] { return Int(v) }
+        return nil
+      })
+    XCTAssertEqual(acknowledged.keys.filter { !present.contains($0) }.sorted(), [], context)
+    let status = try XCTUnwrap(try understudy(["status", "--node", pair.backup, "--json"]).json as? [String: Any])
+    XCTAssertTrue(status["updaterStopped"] is NSNull, "\(context): \(status)")
+    let primaryStatus = try XCTUnwrap(
+      try understudy(["status", "--node", pair.primary, "--json"]).json as? [String: Any])
+    XCTAssertEqual(status["lastTxid"] as? Int, primaryStatus["lastTxid"] as? Int, context)
+    print(
+      "replication kills (\(context)): 30 rounds, \(acknowledged.count) acknowledged inserts, primary at transaction \(primaryStatus["lastTxid"] ?? "?")"
+    )
+    XCTAssertGreaterThan(acknowledged.count, 100)
+    try backup.stop()
+    try primary.stop()
+  }
+
+  func testALinkCutMidStreamIsResumedFromTheImageTrailsEnd() throws {
+    let seed = testSeed("dropped link")
+    var rng = SeededGenerator(seed: seed)
+    let proxyPort = freePort()
+    let pair = try Pair(self, trailFileSize: 16384, backupConnectsTo: proxyPort)
+    let proxy = try Proxy(listen: proxyPort, target: pair.port)
+    try pair.sql("CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)", "CREATE TABLE scratch(id INTEGER PRIMARY KEY)")
+    let primary = try Daemon(node: pair.primary)
+    let backup = try Daemon(node: pair.backup)
+    var workload = Workload()
+    let child = try Child(node: pair.primary, failpoint: nil)
+    child.feed((0..<3000).map { _ in workload.next(&rng).sql }, close: true)
+    var cuts = 0
+    for _ in 0..<12 {
+      usleep(UInt32.random(in: 50_000...300_000, using: &rng))
+      cuts += proxy.cutAll()
+    }
+    XCTAssertTrue(child.waitForExit(seconds: 120))
+    _ = child.kill()
+    try pair.waitForBackup(timeout: 60)
+    try pair.assertSameContent("seed \(seed), \(cuts) connections cut")
+    XCTAssertGreaterThan(cuts, 3)
+    XCTAssertGreaterThan(events(pair.backup).filter { $0["code"] as? Int == 9010 }.count, 3)
+    try backup.stop()
+    try primary.stop()
+  }
+
+  func testAHostileClientIsRefusedAndThePrimaryKeepsServing() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)", "INSERT INTO t VALUES (1, randomblob(100))")
+    let primary = try Daemon(node: pair.primary)
+    XCTAssertTrue(eventually(5) { events(pair.primary).contains { $0["code"] as? Int == 9001 } })
+    let address = try HostPort(parsing: "127.0.0.1:\(pair.port)")
+    var hello = ByteWriterForTests()
+    hello.u16(1)
+    hello.string("default")
+    hello.raw([UInt8](repeating: 7, count: 16))
+    hello.u64(1)
+    hello.raw([UInt8](repeating: 1, count: 32))
+    let helloFrame = Frame(.hello, hello.bytes).encoded()
+    var badCRC = helloFrame
+    badCRC[5] ^= 0xFF
+    var oversized = helloFrame
+    oversized.replaceSubrange(0..<4, with: [0xF0, 0xFF, 0xFF, 0x7F])
+    var unknownType = helloFrame
+    unknownType[8] = 200
+    let attacks: [(String, [UInt8])] = [
+      ("garbage", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+      ("bad checksum", badCRC),
+      ("oversized frame", oversized),
+      ("unknown frame type", unknownType),
+      ("truncated frame", Array(helloFrame.prefix(20))),
+      ("truncated payload", Frame(.hello, Array(hello.bytes.prefix(10))).encoded()),
+      ("hello then a forged proof", helloFrame + Frame(.auth, [UInt8](repeating: 0, count: 32)).encoded()),
+      ("records before any handshake", Frame(.records, [UInt8](repeating: 0, count: 64)).encoded()),
+    ]
+    for (name, bytes) in attacks {
+      let socket = try Socket.connect(to: address, timeout: 2)
+      try socket.send(bytes)
+      if name.hasPrefix("truncated") { socket.shutdown() }
+      // The primary answers with a refusal or closes; it never hangs the test for long.
+      _ = try? Link.Connection(socket: socket, maxPayload: 1 << 20).receive(timeout: 12)
+      XCTAssertTrue(primary.isRunning, "the primary died after: \(name)")
+    }
+    let bad = events(pair.primary).filter { [9012, 9013].contains($0["code"] as? Int ?? 0) }
+    XCTAssertGreaterThanOrEqual(bad.count, attacks.count - 2, "\(bad)")
+    // Its trail is intact and a real backup still gets everything.
+    XCTAssertEqual(try understudy(["trail", "dump", "--node", pair.primary, "--json"]).status, 0)
+    let backup = try Daemon(node: pair.backup)
+    try pair.sql("INSERT INTO t VALUES (2, randomblob(10))")
+    try pair.waitForBackup()
+    try pair.assertSameContent()
+    try backup.stop()
+    try primary.stop()
+  }
+
+  func testAHostilePrimaryCannotHarmTheImageTrail() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
+    var primary = try Daemon(node: pair.primary)
+    let backup = try Daemon(node: pair.backup)
+    try pair.sql("INSERT INTO t VALUES (2, 'two')")
+    try pair.waitForBackup()
+    try primary.stop()
+    let before = try imageBytes(pair.backup)
+    let checksumBefore = try pair.checksum(pair.backup)
+
+    // A peer that holds the key (the worst case) and sends bad streams.
+    let config = try NodeLayout(root: pair.primary).loadConfig()
+    let identity = LinkIdentity(
+      context: "default", nodeID: config.nodeId, generation: config.generation,
+      key: try Secret.load(path: pair.primary + "/secret.key"))
+    let mat = NodeLayout(root: pair.primary).mat
+    var listener: Listener? = try Listener(address: try HostPort(parsing: "127.0.0.1:\(pair.port)"))
+    let lies: [(String, (MATPosition, UInt32?) throws -> [UInt8])] = [
+      (
+        "a record with a bad checksum",
+        { from, _ in
+          var record = Record(type: .commit, txid: TransactionID(99), commitMicros: 1, payload: [1, 2, 3], prevCRC: 0)
+            .encoded()
+          record[20] ^= 1
+          return Message.records(position: from, bytes: record).frame.encoded()
+        }
+      ),
+      (
+        "a record that breaks the chain",
+        { from, _ in
+          let record = Record(type: .commit, txid: TransactionID(99), commitMicros: 1, payload: [], prevCRC: 12345)
+            .encoded()
+          return Message.records(position: from, bytes: record).frame.encoded()
+        }
+      ),
+      (
+        "records past a gap",
+        { from, crc in
+          let record = Record(type: .commit, txid: TransactionID(99), commitMicros: 1, payload: [], prevCRC: crc ?? 0)
+            .encoded()
+          return Message.records(position: MATPosition(sno: from.sno, rba: from.rba + 64), bytes: record).frame
+            .encoded()
+        }
+      ),
+      ("an oversized frame", { _, _ in [0xF0, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 7] }),
+      (
+        "a frame with a bad frame checksum",
+        { from, _ in
+          var frame = Message.heartbeat(trailEnd: from, newestCommitMicros: 0, sentMicros: 0).frame.encoded()
+          frame[4] ^= 1
+          return frame
+        }
+      ),
+    ]
+    for (name, lie) in lies {
+      let socket = try XCTUnwrap(try listener!.accept(timeout: 15), "the backup did not reconnect before: \(name)")
+      let link = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+      _ = try Handshake.accept(link, as: identity)
+      guard case .start(let from, let crc) = try link.receive(timeout: 5) else { return XCTFail("no start") }
+      let (header, size) = try mat.headerAndSize(sno: from.sno)
+      try link.send(.fileStart(header: header, size: UInt64(size)))
+      try socket.send(try lie(from, crc))
+      // The backup hangs up.
+      XCTAssertThrowsError(try link.receive(timeout: 10), name)
+      XCTAssertTrue(backup.isRunning, "the backup died after: \(name)")
+    }
+    XCTAssertEqual(try imageBytes(pair.backup), before, "the image trail changed")
+    XCTAssertEqual(try pair.checksum(pair.backup), checksumBefore)
+    XCTAssertGreaterThanOrEqual(events(pair.backup).filter { $0["code"] as? Int == 9013 }.count, lies.count - 1)
+
+    // The real primary again: replication continues where it was.
+    listener = nil  // frees the port
+    primary = try Daemon(node: pair.primary)
+    try pair.sql("INSERT INTO t VALUES (3, 'three')")
+    try pair.waitForBackup()
+    try pair.assertSameContent()
+    try backup.stop()
+    try primary.stop()
+  }
+
+  private func imageBytes(_ node: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: node + "/image") where name.hasPrefix("AA") {
+      out[name] = FileManager.default.contents(atPath: node + "/image/" + name)
+    }
+    return out
+  }
+}
+
+/// Payload bytes built by hand, for frames a real peer would never send.
+struct ByteWriterForTests {
+  var bytes: [UInt8] = []
+  mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+  mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+  mutating func raw(_ v: [UInt8]) { bytes += v }
+  mutating func string(_ s: String) {
+    u16(UInt16(s.utf8.count))
+    bytes += Array(s.utf8)
+  }
+}
+
+/// A TCP proxy on 127.0.0.1 whose connections can be cut at will.
+final class Proxy: @unchecked Sendable {
+  private let listener: Listener
+  private let lock = NSLock()
+  private var open: [Socket] = []
+  private var running = true
+
+  init(listen: Int, target: Int) throws {
+    listener = try Listener(address: try HostPort(parsing: "127.0.0.1:\(listen)"))
+    Thread { [self] in
+      while isRunning {
+        guard let client = try? listener.accept(timeout: 0.1) else { continue }
+        guard let server = try? Socket.connect(to: try! HostPort(parsing: "127.0.0.1:\(target)"), timeout: 2) else {
+          client.shutdown()
+          continue
+        }
+        lock.lock()
+        open += [client, server]
+        lock.unlock()
+        for (from, to) in [(client, server), (server, client)] {
+          Thread {
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+              let n = buffer.withUnsafeMutableBytes { recv(from.fd, $0.baseAddress, $0.count, 0) }
+              guard n > 0, (try? to.send(Array(buffer[0..<n]))) != nil else { break }
+            }
+            from.shutdown()
+            to.shutdown()
+          }.start()
+        }
+      }
+    }.start()
+  }
+
+  private var isRunning: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return running
+  }
+
+  /// Cuts every open connection; returns how many pairs were cut.
+  func cutAll() -> Int {
+    lock.lock()
+    let sockets = open
+    open = []
+    lock.unlock()
+    for s in sockets { s.shutdown() }
+    return sockets.count / 2
+  }
+
+  deinit {
+    lock.lock()
+    running = false
+    lock.unlock()
+  }
+}
