@@ -165,6 +165,21 @@ public final class Listener: @unchecked Sendable {
 
   deinit { Glibc.close(fd) }
 
+  /// A port on 127.0.0.1 that nobody listens on right now (for demos and benchmarks).
+  public static func ephemeralPort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { Glibc.close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return UInt16(bigEndian: address.sin_port)
+  }
+
   /// The next connection, or nil after `timeout` seconds.
   public func accept(timeout: Double) throws -> Socket? {
     var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

@@ -4,7 +4,7 @@ import Node
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Measure Understudy against plain SQLite in the same run.", subcommands: [BenchCommit.self])
+    abstract: "Measure Understudy against plain SQLite in the same run.", subcommands: [BenchCommit.self, BenchReplicate.self])
 }
 
 struct BenchCommit: ParsableCommand {
@@ -62,6 +62,60 @@ struct BenchCommit: ParsableCommand {
             String(
               format: "%7d  %24.0f  %30.0f  %5.2f", r.writers, r.plain.rate, r.understudy.rate, r.ratio))
         }
+      }
+    }
+  }
+}
+
+struct BenchReplicate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "replicate",
+    abstract: "A primary and a backup on loopback: commit rate alone and attached, apply rate, commit-to-applied lag.")
+
+  @Option(help: "Seconds per measurement.")
+  var seconds: Double = 3
+  @Option(help: "Directory for the scratch nodes (default: a new temporary directory).")
+  var dir: String?
+  @OptionGroup var output: JSONFlag
+
+  func run() throws {
+    try reporting(json: output.json) {
+      guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds takes 0 to 600") }
+      let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
+      defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
+      let r = try ReplicateBenchmark.run(dir: scratch, seconds: seconds) { Output.progress($0, json: output.json) }
+      func rounded(_ v: Double, _ places: Double = 1) -> JSON { .double((v * places).rounded() / places) }
+      if output.json {
+        Output.json(
+          .object([
+            ("benchmark", .string("replicate")), ("seconds", .double(seconds)),
+            ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
+            ("plainCommitsPerSecond", rounded(r.plainRate)), ("aloneCommitsPerSecond", rounded(r.aloneRate)),
+            ("attachedCommitsPerSecond", rounded(r.attachedRate)), ("attachCost", rounded(r.attachCost, 1000)),
+            ("applyPerSecond", rounded(r.applyRate)), ("pacedCommitsPerSecond", rounded(r.pacedRate)),
+            (
+              "lagMillis",
+              .object([
+                ("samples", .int(Int64(r.lagMillis.count))), ("p50", rounded(r.lag(0.5), 100)),
+                ("p99", rounded(r.lag(0.99), 100)), ("max", rounded(r.lagMillis.last ?? 0, 100)),
+              ])
+            ),
+          ]))
+      } else {
+        Output.line("single-writer durable commits per second, \(seconds) s each, one run, loopback")
+        Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
+        Output.line(
+          String(format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
+        Output.line(
+          String(
+            format: "Understudy with backup attached   %8.0f  (%.2f of plain; attaching costs %.1f%%)", r.attachedRate,
+            r.attachedRate / r.plainRate, r.attachCost * 100))
+        Output.line(
+          String(format: "backup apply rate (drain)         %8.0f  (%.2f of the attached commit rate)", r.applyRate, r.applyRate / r.attachedRate))
+        Output.line(
+          String(
+            format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
+            r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
       }
     }
   }
