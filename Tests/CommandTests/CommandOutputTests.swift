@@ -111,23 +111,38 @@ final class CommandOutputTests: XCTestCase {
       (["query", "--node", node, "DELETE FROM t"], ["read-only"]),
       (["sql", "--node", node, "UPDATE understudy_state SET last_txid = 0"], ["belongs to Understudy"]),
       (
-        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", root + "/none.key"],
+        [
+          "init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9",
+          "--secret-file", root + "/none.key",
+        ],
         ["cannot read the link secret", "none.key"]
       ),
       (
-        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", root + "/short.key"],
+        [
+          "init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9",
+          "--secret-file", root + "/short.key",
+        ],
         ["at least 16"]
       ),
       (
-        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "nohost", "--secret-file", node + "/secret.key"],
+        [
+          "init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "nohost", "--secret-file",
+          node + "/secret.key",
+        ],
         ["HOST:PORT"]
       ),
       (
-        ["init", "backup", "--node", root + "/b1", "--db", root + "/db.sqlite", "--primary", "127.0.0.1:9", "--secret-file", node + "/secret.key"],
+        [
+          "init", "backup", "--node", root + "/b1", "--db", root + "/db.sqlite", "--primary", "127.0.0.1:9",
+          "--secret-file", node + "/secret.key",
+        ],
         ["already exists"]
       ),
       (
-        ["init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9", "--secret-file", node + "/secret.key", "--context", "no spaces"],
+        [
+          "init", "backup", "--node", root + "/b1", "--db", root + "/b1.db", "--primary", "127.0.0.1:9",
+          "--secret-file", node + "/secret.key", "--context", "no spaces",
+        ],
         ["context name"]
       ),
       (["wait", "--node", node, "--applied", "x:1"], ["invalid MAT position 'x:1'"]),

@@ -48,12 +48,12 @@ enum ReplicateBenchmark {
     let alone = try timed(seconds) { _ = try commit() }
 
     progress("starting the primary and backup daemons (initial copy)…")
-    let daemons = [try Daemon(node: primary, log: dir + "/primary.log")]
+    let daemons = [try DaemonProcess(node: primary, log: dir + "/primary.log")]
     try BackupSetup.initBackup(
       .init(
         node: backup, database: dir + "/backup.sqlite", primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
-    let all = daemons + [try Daemon(node: backup, log: dir + "/backup.log")]
+    let all = daemons + [try DaemonProcess(node: backup, log: dir + "/backup.log")]
     defer { for d in all { d.stop() } }
     let end = try commit().end
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
@@ -161,28 +161,6 @@ enum ReplicateBenchmark {
       finished.wait()
       if let failure { throw failure }
       return lags
-    }
-  }
-
-  /// `understudy start --node NODE` as a child process.
-  final class Daemon {
-    let process = Process()
-    let node: String
-
-    init(node: String, log: String) throws {
-      self.node = node
-      FileManager.default.createFile(atPath: log, contents: nil)
-      process.executableURL = URL(fileURLWithPath: ChildWriter.selfExecutable())
-      process.arguments = ["start", "--node", node]
-      process.standardOutput = FileHandle(forWritingAtPath: log)
-      process.standardError = FileHandle(forWritingAtPath: log)
-      try process.run()
-    }
-
-    func stop() {
-      guard process.isRunning else { return }
-      kill(process.processIdentifier, SIGTERM)
-      process.waitUntilExit()
     }
   }
 }

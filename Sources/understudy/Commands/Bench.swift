@@ -4,7 +4,8 @@ import Node
 
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Measure Understudy against plain SQLite in the same run.", subcommands: [BenchCommit.self, BenchReplicate.self])
+    abstract: "Measure Understudy against plain SQLite in the same run.",
+    subcommands: [BenchCommit.self, BenchReplicate.self])
 }
 
 struct BenchCommit: ParsableCommand {
@@ -105,13 +106,16 @@ struct BenchReplicate: ParsableCommand {
         Output.line("single-writer durable commits per second, \(seconds) s each, one run, loopback")
         Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
         Output.line(
-          String(format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
+          String(
+            format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
         Output.line(
           String(
             format: "Understudy with backup attached   %8.0f  (%.2f of plain; attaching costs %.1f%%)", r.attachedRate,
             r.attachedRate / r.plainRate, r.attachCost * 100))
         Output.line(
-          String(format: "backup apply rate (drain)         %8.0f  (%.2f of the attached commit rate)", r.applyRate, r.applyRate / r.attachedRate))
+          String(
+            format: "backup apply rate (drain)         %8.0f  (%.2f of the attached commit rate)", r.applyRate,
+            r.applyRate / r.attachedRate))
         Output.line(
           String(
             format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
