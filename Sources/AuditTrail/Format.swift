@@ -50,13 +50,13 @@ public enum RecordType: UInt8, Sendable, Codable, CustomStringConvertible {
 // MARK: - Little-endian helpers
 
 extension Array where Element == UInt8 {
-  mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+  public mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
     Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
   }
 }
 
 extension Collection where Element == UInt8, Index == Int {
-  func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+  public func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
     var v: T = 0
     for i in 0..<MemoryLayout<T>.size {
       v |= T(truncatingIfNeeded: self[startIndex + offset + i]) << (8 * i)

@@ -25,7 +25,7 @@ public enum AppliedWait {
     var applied: MATPosition?
     while true {
       if FileManager.default.fileExists(atPath: config.database) {
-        applied = try Receiver.appliedState(database: config.database).end
+        applied = try CommitState.read(databaseAt: config.database).end
         if let applied, applied >= target { return applied }
       }
       if Clock.monotonicSeconds() >= deadline {

@@ -52,7 +52,7 @@ public struct BackupStatus: Sendable {
     }
     var state: CommitState?
     if FileManager.default.fileExists(atPath: config.database) {
-      state = try Receiver.appliedState(database: config.database)
+      state = try CommitState.read(databaseAt: config.database)
     }
     // The image trail's end and the backlog, read from disk.
     var acked = state?.end

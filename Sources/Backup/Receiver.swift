@@ -103,7 +103,7 @@ final class Receiver: @unchecked Sendable {
       )
       .run()
     }
-    let state = try Self.appliedState(database: config.database)
+    let state = try CommitState.read(databaseAt: config.database)
     guard state.nodeID == peer.nodeID else {
       let reason =
         "this backup follows node \(state.nodeID), but the primary at \(primaryAddress) is node \(peer.nodeID)"
@@ -172,12 +172,4 @@ final class Receiver: @unchecked Sendable {
   private var pendingNewest: Int64 = 0
   /// Whether the current session got as far as streaming (then a drop retries at once).
   private var established = false
-
-  /// The applied position the backup database holds (its copy of the primary's state table).
-  static func appliedState(database: String) throws -> CommitState {
-    let db = try SQLiteSupport.Connection(path: database, mode: .readOnly)
-    try db.execute("BEGIN")
-    defer { try? db.execute("COMMIT") }
-    return try CommitState.read(db)
-  }
 }

@@ -95,22 +95,6 @@ public struct Frame: Sendable {
   }
 }
 
-extension Array where Element == UInt8 {
-  mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
-    Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-  }
-}
-
-extension Collection where Element == UInt8, Index == Int {
-  func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-    var v: T = 0
-    for i in 0..<MemoryLayout<T>.size {
-      v |= T(truncatingIfNeeded: self[startIndex + offset + i]) << (8 * i)
-    }
-    return v
-  }
-}
-
 /// Builds a payload.
 struct ByteWriter {
   var bytes: [UInt8] = []

@@ -25,10 +25,7 @@ public struct NodeStatus: Sendable {
   public static func read(node: String) throws -> NodeStatus {
     let layout = NodeLayout(root: node)
     let config = try layout.loadConfig()
-    let db = try Connection(path: config.database, mode: .readOnly)
-    try db.execute("BEGIN")
-    let state = try CommitState.read(db)
-    try db.execute("COMMIT")
+    let state = try CommitState.read(databaseAt: config.database)
     let reader = try TrailReader(directory: layout.mat, from: state.last ?? state.end)
     var end = state.end
     var torn: MATPosition?

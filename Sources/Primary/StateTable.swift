@@ -64,6 +64,14 @@ public struct CommitState: Equatable, Sendable {
     try statement.run()
   }
 
+  /// Reads the state of the database at `path` in a read transaction of its own.
+  public static func read(databaseAt path: String) throws -> CommitState {
+    let db = try Connection(path: path, mode: .readOnly)
+    try db.execute("BEGIN")
+    defer { try? db.execute("COMMIT") }
+    return try read(db)
+  }
+
   public mutating func advance(txid: TransactionID, position: MATPosition, end: MATPosition) {
     lastTxid = txid
     last = position
