@@ -90,10 +90,9 @@ final class Receiver: @unchecked Sendable {
       link,
       as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
     guard peer.generation >= config.generation else {
-      let reason =
+      throw link.refusing(
         "the primary at \(primaryAddress) is at generation \(peer.generation), older than this backup's \(config.generation)"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      )
     }
 
     if !FileManager.default.fileExists(atPath: config.database) {
@@ -105,10 +104,8 @@ final class Receiver: @unchecked Sendable {
     }
     let state = try CommitState.read(databaseAt: config.database)
     guard state.nodeID == peer.nodeID else {
-      let reason =
-        "this backup follows node \(state.nodeID), but the primary at \(primaryAddress) is node \(peer.nodeID)"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing(
+        "this backup follows node \(state.nodeID), but the primary at \(primaryAddress) is node \(peer.nodeID)")
     }
     let (image, cut) = try ImageTrailWriter.open(directory: layout.image, last: state.last, applied: state.end)
     if cut > 0 {

@@ -54,16 +54,15 @@ public enum Handshake {
       throw LinkError.badFrame(peer: link.peer, reason: "expected a challenge")
     }
     guard challenge.protocolVersion == protocolVersion, challenge.context == me.context else {
-      let reason =
+      throw link.refusing(
         "the primary speaks protocol \(challenge.protocolVersion) for context '\(challenge.context)'; this backup speaks \(protocolVersion) for '\(me.context)'"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      )
     }
     let expected = mac("primary", key: me.key, hello: hello, challenge: challenge)
     guard constantTimeEqual(expected, challenge.mac) else {
-      let reason = "the primary did not prove it holds the link secret: the two nodes' secret.key files differ"
-      link.refuse("authentication failed: the backup's link secret differs from the primary's")
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing(
+        "the primary did not prove it holds the link secret: the two nodes' secret.key files differ",
+        told: "authentication failed: the backup's link secret differs from the primary's")
     }
     try link.send(.auth(mac: mac("backup", key: me.key, hello: hello, challenge: challenge)))
     return LinkPeer(nodeID: challenge.nodeID, generation: challenge.generation)
@@ -72,19 +71,14 @@ public enum Handshake {
   /// The primary's side. Returns the backup's identity once it has proven the key.
   public static func accept(_ link: Connection, as me: LinkIdentity) throws -> (LinkPeer, Message.Hello) {
     guard case .hello(let hello) = try link.receive(timeout: stepTimeout) else {
-      let reason = "the first frame must be a hello"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing("the first frame must be a hello")
     }
     guard hello.protocolVersion == protocolVersion else {
-      let reason = "protocol version \(hello.protocolVersion) is not supported (this primary speaks \(protocolVersion))"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing(
+        "protocol version \(hello.protocolVersion) is not supported (this primary speaks \(protocolVersion))")
     }
     guard hello.context == me.context else {
-      let reason = "context '\(hello.context)' is not served here; this primary serves context '\(me.context)'"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing("context '\(hello.context)' is not served here; this primary serves context '\(me.context)'")
     }
     var challenge = Message.Challenge(
       protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
@@ -92,14 +86,10 @@ public enum Handshake {
     challenge.mac = mac("primary", key: me.key, hello: hello, challenge: challenge)
     try link.send(.challenge(challenge))
     guard case .auth(let proof) = try link.receive(timeout: stepTimeout) else {
-      let reason = "expected the backup's proof of the link secret"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing("expected the backup's proof of the link secret")
     }
     guard constantTimeEqual(proof, mac("backup", key: me.key, hello: hello, challenge: challenge)) else {
-      let reason = "authentication failed: the backup's link secret differs from the primary's"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing("authentication failed: the backup's link secret differs from the primary's")
     }
     return (LinkPeer(nodeID: hello.nodeID, generation: hello.generation), hello)
   }

@@ -197,4 +197,17 @@ public final class Connection: @unchecked Sendable {
     try? send(.refusal(reason: reason))
     socket.shutdown()
   }
+
+  /// Refuses the peer and returns the error to throw: `throw link.refusing(reason)`.
+  /// `told` is what the peer hears, when it should differ from what this side logs.
+  public func refusing(_ reason: String, told: String? = nil) -> LinkError {
+    refuse(told ?? reason)
+    return .refused(peer: peer, reason: reason)
+  }
+
+  /// As `refusing`, for a frame the protocol does not allow at this point.
+  public func refusingFrame(_ reason: String) -> LinkError {
+    refuse(reason)
+    return .badFrame(peer: peer, reason: reason)
+  }
 }

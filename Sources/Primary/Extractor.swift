@@ -81,15 +81,13 @@ public final class Extractor {
     do {
       reader = try TrailReader(directory: mat, from: from)
     } catch {
-      let reason = "the backup's position \(from) is not in this primary's MAT (\(error)); the backup needs a full copy"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      throw link.refusing(
+        "the backup's position \(from) is not in this primary's MAT (\(error)); the backup needs a full copy")
     }
     if let lastCRC, let seed = reader.lastCRC, seed != lastCRC {
-      let reason =
+      throw link.refusing(
         "the backup's image trail does not match this primary's MAT at \(from) (chain seed differs); the backup needs a full copy"
-      link.refuse(reason)
-      throw LinkError.refused(peer: link.peer, reason: reason)
+      )
     }
     var expectedPrev = lastCRC
     // Announce the starting file first, even if the next record lies in a later file:
@@ -125,10 +123,9 @@ public final class Extractor {
         case .record(let r):
           badSince = nil
           if let prev = expectedPrev, r.record.prevCRC != prev {
-            let reason =
+            throw link.refusing(
               "the backup's image trail does not match this primary's MAT before \(r.position); the backup needs a full copy"
-            link.refuse(reason)
-            throw LinkError.refused(peer: link.peer, reason: reason)
+            )
           }
           expectedPrev = nil  // the reader checks the chain from here on
           batch.append(r)
@@ -183,9 +180,7 @@ public final class Extractor {
         case .ack(let acked, let applied):
           onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: applied))
         case let other:
-          let reason = "unexpected \(other.type) frame while streaming"
-          link.refuse(reason)
-          throw LinkError.badFrame(peer: link.peer, reason: reason)
+          throw link.refusingFrame("unexpected \(other.type) frame while streaming")
         }
       }
     }

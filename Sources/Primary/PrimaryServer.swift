@@ -69,10 +69,9 @@ public final class PrimaryServer: @unchecked Sendable {
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {
-        let reason =
+        throw link.refusing(
           "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
-        link.refuse(reason)
-        throw LinkError.refused(peer: link.peer, reason: reason)
+        )
       }
       events.log(
         .extractorSynchronizing, "extractor establishing synch with backup \(peer.nodeID) at \(link.peer)",
@@ -96,16 +95,13 @@ public final class PrimaryServer: @unchecked Sendable {
         request = try link.receive(timeout: 600)
       }
       guard case .start(let from, let lastCRC) = request else {
-        let reason = "expected a start request, got \(request.type)"
-        link.refuse(reason)
-        throw LinkError.badFrame(peer: link.peer, reason: reason)
+        throw link.refusingFrame("expected a start request, got \(request.type)")
       }
       let trailEnd = try NodeStatus.read(node: layout.root).trailEnd
       guard from <= trailEnd else {
-        let reason =
+        throw link.refusing(
           "the backup's image trail ends at \(from), past this primary's MAT end \(trailEnd): it follows another primary or this MAT lost records"
-        link.refuse(reason)
-        throw LinkError.refused(peer: link.peer, reason: reason)
+        )
       }
       events.log(
         .extractorSynchronized, "extractor synch established SNO \(from.sno) RBA \(from.rba) with \(link.peer)",
