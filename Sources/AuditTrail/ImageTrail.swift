@@ -108,14 +108,18 @@ public final class ImageTrailWriter {
     guard size >= TrailFormat.fileHeaderSize + TrailFormat.recordHeaderSize, size <= 1 << 40 else {
       throw ImageTrailProblem.badRecords(position: end, reason: "announced file size \(size) is implausible")
     }
-    let path = directory.filePath(sno: header.sno)
-    if header.sno == end.sno {
+    // The file on disk, if any, must be the one announced; otherwise it is made whole.
+    func ensureFile() throws {
+      let path = directory.filePath(sno: header.sno)
       if DurableFile.exists(path) {
         let existing = try FileHandle(path: path, flags: O_RDONLY).read(count: TrailFormat.fileHeaderSize, at: 0)
         guard existing == bytes else { throw ImageTrailProblem.differentHeader(file: path) }
       } else {
         try DurableFile.create(path: path, contents: bytes, zeroFill: size)
       }
+    }
+    if header.sno == end.sno {
+      try ensureFile()
       if end.rba == TrailFormat.firstRBA { lastCRC = header.chainSeed }
       if file == nil { try openFile(sno: header.sno) }
     } else if header.sno == end.sno + 1 && file != nil {
@@ -124,12 +128,7 @@ public final class ImageTrailWriter {
           position: end, reason: "the new file's chain seed does not match the last record's checksum")
       }
       try sync()
-      if DurableFile.exists(path) {
-        let existing = try FileHandle(path: path, flags: O_RDONLY).read(count: TrailFormat.fileHeaderSize, at: 0)
-        guard existing == bytes else { throw ImageTrailProblem.differentHeader(file: path) }
-      } else {
-        try DurableFile.create(path: path, contents: bytes, zeroFill: size)
-      }
+      try ensureFile()
       end = MATPosition(sno: header.sno, rba: TrailFormat.firstRBA)
       lastCRC = header.chainSeed
       try openFile(sno: header.sno)

@@ -92,10 +92,8 @@ public struct BackupStatus: Sendable {
       ("lastTxid", lastTxid.map { .int(Int64($0.rawValue)) } ?? .null), ("safe", safe?.json ?? .null),
       ("primaryTrailEnd", primaryTrailEnd?.json ?? .null),
       ("rtdSeconds", .object([("receiver", .double(rtdReceiver)), ("updater", .double(rtdUpdater))])),
-      ("backlog", .object([("records", .int(Int64(records))), ("bytes", .int(Int64(backlogBytes)))])),
+      ("backlog", .object([("records", .int(Int64(backlogRecords))), ("bytes", .int(Int64(backlogBytes)))])),
       ("lastError", lastError.map(JSON.string) ?? .null), ("updaterStopped", updaterStopped.map(JSON.string) ?? .null),
     ])
   }
-
-  var records: Int { backlogRecords }
 }

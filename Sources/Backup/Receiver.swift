@@ -127,6 +127,7 @@ final class Receiver: @unchecked Sendable {
     established = true
 
     var unsynced = 0
+    var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
       let message = try link.receive(timeout: Self.silence)
       switch message {
@@ -135,7 +136,7 @@ final class Receiver: @unchecked Sendable {
       case .records(let position, let bytes):
         let appended = try image.append(position: position, bytes: bytes)
         unsynced += bytes.count
-        pendingNewest = appended.newestCommitMicros
+        newestWritten = appended.newestCommitMicros
       case .heartbeat(let end, let newest, _):
         progress.update {
           $0.primaryTrailEnd = end
@@ -149,7 +150,7 @@ final class Receiver: @unchecked Sendable {
         try image.sync()
         unsynced = 0
         let end = image.end
-        let newest = pendingNewest
+        let newest = newestWritten
         progress.update {
           $0.acked = end
           $0.ackedCommitMicros = newest
@@ -166,7 +167,6 @@ final class Receiver: @unchecked Sendable {
     }
   }
 
-  private var pendingNewest: Int64 = 0
   /// Whether the current session got as far as streaming (then a drop retries at once).
   private var established = false
 }

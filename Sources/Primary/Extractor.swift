@@ -94,7 +94,7 @@ public final class Extractor {
     // the backup creates its image-trail files in order.
     let first = try mat.headerAndSize(sno: from.sno)
     try link.send(.fileStart(header: first.header, size: UInt64(first.size)))
-    var sentSno: UInt32? = from.sno
+    var sentSno = from.sno
     var newestCommit: Int64 = 0
     var lastHeartbeat = 0.0
     var badSince: Double?
@@ -129,7 +129,7 @@ public final class Extractor {
           }
           expectedPrev = nil  // the reader checks the chain from here on
           batch.append(r)
-          bytes += r.end.rba > r.position.rba ? Int(r.end.rba - r.position.rba) : 0
+          bytes += r.record.size
         case .end, .tornTail: break read
         }
       }

@@ -14,7 +14,7 @@ public final class PrimaryServer: @unchecked Sendable {
   let key: [UInt8]
   private let lock = NSLock()
   private var attached: [String: AttachedBackup] = [:]
-  private var threads = 0
+  private let extractors = DispatchGroup()
 
   public init(layout: NodeLayout, events: EventLog, stop: StopFlag) throws {
     self.layout = layout
@@ -40,27 +40,16 @@ public final class PrimaryServer: @unchecked Sendable {
     while !stop.isSet {
       guard let socket = try listener.accept(timeout: 0.2) else { continue }
       let connection = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
-      lock.lock()
-      threads += 1
-      lock.unlock()
+      extractors.enter()
       let thread = Thread { [self] in
         serve(connection)
-        lock.lock()
-        threads -= 1
-        lock.unlock()
+        extractors.leave()
       }
       thread.name = "extractor \(socket.peer)"
       thread.start()
     }
-    // Wake and wait for the extractors.
-    let deadline = Clock.monotonicSeconds() + 5
-    while Clock.monotonicSeconds() < deadline {
-      lock.lock()
-      let n = threads
-      lock.unlock()
-      if n == 0 { break }
-      usleep(10_000)
-    }
+    // The extractors see the stop flag at their next wait.
+    _ = extractors.wait(timeout: .now() + 5)
   }
 
   func serve(_ link: Link.Connection) {
