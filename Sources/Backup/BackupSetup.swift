@@ -58,13 +58,7 @@ public enum BackupSetup {
       try layout.saveConfig(config)
       return config
     } catch {
-      if createdDirectory {
-        try? fm.removeItem(atPath: layout.root)
-      } else {
-        for name in ["image", "state", "understudy.json", "secret.key"] {
-          try? fm.removeItem(atPath: layout.root + "/" + name)
-        }
-      }
+      NodeSetup.removePartial(layout, createdDirectory: createdDirectory)
       throw error
     }
   }

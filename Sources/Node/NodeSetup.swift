@@ -28,4 +28,17 @@ public enum NodeSetup {
         path: layout.root, reason: "the directory exists and is not empty; a node needs a new or empty directory")
     }
   }
+
+  /// Undoes a node creation that failed part way. `checkNewDirectory` allowed only a new
+  /// or empty directory, so whatever a node puts there can go.
+  public static func removePartial(_ layout: NodeLayout, createdDirectory: Bool) {
+    let fm = FileManager.default
+    if createdDirectory {
+      try? fm.removeItem(atPath: layout.root)
+      return
+    }
+    for name in ["mat", "image", "state", "understudy.json", "secret.key"] {
+      try? fm.removeItem(atPath: layout.root + "/" + name)
+    }
+  }
 }

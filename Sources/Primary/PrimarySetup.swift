@@ -79,13 +79,7 @@ public enum PrimarySetup {
       try db.execute("COMMIT")
       return config
     } catch {
-      if createdDirectory {
-        try? fm.removeItem(atPath: layout.root)
-      } else {
-        for name in ["mat", "state", "understudy.json", "secret.key"] {
-          try? fm.removeItem(atPath: layout.root + "/" + name)
-        }
-      }
+      NodeSetup.removePartial(layout, createdDirectory: createdDirectory)
       throw error
     }
   }
