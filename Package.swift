@@ -6,7 +6,7 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "understudy", targets: ["understudy"]),
-    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
+    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -36,11 +36,15 @@ let package = Package(
     .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link"]),
     // The backup: receiver, image trail, updater, purger, initial copy.
     .target(name: "Backup", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary"]),
+    // The operator's procedures around the pipeline: takeover, file recovery to a MAT
+    // position, follow, resolve.
+    .target(
+      name: "Procedures", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
     // The command line: parses, calls a procedure, prints.
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

@@ -63,6 +63,7 @@ public struct Generation: Hashable, Comparable, Sendable, Codable, CustomStringC
   public init(_ rawValue: UInt64) { self.rawValue = rawValue }
   public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
   public var description: String { String(rawValue) }
+  public var next: Generation { Generation(rawValue + 1) }
 
   public init(from decoder: Decoder) throws {
     rawValue = try decoder.singleValueContainer().decode(UInt64.self)

@@ -11,7 +11,7 @@ import Node
 import Primary
 import SQLiteSupport
 
-final class Updater: @unchecked Sendable {
+public final class Updater: @unchecked Sendable {
   let layout: NodeLayout
   let database: String
   let events: EventLog
@@ -88,13 +88,7 @@ final class Updater: @unchecked Sendable {
             pending = record  // written but not yet synced by the receiver
             break batch
           }
-          guard record.record.txid == batch.lastTxid.next else {
-            throw PrimaryError.replayFailed(
-              txid: record.record.txid, position: record.position,
-              reason: "expected transaction \(batch.lastTxid.next) next in the image trail")
-          }
-          try Replay.apply(record, to: db)
-          batch.advance(txid: record.record.txid, position: record.position, end: record.end)
+          try Self.applyNext(record, to: db, state: &batch)
           newest = record.record.commitMicros
           count += 1
         }
@@ -112,5 +106,53 @@ final class Updater: @unchecked Sendable {
         }
       }
     }
+  }
+
+  /// Applies `record` if it is the next in MAT order after `state`, and advances `state`.
+  static func applyNext(_ record: PositionedRecord, to db: Connection, state: inout CommitState) throws {
+    guard record.record.txid == state.lastTxid.next else {
+      throw PrimaryError.replayFailed(
+        txid: record.record.txid, position: record.position,
+        reason: "expected transaction \(state.lastTxid.next) next in the image trail")
+    }
+    try Replay.apply(record, to: db)
+    state.advance(txid: record.record.txid, position: record.position, end: record.end)
+  }
+
+  /// Applies every whole record the image trail holds beyond the database's position, in
+  /// batches that each commit with the position (so a kill loses nothing done). For
+  /// takeover: nothing more will be acknowledged, so what is on disk and whole is what
+  /// the backup has. A torn last record is not a transaction the backup holds.
+  public static func drain(image: TrailDirectory, database: String) throws -> (applied: Int, state: CommitState) {
+    let db = try Connection(path: database)
+    try db.execute("PRAGMA journal_mode = WAL")
+    var state = try CommitState.read(databaseAt: database)
+    guard image.fileExists(sno: state.end.sno) else { return (0, state) }
+    let reader = try TrailReader(directory: image, from: state.end)
+    var applied = 0
+    var done = false
+    while !done {
+      try db.execute("BEGIN IMMEDIATE")
+      do {
+        var batch = try CommitState.read(db)
+        var count = 0
+        while count < maxBatch {
+          guard case .record(let record) = try reader.next() else {
+            done = true
+            break
+          }
+          try applyNext(record, to: db, state: &batch)
+          count += 1
+        }
+        if count > 0 { try batch.save(db) }
+        try db.execute("COMMIT")
+        state = batch
+        applied += count
+      } catch {
+        try? db.execute("ROLLBACK")
+        throw error
+      }
+    }
+    return (applied, state)
   }
 }

@@ -6,6 +6,7 @@
 import AuditTrail
 import Crypto
 import Foundation
+import Node
 
 public struct LinkIdentity: Sendable {
   public var context: String
@@ -92,6 +93,20 @@ public enum Handshake {
       throw link.refusing("authentication failed: the backup's link secret differs from the primary's")
     }
     return (LinkPeer(nodeID: hello.nodeID, generation: hello.generation), hello)
+  }
+
+  /// Asks whoever serves `address` who it is and at which generation, each side proving
+  /// the key, then hangs up telling it `reason`. Takeover asks "is the primary still
+  /// there?"; an old primary asks "has someone taken over?".
+  public static func probe(_ address: HostPort, as me: LinkIdentity, reason: String, timeout: Double = 2) throws
+    -> LinkPeer
+  {
+    let socket = try Socket.connect(to: address, timeout: timeout)
+    let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+    defer { socket.shutdown() }
+    let peer = try connect(link, as: me)
+    link.refuse(reason)
+    return peer
   }
 
   static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

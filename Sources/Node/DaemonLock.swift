@@ -63,6 +63,16 @@ public final class DaemonLock: @unchecked Sendable {
     return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
   }
 
+  /// Stops the node's daemon if one runs; returns its pid then.
+  public static func stopIfRunning(_ layout: NodeLayout, timeout: Double = 60) throws -> Int32? {
+    guard isHeld(layout) else { return nil }
+    do {
+      return try stop(layout, timeout: timeout)
+    } catch Problem.notRunning {
+      return nil  // it ended meanwhile
+    }
+  }
+
   /// Asks the node's daemon to stop (SIGTERM) and waits until it has released the lock.
   public static func stop(_ layout: NodeLayout, timeout: Double) throws -> Int32 {
     guard isHeld(layout), let pid = runningPid(layout) else { throw Problem.notRunning(node: layout.root) }

@@ -7,8 +7,11 @@ import Foundation
 
 /// Event numbers. RDF's own where RDF has the event, 9xxx for Understudy's own.
 public enum EventCode: Int, Sendable, CaseIterable {
+  case fileRecoveryComplete = 400
   case fileError = 700
   case daemonStopped = 706
+  case takeoverComplete = 724
+  case safePosition = 735
   case extractorSynchronizing = 737
   case extractorSynchronized = 738
   case receiverStarted = 771
@@ -16,6 +19,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case extractorStoppedUnexpectedly = 819
   case receiverStoppedUnexpectedly = 820
   case updaterStoppedUnexpectedly = 821
+  case keptCommit = 823
+  case superseded = 829
+  case noFileRecoveryPosition = 858
+  case fileRecoveryPosition = 888
   case daemonStarted = 9001
   case linkConnected = 9010
   case linkDropped = 9011
@@ -26,6 +33,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case updaterConflict = 9030
   case imageTailCut = 9031
   case imageFilesPurged = 9040
+  case takeoverStarted = 9050
+  case fileRecoveryDecided = 9051
+  case followed = 9052
+  case transactionSkipped = 9053
 }
 
 public struct Event: Sendable {

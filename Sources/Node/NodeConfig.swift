@@ -32,6 +32,16 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   public var primary: String?
   /// How long a backup keeps applied image-trail files, in seconds (default 24 h).
   public var retentionSeconds: Int?
+  /// Where this node's current MAT segment starts. Takeover, file recovery and switchover
+  /// each begin a fresh trail file; nothing before it is replayed or shipped again.
+  /// nil: the trail's first file.
+  public var matStart: MATPosition?
+  /// How the current generation began on this node, when it began with a takeover or a
+  /// switchover: what a follower's database must equal to stream without a full copy.
+  public var generationBase: GenerationBase?
+  /// Set on a primary that learned a newer generation took over (event 829); after file
+  /// recovery it also holds the position recovered to. Writes are refused until `follow`.
+  public var superseded: Superseded?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600
@@ -48,6 +58,53 @@ public struct NodeConfig: Codable, Sendable, Equatable {
       self.position = position
       self.checksum = checksum
       self.empty = empty
+    }
+  }
+
+  /// The database a new generation starts from: the previous primary's position and
+  /// transaction id it had reached, and the logical checksum there.
+  public struct GenerationBase: Codable, Sendable, Equatable {
+    public var generation: Generation
+    public var matStart: MATPosition
+    public var priorNode: NodeID
+    public var priorTxid: TransactionID
+    public var priorEnd: MATPosition
+    public var checksum: String
+
+    public init(
+      generation: Generation, matStart: MATPosition, priorNode: NodeID, priorTxid: TransactionID,
+      priorEnd: MATPosition, checksum: String
+    ) {
+      self.generation = generation
+      self.matStart = matStart
+      self.priorNode = priorNode
+      self.priorTxid = priorTxid
+      self.priorEnd = priorEnd
+      self.checksum = checksum
+    }
+  }
+
+  public struct Superseded: Codable, Sendable, Equatable {
+    /// The newer generation and where its primary was found, when known.
+    public var generation: Generation?
+    public var by: NodeID?
+    public var address: String?
+    public var learnedMicros: Int64
+    /// Set by file recovery: this node's database holds exactly the MAT before it.
+    public var recoveredTo: MATPosition?
+    /// The transaction id of the last commit before `recoveredTo`.
+    public var recoveredTxid: TransactionID?
+
+    public init(
+      generation: Generation?, by: NodeID?, address: String?, learnedMicros: Int64,
+      recoveredTo: MATPosition? = nil, recoveredTxid: TransactionID? = nil
+    ) {
+      self.generation = generation
+      self.by = by
+      self.address = address
+      self.learnedMicros = learnedMicros
+      self.recoveredTo = recoveredTo
+      self.recoveredTxid = recoveredTxid
     }
   }
 
@@ -109,6 +166,8 @@ public struct NodeLayout: Sendable {
   public var secretKey: String { root + "/secret.key" }
   /// A backup's copy of its primary's MAT.
   public var image: TrailDirectory { TrailDirectory(path: root + "/image") }
+  /// MAT records undone by file recovery, moved out of the MAT: `fenced/SNO-RBA/`.
+  public var fenced: String { root + "/fenced" }
 
   public func loadConfig() throws -> NodeConfig {
     guard FileManager.default.fileExists(atPath: config) else { throw NodeError.notANode(root) }

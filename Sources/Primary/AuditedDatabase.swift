@@ -229,6 +229,8 @@ final class Writer {
   var state: CommitState!
   /// Set when the MAT holds commits the database could not take; writes stop until reopen.
   var broken: String?
+  /// Only the procedure that set the write block (a switchover writing its record) writes past it.
+  var bypassWriteBlock = false
   private var dataVersion: SQLiteValue = .null
 
   init(layout: NodeLayout, config: NodeConfig) throws {
@@ -270,6 +272,11 @@ final class Writer {
   /// last group, the state row moved: catch up before writing at the trail's end.
   private func begin() throws {
     try connection.run(cached: "BEGIN IMMEDIATE")
+    // Under the write lock: a block set before it was taken is seen, so a switchover's
+    // last record or a takeover's fence really is last.
+    if !bypassWriteBlock, let reason = WriteBlock.reason(layout) {
+      throw PrimaryError.writesBlocked(node: layout.root, reason: reason)
+    }
     // data_version moves only when another connection commits: then re-read the state.
     let version = try connection.cached("PRAGMA data_version")
     let changed = try version.step() && version.column(0) != dataVersion

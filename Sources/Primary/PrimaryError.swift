@@ -16,6 +16,7 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case durableButNotApplied(reason: String)
   case closed
   case nameTooLong(String)
+  case writesBlocked(node: String, reason: String)
 
   public var description: String {
     switch self {
@@ -43,6 +44,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "the database is closed"
     case .nameTooLong(let name):
       "name longer than 65535 bytes: \(name.prefix(40))…"
+    case .writesBlocked(let node, let reason):
+      "node \(node) does not accept writes: \(reason)"
     }
   }
 }

@@ -54,8 +54,10 @@ public struct CommitState: Equatable, Sendable {
 
   public func save(_ db: Connection) throws {
     let statement = try db.cached(
-      "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
+      "UPDATE understudy_state SET node_id = ?, last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1"
+    )
     try statement.bind([
+      .text(nodeID.description),
       .integer(Int64(lastTxid.rawValue)),
       last.map { .integer(Int64($0.sno)) } ?? .null,
       last.map { .integer(Int64($0.rba)) } ?? .null,
@@ -70,6 +72,12 @@ public struct CommitState: Equatable, Sendable {
     try db.execute("BEGIN")
     defer { try? db.execute("COMMIT") }
     return try read(db)
+  }
+
+  /// The same content tied to another MAT segment (a new generation's, or a fenced
+  /// node's fresh file): the next record there continues the transaction ids.
+  public func rebased(nodeID: NodeID, start: MATPosition) -> CommitState {
+    CommitState(nodeID: nodeID, lastTxid: lastTxid, last: nil, end: start)
   }
 
   public mutating func advance(txid: TransactionID, position: MATPosition, end: MATPosition) {

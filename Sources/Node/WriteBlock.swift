@@ -1,0 +1,31 @@
+// Writes stop node-wide when a file says why: `NODE/state/writes-blocked`. A switchover
+// in progress or a takeover elsewhere (event 829) sets it; every writer, in any process,
+// looks for it after taking SQLite's write lock, so no commit slips past it.
+
+import AuditTrail
+import Foundation
+
+public enum WriteBlock {
+  public static func path(_ layout: NodeLayout) -> String { layout.state + "/writes-blocked" }
+
+  /// Blocks writes on the node, durably, for `reason` (what the writer will be told).
+  public static func set(_ layout: NodeLayout, reason: String) throws {
+    try DurableFile.create(path: path(layout), contents: Array((reason + "\n").utf8))
+    try DurableFile.syncDirectory(layout.state)
+  }
+
+  public static func clear(_ layout: NodeLayout) throws {
+    guard unlink(path(layout)) == 0 || errno == ENOENT else {
+      throw NodeError.badConfig(path: path(layout), reason: "cannot remove: errno \(errno)")
+    }
+    try DurableFile.syncDirectory(layout.state)
+  }
+
+  /// Why writes are blocked, or nil. One `access` call when they are not.
+  public static func reason(_ layout: NodeLayout) -> String? {
+    let file = path(layout)
+    guard access(file, F_OK) == 0 else { return nil }
+    let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "writes are blocked (\(file))"
+    return text.trimmingCharacters(in: .whitespacesAndNewlines)
+  }
+}

@@ -1,0 +1,184 @@
+// Takeover: the backup becomes the primary when its primary is lost. It applies every
+// whole committed transaction its image trail holds, states where it stands (735, and
+// 888 with the file-recovery position or 858 and why there is none), then starts the
+// next generation with a fresh MAT segment of its own and accepts writes.
+//
+// The decision is written to `state/takeover.json` before anything changes roles; a
+// takeover killed at any step and run again finishes from there and reports the same.
+
+import AuditTrail
+import Backup
+import Foundation
+import Link
+import Node
+import Primary
+import SQLiteSupport
+
+public struct TakeoverResult: Codable, Sendable, Equatable {
+  public var generation: Generation
+  /// Every transaction whose commit record lies before it is applied.
+  public var safe: MATPosition
+  /// The file-recovery position (888), or nil with `reason` (858).
+  public var fileRecovery: MATPosition?
+  public var reason: String?
+  /// The logical checksum of the database at the takeover point.
+  public var checksum: String
+  /// Transactions applied from the image trail by the takeover itself.
+  public var applied: Int
+  public var lastTxid: TransactionID
+  /// Where this node's own MAT starts in the new generation.
+  public var matStart: MATPosition
+  public var listen: String?
+
+  public var json: JSON {
+    let recovery: JSON =
+      if let p = fileRecovery {
+        .object([("available", .bool(true)), ("sno", .int(Int64(p.sno))), ("rba", .int(Int64(p.rba)))])
+      } else {
+        .object([("available", .bool(false)), ("reason", .string(reason ?? ""))])
+      }
+    return .object([
+      ("generation", .int(Int64(generation.rawValue))), ("safe", safe.json), ("fileRecovery", recovery),
+      ("checksum", .string(checksum)), ("applied", .int(Int64(applied))), ("lastTxid", .int(Int64(lastTxid.rawValue))),
+      ("matStart", matStart.json), ("listen", listen.map(JSON.string) ?? .null),
+    ])
+  }
+}
+
+public enum TakeoverError: Error, CustomStringConvertible {
+  case primaryReachable(node: String, primary: String, how: String)
+  case noDatabase(node: String, database: String)
+
+  public var description: String {
+    switch self {
+    case .primaryReachable(let node, let primary, let how):
+      "refusing takeover on \(node): its primary \(primary) is not lost (\(how)). Takeover with a live primary makes two primaries; if you mean it, run `understudy takeover --node \(node) --force`, or use `understudy switchover` on the primary"
+    case .noDatabase(let node, let database):
+      "node \(node) cannot take over: it has no database yet (\(database)); its initial copy never finished"
+    }
+  }
+}
+
+public enum Takeover {
+  struct Journal: Codable {
+    var phase: String  // "decided", then "complete"
+    var result: TakeoverResult
+    var base: NodeConfig.GenerationBase
+  }
+
+  static func journalPath(_ layout: NodeLayout) -> String { layout.state + "/takeover.json" }
+
+  public static func run(node: String, force: Bool, progress: (String) -> Void = { _ in }) throws -> TakeoverResult {
+    let layout = NodeLayout(root: node)
+    var config = try layout.loadConfig()
+    let events = EventLog(layout: layout, node: config.nodeId.description)
+    if let journal = try StateFile.read(Journal.self, at: journalPath(layout)) {
+      let promoted = config.role == .primary && config.generation == journal.base.generation
+      let decided = config.role == .backup && config.generation.next == journal.base.generation
+      if promoted && journal.phase == "complete" { return journal.result }
+      if promoted || decided {  // killed after deciding: finish the same way
+        _ = try DaemonLock.stopIfRunning(layout)
+        let lock = try DaemonLock.acquire(layout)
+        defer { withExtendedLifetime(lock) {} }
+        return try finish(layout, journal, events: events)
+      }
+    }
+    guard config.role == .backup else {
+      throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "takeover")
+    }
+    guard FileManager.default.fileExists(atPath: config.database) else {
+      throw TakeoverError.noDatabase(node: node, database: config.database)
+    }
+    if !force { try checkPrimaryLost(layout, config) }
+    if let pid = try DaemonLock.stopIfRunning(layout) { progress("stopped the backup daemon (pid \(pid))") }
+    let lock = try DaemonLock.acquire(layout)
+    defer { withExtendedLifetime(lock) {} }
+    config = try layout.loadConfig()
+    events.log(
+      .takeoverStarted, "takeover: primary \(config.primary ?? "?") is lost; applying the image trail",
+      [("generation", .int(Int64(config.generation.rawValue)))])
+
+    progress("applying what the image trail holds")
+    let (applied, state) = try Updater.drain(image: layout.image, database: config.database)
+    let db = try Connection(path: config.database, mode: .readOnly)
+    let checksum = try DatabaseChecksum.compute(db).checksum
+    let skipped = try Resolve.skipped(db)
+    let matStart = try Promotion.freshSegment(layout, after: state.end)
+    let generation = config.generation.next
+    var result = TakeoverResult(
+      generation: generation, safe: state.end, fileRecovery: nil, reason: nil, checksum: checksum, applied: applied,
+      lastTxid: state.lastTxid, matStart: matStart, listen: config.listen)
+    if let first = skipped.first {
+      result.reason =
+        "transaction \(first.txid) (commit record at \(first.position)) was skipped on this backup by `understudy resolve --skip`, so it holds no prefix of the MAT"
+    } else {
+      result.fileRecovery = state.end
+    }
+    let journal = Journal(
+      phase: "decided", result: result,
+      base: .init(
+        generation: generation, matStart: matStart, priorNode: state.nodeID, priorTxid: state.lastTxid,
+        priorEnd: state.end, checksum: checksum))
+    try StateFile.write(journal, to: journalPath(layout))
+
+    events.log(
+      .safePosition, "safe MAT position SNO \(state.end.sno) RBA \(state.end.rba)", [("safe", state.end.json)])
+    if let p = result.fileRecovery {
+      events.log(
+        .fileRecoveryPosition,
+        "file recovery MAT position SNO \(p.sno) RBA \(p.rba); database checksum \(checksum)",
+        [("position", p.json), ("checksum", .string(checksum)), ("txid", .int(Int64(state.lastTxid.rawValue)))])
+    } else {
+      events.log(
+        .noFileRecoveryPosition, "no file recovery MAT position: \(result.reason!)",
+        [("reason", .string(result.reason!))])
+      for kept in try Resolve.keptAfterSkip(db, image: layout.image, skipped: skipped) {
+        events.log(
+          .keptCommit, "kept commit of transaction \(kept.txid) at SNO \(kept.position.sno) RBA \(kept.position.rba)",
+          [("txid", .int(Int64(kept.txid.rawValue))), ("position", kept.position.json)])
+      }
+    }
+    return try finish(layout, journal, events: events)
+  }
+
+  /// From a written decision to the end: promote, log 724, mark the journal complete.
+  static func finish(_ layout: NodeLayout, _ decided: Journal, events: EventLog) throws -> TakeoverResult {
+    try Promotion.promote(layout, to: decided.base)
+    var journal = decided
+    if journal.phase != "complete" {
+      events.log(
+        .takeoverComplete,
+        "takeover complete: generation \(journal.base.generation) with its own MAT from \(journal.base.matStart); accepting writes",
+        [
+          ("generation", .int(Int64(journal.base.generation.rawValue))), ("position", journal.base.matStart.json),
+        ])
+      journal.phase = "complete"
+      try StateFile.write(journal, to: journalPath(layout))
+    }
+    return journal.result
+  }
+
+  /// Refuses when the primary still answers: through the running daemon's link, or a
+  /// probe of its address when no daemon runs.
+  static func checkPrimaryLost(_ layout: NodeLayout, _ config: NodeConfig) throws {
+    let primary = config.primary ?? "?"
+    if DaemonLock.isHeld(layout) {
+      let status = try BackupStatus.read(node: layout.root)
+      if status.connected {
+        throw TakeoverError.primaryReachable(
+          node: layout.root, primary: primary, how: "the backup daemon's link to it is up")
+      }
+      return
+    }
+    guard let address = try? HostPort(parsing: primary) else { return }
+    let me = LinkIdentity(
+      context: config.contextName, nodeID: config.nodeId, generation: config.generation,
+      key: try Secret.load(path: layout.secretKey))
+    if let peer = try? Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2),
+      peer.generation <= config.generation
+    {
+      throw TakeoverError.primaryReachable(
+        node: layout.root, primary: primary, how: "it answered a handshake as node \(peer.nodeID)")
+    }
+  }
+}
