@@ -94,6 +94,8 @@ final class Receiver: @unchecked Sendable {
         "the primary at \(primaryAddress) is at generation \(peer.generation), older than this backup's \(config.generation)"
       )
     }
+    // So that the primary can learn of a takeover by this node (event 829).
+    if let listen = config.listen { try link.send(.listening(address: listen)) }
 
     if !FileManager.default.fileExists(atPath: config.database) {
       try InitialCopy(

@@ -19,6 +19,9 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
   case copyBegin = 11
   case copyData = 12
   case copyEnd = 13
+  case listening = 14
+  case followRequest = 15
+  case followAccept = 16
 
   public var description: String {
     switch self {
@@ -26,6 +29,9 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
     case .challenge: "challenge"
     case .auth: "auth"
     case .start: "start"
+    case .listening: "listening"
+    case .followRequest: "follow-request"
+    case .followAccept: "follow-accept"
     case .copyRequest: "copy-request"
     case .fileStart: "file-start"
     case .records: "records"

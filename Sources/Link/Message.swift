@@ -32,6 +32,30 @@ public enum Message: Sendable {
   case copyData(offset: UInt64, bytes: [UInt8])
   /// Primary → backup: the snapshot's SHA-256.
   case copyEnd(sha256: [UInt8])
+  /// Backup → primary, optional, right after auth: where the backup serves once it is a
+  /// primary. The primary remembers it to learn of a takeover (event 829).
+  case listening(address: String)
+  /// Backup → primary, instead of start: a node made the base of the primary's
+  /// generation by file recovery asks to follow it. Its database ends at `priorEnd` of
+  /// node `priorNode`'s MAT, after transaction `priorTxid`, with this logical checksum.
+  case followRequest(FollowRequest)
+  /// Primary → backup: the follower's database is the base of this generation, whose MAT
+  /// starts at `matStart`; it may rebase and stream from there.
+  case followAccept(matStart: MATPosition)
+
+  public struct FollowRequest: Sendable, Equatable {
+    public var priorNode: NodeID
+    public var priorTxid: TransactionID
+    public var priorEnd: MATPosition
+    public var checksum: String
+
+    public init(priorNode: NodeID, priorTxid: TransactionID, priorEnd: MATPosition, checksum: String) {
+      self.priorNode = priorNode
+      self.priorTxid = priorTxid
+      self.priorEnd = priorEnd
+      self.checksum = checksum
+    }
+  }
 
   public struct Hello: Sendable, Equatable {
     public var protocolVersion: UInt16
@@ -65,6 +89,9 @@ public enum Message: Sendable {
     case .copyBegin: .copyBegin
     case .copyData: .copyData
     case .copyEnd: .copyEnd
+    case .listening: .listening
+    case .followRequest: .followRequest
+    case .followAccept: .followAccept
     }
   }
 
@@ -108,6 +135,13 @@ public enum Message: Sendable {
       w.u64(offset)
       w.raw(bytes)
     case .copyEnd(let digest): w.raw(digest)
+    case .listening(let address): w.string(address)
+    case .followRequest(let f):
+      w.raw(f.priorNode.bytes)
+      w.u64(f.priorTxid.rawValue)
+      w.position(f.priorEnd)
+      w.string(f.checksum)
+    case .followAccept(let start): w.position(start)
     }
     return Frame(type, w.bytes)
   }
@@ -158,6 +192,13 @@ public enum Message: Sendable {
     case .copyBegin: self = .copyBegin(size: try r.u64(), position: try r.position(), checksum: try r.string())
     case .copyData: self = .copyData(offset: try r.u64(), bytes: r.rest())
     case .copyEnd: self = .copyEnd(sha256: try r.raw(32))
+    case .listening: self = .listening(address: try r.string())
+    case .followRequest:
+      self = .followRequest(
+        FollowRequest(
+          priorNode: NodeID(bytes: try r.raw(16)[...]), priorTxid: TransactionID(try r.u64()),
+          priorEnd: try r.position(), checksum: try r.string()))
+    case .followAccept: self = .followAccept(matStart: try r.position())
     }
     try r.finish()
   }

@@ -31,13 +31,29 @@ public final class PrimaryServer: @unchecked Sendable {
         path: layout.config,
         reason: "this primary has no listen address; create it with `init primary --listen HOST:PORT`")
     }
+    if let superseded = config.superseded { throw FencingError.superseded(node: layout.root, superseded) }
     // Bring the database up to its MAT first (cuts a torn tail a crashed writer left).
     try AuditedDatabase.open(node: layout.root).close()
+    // Taken over while this daemon was down? Then it must not serve at all.
+    if let (peer, address) = Fencing.findNewerGeneration(layout, config) {
+      let updated = try Fencing.supersede(
+        layout, generation: peer.generation, by: peer.nodeID, address: address, events: events)
+      throw FencingError.superseded(node: layout.root, updated.superseded!)
+    }
     let listener = try Listener(address: try HostPort(parsing: listen))
     events.log(
       .daemonStarted, "primary daemon serving context '\(config.contextName)' on \(listen)",
       [("listen", .string(listen))])
+    var lastProbe = Clock.monotonicSeconds()
     while !stop.isSet {
+      if isSuperseded { break }
+      if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
+        lastProbe = Clock.monotonicSeconds()
+        if attachedCount == 0, let (peer, address) = Fencing.findNewerGeneration(layout, config) {
+          try supersede(generation: peer.generation, by: peer.nodeID, address: address)
+          break
+        }
+      }
       guard let socket = try listener.accept(timeout: 0.2) else { continue }
       let connection = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
       extractors.enter()
@@ -50,6 +66,34 @@ public final class PrimaryServer: @unchecked Sendable {
     }
     // The extractors see the stop flag at their next wait.
     _ = extractors.wait(timeout: .now() + 5)
+    if let superseded = try layout.loadConfig().superseded {
+      throw FencingError.superseded(node: layout.root, superseded)
+    }
+  }
+
+  /// While no backup is attached, ask the known backups this often whether one took over.
+  static let probeInterval = 2.0
+
+  private var attachedCount: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return attached.count
+  }
+
+  private var isSuperseded: Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    return supersededFlag
+  }
+  private var supersededFlag = false
+
+  /// A newer generation exists: block writes, log 829, and stop every extractor.
+  func supersede(generation: Generation, by: NodeID?, address: String?) throws {
+    lock.lock()
+    supersededFlag = true
+    lock.unlock()
+    try Fencing.supersede(layout, generation: generation, by: by, address: address, events: events)
+    stop.stop("superseded by generation \(generation)")
   }
 
   func serve(_ link: Link.Connection) {
@@ -58,9 +102,18 @@ public final class PrimaryServer: @unchecked Sendable {
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {
+        try supersede(generation: peer.generation, by: nil, address: nil)
         throw link.refusing(
           "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
         )
+      }
+      var request = try link.receive(timeout: Handshake.stepTimeout)
+      if case .listening(let address) = request {
+        try Fencing.remember(KnownBackup(node: peer.nodeID, listen: address), layout)
+        request = try link.receive(timeout: Handshake.stepTimeout)
+      }
+      if case .followRequest(let follow) = request {
+        return try answer(follow, from: peer, on: link)
       }
       events.log(
         .extractorSynchronizing, "extractor establishing synch with backup \(peer.nodeID) at \(link.peer)",
@@ -72,7 +125,6 @@ public final class PrimaryServer: @unchecked Sendable {
           attached[backup.peer] = backup
           lock.unlock()
         })
-      var request = try link.receive(timeout: Handshake.stepTimeout)
       if case .copyRequest = request {
         events.log(
           .initialCopyStarted, "sending a snapshot of \(config.database) to \(link.peer)",
@@ -87,6 +139,12 @@ public final class PrimaryServer: @unchecked Sendable {
         throw link.refusingFrame("expected a start request, got \(request.type)")
       }
       let trailEnd = try NodeStatus.read(node: layout.root).trailEnd
+      let segmentStart = config.matStart ?? MATPosition(sno: 1, rba: TrailFormat.firstRBA)
+      guard from >= segmentStart else {
+        throw link.refusing(
+          "the backup asks for \(from), before this primary's MAT of generation \(config.generation), which starts at \(segmentStart): it follows an older history and needs `understudy follow` (or a full copy)"
+        )
+      }
       guard from <= trailEnd else {
         throw link.refusing(
           "the backup's image trail ends at \(from), past this primary's MAT end \(trailEnd): it follows another primary or this MAT lost records"
@@ -111,5 +169,46 @@ public final class PrimaryServer: @unchecked Sendable {
     lock.lock()
     attached[link.peer] = nil
     lock.unlock()
+  }
+
+  /// A node recovered to this generation's base asks to follow: it may if its database
+  /// is exactly what this generation started from (position, transaction and checksum).
+  private func answer(_ follow: Message.FollowRequest, from peer: LinkPeer, on link: Link.Connection) throws {
+    guard let base = config.generationBase, base.generation == config.generation else {
+      throw link.refusing(
+        "this primary's generation \(config.generation) did not begin with a takeover or switchover, so no database can follow it without a full copy: run `understudy follow --full-copy`"
+      )
+    }
+    let mine = "node \(base.priorNode) at \(base.priorEnd) after transaction \(base.priorTxid), checksum \(base.checksum)"
+    let theirs =
+      "node \(follow.priorNode) at \(follow.priorEnd) after transaction \(follow.priorTxid), checksum \(follow.checksum)"
+    guard
+      follow.priorNode == base.priorNode && follow.priorEnd == base.priorEnd && follow.priorTxid == base.priorTxid
+        && follow.checksum == base.checksum
+    else {
+      throw link.refusing(
+        "the follower's database is not the base of generation \(base.generation): generation \(base.generation) began from \(mine); the follower holds \(theirs). A full copy is needed: `understudy follow --full-copy`"
+      )
+    }
+    try link.send(.followAccept(matStart: base.matStart))
+    link.socket.shutdown()
+    events.log(
+      .followed, "node \(peer.nodeID) at \(link.peer) proved its database is the base of generation \(base.generation); it may follow from \(base.matStart)",
+      [("peer", .string(link.peer)), ("position", base.matStart.json)])
+  }
+}
+
+public enum FencingError: Error, CustomStringConvertible {
+  case superseded(node: String, NodeConfig.Superseded)
+
+  public var description: String {
+    switch self {
+    case .superseded(let node, let s):
+      if let to = s.recoveredTo {
+        "node \(node) was recovered to \(to) after a takeover; it must not serve as a primary. Make it the backup of the new primary: `understudy follow --node \(node) --primary HOST:PORT --secret-file F`"
+      } else {
+        "node \(node) was taken over by generation \(s.generation.map(\.description) ?? "?")\(s.address.map { " at \($0)" } ?? "") (event 829); it must not serve. Run file recovery to the 888 position: `understudy recover --node \(node) --to-mat SNO:RBA`, then `understudy follow`"
+      }
+    }
   }
 }
