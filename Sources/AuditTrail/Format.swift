@@ -39,11 +39,48 @@ public enum TrailFormat {
 public enum RecordType: UInt8, Sendable, Codable, CustomStringConvertible {
   /// One committed transaction: its DDL and row changes, in execution order.
   case commit = 1
+  /// A planned switchover: the primary writes nothing after it; the backup that applies
+  /// it becomes the primary of the generation it names. Carries the current txid.
+  case switchover = 2
+  /// A switchover abandoned because the backup did not confirm in time; writes resume.
+  case switchoverCancelled = 3
 
   public var description: String {
     switch self {
     case .commit: "commit"
+    case .switchover: "switchover"
+    case .switchoverCancelled: "switchover-cancelled"
     }
+  }
+
+  /// The transaction id a record of this type carries after transaction `last`: a
+  /// commit the next one, a control record the current one (it commits nothing).
+  public func expectedTxid(after last: TransactionID) -> TransactionID {
+    self == .commit ? last.next : last
+  }
+}
+
+/// The payload of a switchover record: the generation that begins and its primary.
+public struct SwitchoverPayload: Equatable, Sendable {
+  public var generation: Generation
+  public var newPrimary: NodeID
+
+  public init(generation: Generation, newPrimary: NodeID) {
+    self.generation = generation
+    self.newPrimary = newPrimary
+  }
+
+  public func encoded() -> [UInt8] {
+    var b: [UInt8] = []
+    b.appendLE(generation.rawValue)
+    b.append(contentsOf: newPrimary.bytes)
+    return b
+  }
+
+  public init?(decoding b: [UInt8]) {
+    guard b.count == 24 else { return nil }
+    generation = Generation(b.readLE(UInt64.self, at: 0))
+    newPrimary = NodeID(bytes: b[8..<24])
   }
 }
 

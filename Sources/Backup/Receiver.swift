@@ -129,6 +129,7 @@ final class Receiver: @unchecked Sendable {
     established = true
 
     var unsynced = 0
+    var lastSentApplied: MATPosition?
     var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
       let message = try link.receive(timeout: Self.silence)
@@ -139,6 +140,9 @@ final class Receiver: @unchecked Sendable {
         let appended = try image.append(position: position, bytes: bytes)
         unsynced += bytes.count
         newestWritten = appended.newestCommitMicros
+      case .promote(let generation, let end):
+        try promote(to: generation, end: end, from: peer, config: config, link: link)
+        return
       case .heartbeat(let end, let newest, _):
         progress.update {
           $0.primaryTrailEnd = end
@@ -158,7 +162,12 @@ final class Receiver: @unchecked Sendable {
           $0.ackedCommitMicros = newest
           if newest > $0.primaryNewestCommitMicros { $0.primaryNewestCommitMicros = newest }
         }
-        try link.send(.ack(acked: end, applied: progress.snapshot.applied ?? end))
+        lastSentApplied = progress.snapshot.applied ?? end
+        try link.send(.ack(acked: end, applied: lastSentApplied!))
+      } else if unsynced == 0, let applied = progress.snapshot.applied, applied != lastSentApplied {
+        // The updater moved on since the last ack: the primary waits on it in a switchover.
+        lastSentApplied = applied
+        try link.send(.ack(acked: image.end, applied: applied))
       }
     }
     // Stopping: what was written is synced before the link closes.
@@ -171,4 +180,60 @@ final class Receiver: @unchecked Sendable {
 
   /// Whether the current session got as far as streaming (then a drop retries at once).
   private var established = false
+
+  /// The primary committed to a switchover to this node, whose record the updater has
+  /// applied: become the primary of `generation`. The decision is journaled first
+  /// (`state/promotion.json`), so a kill mid-way is finished by the next start.
+  func promote(to generation: Generation, end: MATPosition, from peer: LinkPeer, config: NodeConfig, link: Link.Connection)
+    throws
+  {
+    let state = try CommitState.read(databaseAt: config.database)
+    var named = false
+    if let last = state.last, case .record(let r) = try TrailReader(directory: layout.image, from: last).next(),
+      r.record.type == .switchover, let payload = SwitchoverPayload(decoding: r.record.payload)
+    {
+      named = payload.newPrimary == config.nodeId && payload.generation == generation
+    }
+    guard generation == config.generation.next, state.end == end, named else {
+      throw link.refusing(
+        "cannot become the primary of generation \(generation): this backup (generation \(config.generation)) has applied up to \(state.end), and the switchover record naming it ends at \(end)"
+      )
+    }
+    let db = try Connection(path: config.database, mode: .readOnly)
+    try db.execute("BEGIN")
+    let checksum = try DatabaseChecksum.compute(db).checksum
+    try db.execute("COMMIT")
+    let base = NodeConfig.GenerationBase(
+      generation: generation, matStart: try Promotion.freshSegment(layout, after: end), priorNode: peer.nodeID,
+      priorTxid: state.lastTxid, priorEnd: end, checksum: checksum)
+    try PromotionJournal(base: base, complete: false).save(layout)
+    try PromotionJournal.finish(layout, events: events)
+    try link.send(.promoted(matStart: base.matStart))
+    stop.stop("switchover: now the primary of generation \(generation)")
+  }
+}
+
+/// A backup's promotion in a switchover, decided and not yet finished.
+public struct PromotionJournal: Codable, Sendable {
+  public var base: NodeConfig.GenerationBase
+  public var complete: Bool
+
+  static func path(_ layout: NodeLayout) -> String { layout.state + "/promotion.json" }
+
+  func save(_ layout: NodeLayout) throws { try StateFile.write(self, to: Self.path(layout)) }
+
+  /// Finishes a decided promotion (again, if a kill interrupted it).
+  public static func finish(_ layout: NodeLayout, events: EventLog) throws {
+    guard var journal = try StateFile.read(PromotionJournal.self, at: path(layout)), !journal.complete else { return }
+    try Promotion.promote(layout, to: journal.base)
+    journal.complete = true
+    try journal.save(layout)
+    events.log(
+      .switchoverComplete,
+      "switchover: this node is now the primary of generation \(journal.base.generation), its MAT from \(journal.base.matStart); checksum \(journal.base.checksum)",
+      [
+        ("generation", .int(Int64(journal.base.generation.rawValue))), ("position", journal.base.matStart.json),
+        ("checksum", .string(journal.base.checksum)),
+      ])
+  }
 }

@@ -110,10 +110,11 @@ public final class Updater: @unchecked Sendable {
 
   /// Applies `record` if it is the next in MAT order after `state`, and advances `state`.
   static func applyNext(_ record: PositionedRecord, to db: Connection, state: inout CommitState) throws {
-    guard record.record.txid == state.lastTxid.next else {
+    let expected = record.record.type.expectedTxid(after: state.lastTxid)
+    guard record.record.txid == expected else {
       throw PrimaryError.replayFailed(
         txid: record.record.txid, position: record.position,
-        reason: "expected transaction \(state.lastTxid.next) next in the image trail")
+        reason: "expected transaction \(expected) next in the image trail")
     }
     try Replay.apply(record, to: db)
     state.advance(txid: record.record.txid, position: record.position, end: record.end)

@@ -22,6 +22,8 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
   case listening = 14
   case followRequest = 15
   case followAccept = 16
+  case promote = 17
+  case promoted = 18
 
   public var description: String {
     switch self {
@@ -32,6 +34,8 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
     case .listening: "listening"
     case .followRequest: "follow-request"
     case .followAccept: "follow-accept"
+    case .promote: "promote"
+    case .promoted: "promoted"
     case .copyRequest: "copy-request"
     case .fileStart: "file-start"
     case .records: "records"

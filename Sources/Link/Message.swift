@@ -42,6 +42,11 @@ public enum Message: Sendable {
   /// Primary → backup: the follower's database is the base of this generation, whose MAT
   /// starts at `matStart`; it may rebase and stream from there.
   case followAccept(matStart: MATPosition)
+  /// Primary → backup, in a switchover the primary has committed to: the backup has
+  /// applied the switchover record ending at `end`; it now becomes the primary of `generation`.
+  case promote(generation: Generation, end: MATPosition)
+  /// Backup → primary: done; its own MAT starts at `matStart`. The old primary follows it.
+  case promoted(matStart: MATPosition)
 
   public struct FollowRequest: Sendable, Equatable {
     public var priorNode: NodeID
@@ -92,6 +97,8 @@ public enum Message: Sendable {
     case .listening: .listening
     case .followRequest: .followRequest
     case .followAccept: .followAccept
+    case .promote: .promote
+    case .promoted: .promoted
     }
   }
 
@@ -142,6 +149,10 @@ public enum Message: Sendable {
       w.position(f.priorEnd)
       w.string(f.checksum)
     case .followAccept(let start): w.position(start)
+    case .promote(let generation, let end):
+      w.u64(generation.rawValue)
+      w.position(end)
+    case .promoted(let start): w.position(start)
     }
     return Frame(type, w.bytes)
   }
@@ -199,6 +210,8 @@ public enum Message: Sendable {
           priorNode: NodeID(bytes: try r.raw(16)[...]), priorTxid: TransactionID(try r.u64()),
           priorEnd: try r.position(), checksum: try r.string()))
     case .followAccept: self = .followAccept(matStart: try r.position())
+    case .promote: self = .promote(generation: Generation(try r.u64()), end: try r.position())
+    case .promoted: self = .promoted(matStart: try r.position())
     }
     try r.finish()
   }

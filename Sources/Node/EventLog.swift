@@ -37,6 +37,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case fileRecoveryDecided = 9051
   case followed = 9052
   case transactionSkipped = 9053
+  case switchoverStarted = 9060
+  case switchoverCommitted = 9061
+  case switchoverComplete = 9062
+  case switchoverAbandoned = 9063
 }
 
 public struct Event: Sendable {

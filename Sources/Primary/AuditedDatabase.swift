@@ -80,6 +80,12 @@ public final class AuditedDatabase: Sendable {
     try committer.enqueue(WriteRequest(body: body, completion: completion))
   }
 
+  /// Appends a control record (a switchover's, or its cancellation) as the next record,
+  /// past the node's write block: the procedure that set the block writes the last word.
+  public func writeControlRecord(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {
+    try committer.exclusive { try $0.appendControl(type, payload: payload) }
+  }
+
   public func write<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> (
     value: T, commit: CommitInfo?
   ) {
@@ -154,6 +160,25 @@ final class GroupCommitter: @unchecked Sendable {
       let commit = try outcome!.get()  // before `value`, which a failed body never set
       return (value!, commit)
     }
+  }
+
+  /// Runs `body` with the writer to itself, once no group is being committed.
+  func exclusive<T>(_ body: (Writer) throws -> T) throws -> T {
+    condition.lock()
+    while leading { condition.wait() }
+    guard !closed else {
+      condition.unlock()
+      throw PrimaryError.closed
+    }
+    leading = true
+    condition.unlock()
+    defer {
+      condition.lock()
+      leading = false
+      condition.broadcast()
+      condition.unlock()
+    }
+    return try body(writer)
   }
 
   /// Queues a request for the writer thread (callers that must not block).
@@ -366,6 +391,35 @@ final class Writer {
             CommitInfo(txid: records[$0].txid, position: appended[$0].position, end: appended[$0].end)
           }))
     }
+  }
+
+  /// One control record in a transaction of its own; it keeps the current txid.
+  func appendControl(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {
+    if let broken { throw PrimaryError.durableButNotApplied(reason: broken) }
+    bypassWriteBlock = true
+    defer { bypassWriteBlock = false }
+    try begin()
+    let appended: AppendedRecord
+    do {
+      appended = try trail.append([
+        PendingRecord(type: type, txid: state.lastTxid, commitMicros: Clock.nowMicros(), payload: payload)
+      ])[0]
+    } catch {
+      try? connection.execute("ROLLBACK")
+      throw error
+    }
+    var newState = state!
+    newState.advance(txid: state.lastTxid, position: appended.position, end: appended.end)
+    do {
+      try newState.save(connection)
+      try connection.run(cached: "COMMIT")
+    } catch {
+      try? connection.execute("ROLLBACK")
+      broken = "\(error)"
+      throw PrimaryError.durableButNotApplied(reason: "\(error)")
+    }
+    state = newState
+    return CommitInfo(txid: newState.lastTxid, position: appended.position, end: appended.end)
   }
 
   func shutdown() {

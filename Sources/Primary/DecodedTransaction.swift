@@ -27,6 +27,7 @@ public struct DecodedTransaction: Sendable {
     commitMicros = r.record.commitMicros
     generation = r.generation
     items = []
+    guard type == .commit else { return }
     for item in try CommitPayload.decode(r.record.payload) {
       switch item {
       case .ddl(let sql): items.append(.ddl(sql))

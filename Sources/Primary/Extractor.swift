@@ -12,7 +12,7 @@ import Node
 import SQLiteSupport
 
 /// What the primary knows about one attached backup, from its acknowledgements.
-public struct AttachedBackup: Sendable {
+public struct AttachedBackup: Codable, Sendable, Equatable {
   public var peer: String
   public var nodeID: NodeID
   public var acked: MATPosition?
@@ -26,6 +26,8 @@ public final class Extractor {
   let stop: StopFlag
   let events: EventLog
   let onAck: @Sendable (AttachedBackup) -> Void
+  /// The backup has become the primary in a switchover; its MAT starts at the position.
+  var onPromoted: @Sendable (MATPosition) -> Void = { _ in }
 
   /// A batch stops growing once it holds this many bytes of records.
   static let batchBytes = 1 << 20
@@ -99,6 +101,8 @@ public final class Extractor {
     var lastHeartbeat = 0.0
     var badSince: Double?
     var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
+    var applied: MATPosition?
+    var promoteSent = false
 
     while !stop.isSet {
       // Read what is there, up to a batch.
@@ -171,14 +175,28 @@ public final class Extractor {
         try link.send(
           .heartbeat(trailEnd: reader.position, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
         lastHeartbeat = now
+        // A committed switchover to this backup, whose record it has applied: hand over.
+        if !promoteSent, let plan = SwitchoverJournal.read(layout), plan.phase == .committed,
+          plan.target == peer.nodeID, let end = plan.end, applied == end
+        {
+          try link.send(.promote(generation: plan.generation, end: end))
+          promoteSent = true
+          events.log(
+            .switchoverCommitted, "switchover: told backup \(peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
+            [("peer", .string(link.peer)), ("position", end.json)])
+        }
       }
       // Drain acknowledgements; when idle, the wait for one is also the polling interval.
       var wait = batch.isEmpty ? 0.002 : 0
       while try link.socket.waitReadable(timeout: wait) {
         wait = 0
         switch try link.receive(timeout: 5) {
-        case .ack(let acked, let applied):
-          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: applied))
+        case .ack(let acked, let appliedNow):
+          applied = appliedNow
+          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: appliedNow))
+        case .promoted(let start) where promoteSent:
+          onPromoted(start)
+          return
         case let other:
           throw link.refusingFrame("unexpected \(other.type) frame while streaming")
         }

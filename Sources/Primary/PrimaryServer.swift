@@ -50,10 +50,17 @@ public final class PrimaryServer: @unchecked Sendable {
       if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
         lastProbe = Clock.monotonicSeconds()
         if attachedCount == 0, let (peer, address) = Fencing.findNewerGeneration(layout, config) {
-          try supersede(generation: peer.generation, by: peer.nodeID, address: address)
+          if let plan = SwitchoverJournal.read(layout), plan.phase == .committed || plan.phase == .promoted,
+            plan.target == peer.nodeID, plan.generation == peer.generation
+          {
+            promoted(peer, at: nil)  // our own switchover, whose answer the link lost
+          } else {
+            try supersede(generation: peer.generation, by: peer.nodeID, address: address)
+          }
           break
         }
       }
+      publishAttached()
       guard let socket = try listener.accept(timeout: 0.2) else { continue }
       let connection = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
       extractors.enter()
@@ -66,9 +73,47 @@ public final class PrimaryServer: @unchecked Sendable {
     }
     // The extractors see the stop flag at their next wait.
     _ = extractors.wait(timeout: .now() + 5)
+    try? FileManager.default.removeItem(atPath: Self.attachedPath(layout))
     if let superseded = try layout.loadConfig().superseded {
       throw FencingError.superseded(node: layout.root, superseded)
     }
+  }
+
+  /// The attached backups and their acknowledgements, for `status` and `switchover`
+  /// (`state/attached.json`, rewritten when it changes; not synced: it is news, not state).
+  private var published: [AttachedBackup]?
+  private func publishAttached() {
+    lock.lock()
+    let now = attached.values.sorted { $0.peer < $1.peer }
+    lock.unlock()
+    guard now != published else { return }
+    published = now
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    try? encoder.encode(now).write(to: URL(fileURLWithPath: Self.attachedPath(layout)), options: .atomic)
+  }
+
+  public static func attachedPath(_ layout: NodeLayout) -> String { layout.state + "/attached.json" }
+
+  public static func readAttached(_ layout: NodeLayout) -> [AttachedBackup] {
+    (try? StateFile.read([AttachedBackup].self, at: attachedPath(layout))) ?? []
+  }
+
+  /// The backup took over in a planned switchover: record it and stop serving; the
+  /// daemon then makes this node its backup.
+  func promoted(_ peer: LinkPeer, at start: MATPosition?) {
+    guard var plan = SwitchoverJournal.read(layout), plan.target == peer.nodeID else { return }
+    plan.phase = .promoted
+    do {
+      try plan.save(layout)
+    } catch {
+      events.log(.fileError, "cannot record the switchover's progress: \(error)")
+    }
+    events.log(
+      .switchoverCommitted,
+      "switchover: node \(peer.nodeID) is now the primary of generation \(plan.generation); this node follows it",
+      [("generation", .int(Int64(plan.generation.rawValue)))])
+    stop.stop("switchover to generation \(plan.generation)")
   }
 
   /// While no backup is attached, ask the known backups this often whether one took over.
@@ -125,6 +170,7 @@ public final class PrimaryServer: @unchecked Sendable {
           attached[backup.peer] = backup
           lock.unlock()
         })
+      extractor.onPromoted = { [self] start in promoted(peer, at: start) }
       if case .copyRequest = request {
         events.log(
           .initialCopyStarted, "sending a snapshot of \(config.database) to \(link.peer)",

@@ -73,10 +73,11 @@ enum Recovery {
     while true {
       switch try reader.next() {
       case .record(let r):
-        guard r.record.txid == state.lastTxid.next else {
+        let expected = r.record.type.expectedTxid(after: state.lastTxid)
+        guard r.record.txid == expected else {
           throw PrimaryError.databaseDisagreesWithTrail(
             database: db.path, position: r.position,
-            reason: "expected transaction \(state.lastTxid.next) next, the trail has \(r.record.txid)")
+            reason: "expected transaction \(expected) next, the trail has \(r.record.txid)")
         }
         try Replay.apply(r, to: db)
         state.advance(txid: r.record.txid, position: r.position, end: r.end)

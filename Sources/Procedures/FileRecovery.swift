@@ -112,7 +112,8 @@ public enum FileRecovery {
       journal = Journal(
         phase: "decided", to: position, trailEnd: state.end, fresh: fresh,
         report: NodeSetup.absolute(report ?? layout.state + "/lost-transactions-\(position.sno)-\(position.rba).jsonl"),
-        undone: undo.count, lastTxid: undo.first.map { TransactionID($0.record.txid.rawValue - 1) } ?? state.lastTxid,
+        undone: undo.count, lastTxid: undo.first(where: { $0.record.type == .commit }).map { TransactionID($0.record.txid.rawValue - 1) }
+          ?? state.lastTxid,
         generation: config.generation)
       try StateFile.write(journal, to: journalPath(layout))
       events.log(

@@ -45,11 +45,17 @@ public enum FollowError: Error, CustomStringConvertible {
 public enum Follow {
   public static func run(node: String, primary: String, secretFile: String, fullCopy: Bool) throws -> FollowResult {
     let layout = NodeLayout(root: node)
-    var config = try layout.loadConfig()
     let lock = try DaemonLock.acquire(layout)
     defer { withExtendedLifetime(lock) {} }
+    return try follow(layout, primary: primary, key: try Secret.load(path: secretFile), fullCopy: fullCopy)
+  }
+
+  /// `run` without the daemon lock: also the old primary's last step of a switchover,
+  /// inside its daemon.
+  static func follow(_ layout: NodeLayout, primary: String, key: [UInt8], fullCopy: Bool) throws -> FollowResult {
+    let node = layout.root
+    var config = try layout.loadConfig()
     let address = try HostPort(parsing: primary)
-    let key = try Secret.load(path: secretFile)
     let recovered = config.superseded.flatMap { s in s.recoveredTo.map { ($0, s.recoveredTxid ?? TransactionID(0)) } }
     guard fullCopy || (config.role == .primary && recovered != nil) else { throw FollowError.notRecovered(node: node) }
 
