@@ -50,13 +50,7 @@ public final class PrimaryServer: @unchecked Sendable {
       if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
         lastProbe = Clock.monotonicSeconds()
         if attachedCount == 0, let (peer, address) = Fencing.findNewerGeneration(layout, config) {
-          if let plan = SwitchoverJournal.read(layout), plan.phase == .committed || plan.phase == .promoted,
-            plan.target == peer.nodeID, plan.generation == peer.generation
-          {
-            promoted(peer, at: nil)  // our own switchover, whose answer the link lost
-          } else {
-            try supersede(generation: peer.generation, by: peer.nodeID, address: address)
-          }
+          try newerGeneration(peer, address: address)
           break
         }
       }
@@ -132,6 +126,19 @@ public final class PrimaryServer: @unchecked Sendable {
   }
   private var supersededFlag = false
 
+  /// A node of a newer generation showed itself: the backup this node switched over to
+  /// (whose answer the link lost), or else a takeover, which fences this node.
+  func newerGeneration(_ peer: LinkPeer, address: String?) throws {
+    if let plan = SwitchoverJournal.read(layout), plan.phase == .committed || plan.phase == .promoted,
+      plan.target == peer.nodeID, plan.generation == peer.generation
+    {
+      if plan.phase == .committed { promoted(peer, at: nil) }
+      stop.stop("switchover to generation \(plan.generation)")
+    } else {
+      try supersede(generation: peer.generation, by: peer.nodeID, address: address)
+    }
+  }
+
   /// A newer generation exists: block writes, log 829, and stop every extractor.
   func supersede(generation: Generation, by: NodeID?, address: String?) throws {
     lock.lock()
@@ -147,7 +154,7 @@ public final class PrimaryServer: @unchecked Sendable {
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {
-        try supersede(generation: peer.generation, by: nil, address: nil)
+        try newerGeneration(peer, address: nil)
         throw link.refusing(
           "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
         )

@@ -68,7 +68,14 @@ public enum Switchover {
     if let open = SwitchoverJournal.read(layout), open.isOpen, open.generation == config.generation.next {
       plan = open  // an interrupted run: go on from where it stood
     } else {
-      guard let backup = PrimaryServer.readAttached(layout).first else { throw SwitchoverError.noBackup(node: node) }
+      // The daemon publishes its attached backups every 0.2 s: give a fresh link a moment.
+      var attached = PrimaryServer.readAttached(layout).first
+      let patience = Clock.monotonicSeconds() + min(timeout, 5)
+      while attached == nil && Clock.monotonicSeconds() < patience {
+        usleep(50_000)
+        attached = PrimaryServer.readAttached(layout).first
+      }
+      guard let backup = attached else { throw SwitchoverError.noBackup(node: node) }
       guard let listen = Fencing.knownBackups(layout).first(where: { $0.node == backup.nodeID })?.listen else {
         throw SwitchoverError.noListenAddress(node: node, backup: backup.nodeID)
       }

@@ -1,7 +1,10 @@
 // A node's daemon (`understudy start --node NODE`) as a child process, for the demo and
 // the benchmarks.
 
+import AuditTrail
 import Foundation
+import Link
+import Node
 
 /// `understudy start --node NODE` as a child process.
 final class DaemonProcess {
@@ -16,6 +19,20 @@ final class DaemonProcess {
     process.standardOutput = FileHandle(forWritingAtPath: log)
     process.standardError = FileHandle(forWritingAtPath: log)
     try process.run()
+  }
+
+  /// Waits until something accepts connections on 127.0.0.1:`port`.
+  static func waitUntilListening(port: UInt16, timeout: Double = 30) throws {
+    let deadline = Clock.monotonicSeconds() + timeout
+    while true {
+      do {
+        try Socket.connect(to: HostPort(parsing: "127.0.0.1:\(port)"), timeout: 1).shutdown()
+        return
+      } catch {
+        if Clock.monotonicSeconds() > deadline { throw error }
+        usleep(50_000)
+      }
+    }
   }
 
   /// SIGKILL, as a crash would.

@@ -5,6 +5,7 @@ import Foundation
 import Link
 import Node
 import Primary
+import Procedures
 import SQLiteSupport
 
 struct Demo: ParsableCommand {
@@ -17,8 +18,13 @@ struct Demo: ParsableCommand {
       backup daemon is SIGKILLed and restarted too. After each writer kill the node is reopened
       (recovery replays the audit trail and cuts a torn tail). Then it checks that every
       transaction the writer reported durable is there, that the database equals a fresh replay
-      of its audit trail, and that the backup holds exactly the same content. Exits non-zero if
-      any check fails. (Takeover and file recovery join the demo as they are built.)
+      of its audit trail, and that the backup holds exactly the same content.
+
+      Then the disaster: with the link down, the primary commits transfers that are never
+      shipped, and its daemon is SIGKILLed. The backup takes over (735, 888), takes writes as
+      the new primary, the old primary is recovered to the 888 position (listing every
+      transaction it undid), follows the new primary, and a planned switchover puts the roles
+      back. Checksums are compared at every hand-over. Exits non-zero if any check fails.
       """)
 
   @Option(help: "Seed for the moment of the kill (default: random; printed).")
@@ -56,10 +62,11 @@ struct Demo: ParsableCommand {
       let backup = root + "/backup"
       Output.line("   start its daemon; create a backup node and start it: it copies the database, then streams")
       var primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
+      let backupPort = Listener.ephemeralPort()
       try BackupSetup.initBackup(
         .init(
           node: backup, database: root + "/backup.sqlite", primary: "127.0.0.1:\(port)",
-          secretFile: node + "/secret.key", retentionSeconds: 0))
+          secretFile: node + "/secret.key", listen: "127.0.0.1:\(backupPort)", retentionSeconds: 0))
       var backupDaemon = try DaemonProcess(node: backup, log: root + "/backup.log")
       defer {
         backupDaemon.stop()
@@ -153,7 +160,90 @@ struct Demo: ParsableCommand {
       let backupSum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
       check(backupSum == primarySum, "the backup holds exactly the primary's content (checksum \(backupSum.checksum))")
       check(b.updaterStopped == nil, "the backup's updater applied every transaction once, without conflict")
-      _ = primaryDaemon
+
+      Output.line("10. disaster: the link goes down (the backup daemon stops) while the primary commits more transfers")
+      backupDaemon.stop()
+      let writes = try AuditedDatabase.open(node: node)
+      var lost: [TransactionID] = []
+      for _ in 0..<25 {
+        line += 1
+        let account = Int.random(in: 1...20, using: &rng)
+        let amount = Int.random(in: -50...50, using: &rng)
+        let commit = try writes.write { tx in
+          try tx.execute("INSERT INTO ledger VALUES (?, ?, ?)", [.integer(Int64(line)), .integer(Int64(account)), .integer(Int64(amount))])
+          try tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", [.integer(Int64(amount)), .integer(Int64(account))])
+        }.commit!
+        lost.append(commit.txid)
+      }
+      writes.close()
+      Output.line("   \(lost.count) transactions committed and durable on the primary, never shipped (txids \(lost.first!)…\(lost.last!))")
+      primaryDaemon.kill()
+      Output.line("   the primary's daemon is SIGKILLed: the primary is lost")
+
+      Output.line("11. takeover on the backup")
+      let takeover = try Takeover.run(node: backup, force: false)
+      Output.line("   735 safe MAT position \(takeover.safe)")
+      Output.line("   888 file-recovery position \(takeover.fileRecovery.map(\.description) ?? "none (858: \(takeover.reason ?? ""))")")
+      Output.line("   generation \(takeover.generation), its own MAT from \(takeover.matStart), checksum \(takeover.checksum)")
+      check(takeover.fileRecovery == b.applied, "the 888 position is the end of the last transaction the backup applied (\(b.applied.map(\.description) ?? "-"))")
+      check(takeover.checksum == primarySum.checksum, "the new primary holds exactly what the old one had shipped")
+      check(try Takeover.run(node: backup, force: false) == takeover, "takeover run again reports the same")
+
+      Output.line("12. the new primary serves on 127.0.0.1:\(backupPort) and takes writes")
+      backupDaemon = try DaemonProcess(node: backup, log: root + "/backup.log")
+      try DaemonProcess.waitUntilListening(port: backupPort)
+      let newPrimary = try AuditedDatabase.open(node: backup)
+      for i in 1...10 {
+        _ = try newPrimary.write { tx in
+          try tx.execute("INSERT INTO ledger VALUES (?, 1, ?)", [.integer(Int64(1_000_000 + i)), .integer(Int64(i))])
+          try tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = 1", [.integer(Int64(i))])
+        }
+      }
+      newPrimary.close()
+      Output.line("   10 transfers committed on the new primary")
+
+      Output.line("13. file recovery of the old primary to the 888 position")
+      let recovery = try FileRecovery.run(node: node, to: takeover.fileRecovery ?? takeover.safe, report: root + "/lost-transactions.jsonl")
+      let report = try String(contentsOfFile: recovery.report, encoding: .utf8).split(separator: "\n")
+      Output.line("   undid \(recovery.undone) transactions; the lost-transactions report \(recovery.report) begins:")
+      for entry in report.prefix(2) { Output.line("     \(entry.prefix(150))…") }
+      let reported = report.compactMap { line -> TransactionID? in
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+          let txid = object["txid"] as? Int else { return nil }
+        return TransactionID(UInt64(txid))
+      }
+      check(reported == lost, "the report lists exactly the \(lost.count) unshipped transactions, in order")
+      check(recovery.checksum == takeover.checksum, "the recovered checksum equals the 888 event's (\(recovery.checksum.prefix(16))…)")
+
+      Output.line("14. the old primary follows the new one")
+      let follow = try Follow.run(
+        node: node, primary: "127.0.0.1:\(backupPort)", secretFile: backup + "/secret.key", fullCopy: false)
+      Output.line("   its database is proven to be the base of generation \(follow.generation); streaming from \(follow.from.map(\.description) ?? "-")")
+      primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
+      let newEnd = try NodeStatus.read(node: backup).trailEnd
+      _ = try AppliedWait.wait(node: node, for: newEnd, timeout: 60)
+      let followerSum = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
+      let newPrimarySum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly)).checksum
+      check(followerSum == newPrimarySum, "the old primary caught up with the new one: equal checksums")
+
+      Output.line("15. planned switchover back: the original primary becomes the primary again")
+      let switchover = try Switchover.run(node: backup, timeout: 30)
+      Output.line("   switchover record at \(switchover.record); generation \(switchover.generation) served by \(switchover.newPrimaryAddress)")
+      let back = try AuditedDatabase.open(node: node)
+      _ = try back.write { tx in
+        try tx.execute("INSERT INTO ledger VALUES (2000000, 2, 5)")
+        try tx.execute("UPDATE accounts SET balance = balance + 5 WHERE id = 2")
+      }
+      back.close()
+      _ = try AppliedWait.wait(node: backup, for: try NodeStatus.read(node: node).trailEnd, timeout: 60)
+      let finalPrimary = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
+      let finalBackup = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly)).checksum
+      check(switchover.checksum == newPrimarySum, "nothing was lost in the switchover (checksum at hand-over equals the new primary's)")
+      check(finalPrimary == finalBackup, "roles are back and the backup follows: equal checksums \(finalPrimary.prefix(16))…")
+      let money = try Connection(path: root + "/bank.sqlite", mode: .readOnly)
+      let total2 = try money.scalarInt("SELECT sum(balance) FROM accounts") ?? 0
+      let moved2 = try money.scalarInt("SELECT coalesce(sum(amount), 0) FROM ledger") ?? 0
+      check(total2 == 20_000 + moved2, "balances still add up: 20000 + ledger \(moved2) = \(total2)")
       Output.line(failures == 0 ? "demo passed" : "demo FAILED: \(failures) check(s)")
       if failures > 0 { throw ExitCode(1) }
     }
