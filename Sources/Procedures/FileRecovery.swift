@@ -22,6 +22,9 @@ public struct FileRecoveryResult: Codable, Sendable, Equatable {
   /// Where the node's next MAT records would go: a fresh file, past every undone record.
   public var freshStart: MATPosition
   public var lastTxid: TransactionID
+  /// Seconds spent in each step of this run (`probe`, `replay`, `decide`, `undo`,
+  /// `fence`, `checksum`), for the benchmark and the curious.
+  public var timings: [String: Double] = [:]
 
   public var json: JSON {
     .object([
@@ -87,6 +90,13 @@ public enum FileRecovery {
     defer { withExtendedLifetime(lock) {} }
     let events = EventLog(layout: layout, node: config.nodeId.description)
 
+    var timings: [String: Double] = [:]
+    var mark = Clock.monotonicSeconds()
+    func lap(_ step: String) {
+      let now = Clock.monotonicSeconds()
+      timings[step, default: 0] += now - mark
+      mark = now
+    }
     var journal: Journal
     if let recorded = try StateFile.read(Journal.self, at: journalPath(layout)),
       recorded.generation == config.generation
@@ -104,8 +114,10 @@ public enum FileRecovery {
         config = try Fencing.supersede(
           layout, generation: peer.generation, by: peer.nodeID, address: address, events: events)
       }
+      lap("probe")
       progress("replaying this node's own MAT")
       try AuditedDatabase.open(node: node).close()
+      lap("replay")
       let state = try CommitState.read(databaseAt: config.database)
       let undo = try recordsToUndo(layout, config, from: position, trailEnd: state.end, lastTxid: state.lastTxid)
       let fresh = try Promotion.freshSegment(layout, after: state.end)
@@ -122,6 +134,7 @@ public enum FileRecovery {
         [("position", position.json), ("count", .int(Int64(undo.count))), ("report", .string(journal.report))])
     }
 
+    lap("decide")
     let db = try Connection(path: config.database)
     let state = try CommitState.read(databaseAt: config.database)
     if state.end != journal.fresh {  // not undone yet: the database still ends where the MAT did
@@ -146,10 +159,13 @@ public enum FileRecovery {
         throw error
       }
     }
+    lap("undo")
     try fence(layout, from: journal.to, fresh: journal.fresh)
+    lap("fence")
     try db.execute("BEGIN")
     let checksum = try DatabaseChecksum.compute(db).checksum
     try db.execute("COMMIT")
+    lap("checksum")
 
     config = try layout.loadConfig()
     config.matStart = journal.fresh
@@ -163,7 +179,7 @@ public enum FileRecovery {
       reason:
         "it was recovered to \(journal.to) after a takeover; make it the backup of the new primary with `understudy follow --node \(node) --primary HOST:PORT --secret-file F`"
     )
-    let result = FileRecoveryResult(
+    var result = FileRecoveryResult(
       recoveredTo: journal.to, undone: journal.undone, checksum: checksum, report: journal.report,
       freshStart: journal.fresh, lastTxid: journal.lastTxid)
     events.log(
@@ -176,6 +192,8 @@ public enum FileRecovery {
     journal.phase = "complete"
     journal.result = result
     try StateFile.write(journal, to: journalPath(layout))
+    lap("finish")
+    result.timings = timings
     return result
   }
 

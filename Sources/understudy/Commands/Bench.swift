@@ -5,7 +5,7 @@ import Node
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Understudy against plain SQLite in the same run.",
-    subcommands: [BenchCommit.self, BenchReplicate.self])
+    subcommands: [BenchCommit.self, BenchReplicate.self, BenchRecover.self])
 }
 
 struct BenchCommit: ParsableCommand {
@@ -120,6 +120,68 @@ struct BenchReplicate: ParsableCommand {
           String(
             format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
             r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
+      }
+    }
+  }
+}
+
+struct BenchRecover: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "recover",
+    abstract: "Takeover and file-recovery time for K diverged transactions, against a full copy, for several database sizes.")
+
+  @Option(help: "Database sizes N in rows, comma-separated.")
+  var rows: String = "10000,100000,1000000"
+  @Option(help: "Diverged transactions K (committed on the primary, never shipped).")
+  var diverged: Int = 1000
+  @Option(help: "Directory for the scratch nodes (default: a new temporary directory).")
+  var dir: String?
+  @OptionGroup var output: JSONFlag
+
+  func run() throws {
+    try reporting(json: output.json) {
+      let sizes = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 50_000_000 }) else {
+        throw ValidationError("--rows takes sizes from 1 to 50000000, comma-separated")
+      }
+      guard diverged >= 1 && diverged <= 1_000_000 else { throw ValidationError("--diverged takes 1 to 1000000") }
+      let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
+      defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
+      let results = try RecoverBenchmark.run(dir: scratch, sizes: sizes, diverged: diverged) {
+        Output.progress($0, json: output.json)
+      }
+      func ms(_ s: Double) -> JSON { .double((s * 10_000).rounded() / 10) }
+      if output.json {
+        Output.json(
+          .object([
+            ("benchmark", .string("recover")), ("diverged", .int(Int64(diverged))),
+            ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
+            (
+              "sizes",
+              .array(
+                results.map { r in
+                  .object([
+                    ("rows", .int(Int64(r.rows))), ("bytes", .int(Int64(r.bytes))),
+                    ("initialCopyMillis", ms(r.initialCopySeconds)), ("plainCopyMillis", ms(r.plainCopySeconds)),
+                    ("takeoverMillis", ms(r.takeoverSeconds)), ("recoverMillis", ms(r.recoverSeconds)),
+                    ("recoverChecksumMillis", ms(r.recoverChecksumSeconds)),
+                    ("recoverOverInitialCopy", .double((r.recoverSeconds / r.initialCopySeconds * 1000).rounded() / 1000)),
+                  ])
+                })
+            ),
+          ]))
+      } else {
+        if isatty(2) != 0 { Output.progress("", json: false) }
+        Output.line("K = \(diverged) diverged transactions; one run; loopback; times in ms")
+        Output.line(
+          "      rows        MiB   full copy (link)   plain SQLite copy   takeover   file recovery (checksum)   recovery/full copy")
+        for r in results {
+          Output.line(
+            String(
+              format: "%10d %10.1f %18.1f %19.1f %10.1f %15.1f (%8.1f) %20.3f", r.rows, Double(r.bytes) / 1_048_576,
+              r.initialCopySeconds * 1000, r.plainCopySeconds * 1000, r.takeoverSeconds * 1000,
+              r.recoverSeconds * 1000, r.recoverChecksumSeconds * 1000, r.recoverSeconds / r.initialCopySeconds))
+        }
       }
     }
   }

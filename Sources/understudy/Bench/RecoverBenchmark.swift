@@ -1,0 +1,125 @@
+// `bench recover`: what bringing the old primary back costs, for several database
+// sizes N at a fixed number K of diverged transactions. For each N, in one run, on
+// loopback with real daemon processes: the initial copy of the database to the backup
+// over the link (Understudy's full copy, what `follow --full-copy` does), a plain SQLite
+// copy of the same database (VACUUM INTO, synced: what anyone can do), takeover time,
+// and file-recovery time for the K transactions the backup never received. File
+// recovery reads and undoes only those K, so its time should grow with K, not with N.
+
+import AuditTrail
+import Backup
+import Foundation
+import Link
+import Node
+import Primary
+import Procedures
+import SQLiteSupport
+
+enum RecoverBenchmark {
+  struct Row {
+    var rows: Int
+    var bytes: Int
+    var initialCopySeconds: Double
+    var plainCopySeconds: Double
+    var takeoverSeconds: Double
+    var recoverSeconds: Double
+    /// The part of file recovery that reads the whole database: its final checksum.
+    var recoverChecksumSeconds: Double
+    var undone: Int
+  }
+
+  static func run(dir: String, sizes: [Int], diverged: Int, progress: (String) -> Void) throws -> [Row] {
+    var rows: [Row] = []
+    for n in sizes {
+      let base = dir + "/n\(n)"
+      try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+      rows.append(try measure(dir: base, rows: n, diverged: diverged, progress: progress))
+      try? FileManager.default.removeItem(atPath: base)
+    }
+    return rows
+  }
+
+  static func measure(dir: String, rows n: Int, diverged k: Int, progress: (String) -> Void) throws -> Row {
+    progress("N=\(n): filling the database…")
+    let database = dir + "/primary.sqlite"
+    do {
+      let db = try Connection(path: database, mode: .readWriteCreate)
+      try db.execute("PRAGMA journal_mode = WAL")
+      try db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, qty INTEGER NOT NULL)")
+      try db.execute("BEGIN")
+      let insert = try db.cached("INSERT INTO items VALUES (?, ?, ?)")
+      for i in 1...n {
+        try insert.bind([.integer(Int64(i)), .text("owner of item \(i), about forty bytes"), .integer(0)])
+        try insert.run()
+        insert.reset()
+      }
+      try db.execute("COMMIT")
+    }
+    let bytes = (try FileManager.default.attributesOfItem(atPath: database)[.size] as? Int) ?? 0
+
+    progress("N=\(n): plain SQLite copy…")
+    let plainCopy = try time {
+      let db = try Connection(path: database, mode: .readOnly)
+      try db.query("VACUUM INTO ?", [.text(dir + "/plain-copy.sqlite")])
+      try AuditTrail.FileHandle(path: dir + "/plain-copy.sqlite", flags: O_RDONLY).sync()
+    }
+    unlink(dir + "/plain-copy.sqlite")
+
+    let primaryPort = Listener.ephemeralPort()
+    let backupPort = Listener.ephemeralPort()
+    let primary = dir + "/primary"
+    let backup = dir + "/backup"
+    try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
+    var primaryDaemon = try DaemonProcess(node: primary, log: dir + "/primary.log")
+    defer { primaryDaemon.stop() }
+    try DaemonProcess.waitUntilListening(port: primaryPort)
+    try BackupSetup.initBackup(
+      .init(
+        node: backup, database: dir + "/backup.sqlite", primary: "127.0.0.1:\(primaryPort)",
+        secretFile: primary + "/secret.key", listen: "127.0.0.1:\(backupPort)"))
+    progress("N=\(n): initial copy to the backup over the link…")
+    let started = Clock.monotonicSeconds()
+    var backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    defer { backupDaemon.stop() }
+    _ = try AppliedWait.wait(node: backup, for: try NodeStatus.read(node: primary).trailEnd, timeout: 600)
+    let initialCopy = Clock.monotonicSeconds() - started
+
+    progress("N=\(n): \(k) transactions the backup never receives…")
+    backupDaemon.stop()
+    let writes = try AuditedDatabase.open(node: primary)
+    var rng = SeededGenerator(seed: UInt64(n))
+    for i in 0..<k {
+      let id = Int64.random(in: 1...Int64(n), using: &rng)
+      _ = try writes.write { try $0.execute("UPDATE items SET qty = qty + ? WHERE id = ?", [.integer(Int64(i + 1)), .integer(id)]) }
+    }
+    writes.close()
+    primaryDaemon.kill()
+
+    progress("N=\(n): takeover…")
+    var takeover: TakeoverResult!
+    let takeoverTime = try time { takeover = try Takeover.run(node: backup, force: true) }
+    backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    try DaemonProcess.waitUntilListening(port: backupPort)
+
+    progress("N=\(n): file recovery of the old primary…")
+    var recovery: FileRecoveryResult!
+    let recoverTime = try time {
+      recovery = try FileRecovery.run(node: primary, to: takeover.fileRecovery!, report: dir + "/lost.jsonl")
+    }
+    guard recovery.checksum == takeover.checksum, recovery.undone == k else {
+      throw CommandError(
+        "file recovery did not reach the takeover state: undid \(recovery.undone) of \(k), checksum \(recovery.checksum) vs \(takeover.checksum)"
+      )
+    }
+    return Row(
+      rows: n, bytes: bytes, initialCopySeconds: initialCopy, plainCopySeconds: plainCopy,
+      takeoverSeconds: takeoverTime, recoverSeconds: recoverTime,
+      recoverChecksumSeconds: recovery.timings["checksum"] ?? 0, undone: recovery.undone)
+  }
+
+  static func time(_ body: () throws -> Void) throws -> Double {
+    let start = Clock.monotonicSeconds()
+    try body()
+    return Clock.monotonicSeconds() - start
+  }
+}
