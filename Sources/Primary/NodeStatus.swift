@@ -21,6 +21,10 @@ public struct NodeStatus: Sendable {
   public var lastTxid: TransactionID
   public var trailFiles: Int
   public var tornTail: MATPosition?
+  /// The backups attached to the running daemon, with what they acknowledged and applied.
+  public var backups: [AttachedBackup]
+  /// Why writes are refused (a switchover in progress, a takeover elsewhere), if they are.
+  public var writesBlocked: String?
 
   public static func read(node: String) throws -> NodeStatus {
     let layout = NodeLayout(root: node)
@@ -49,7 +53,9 @@ public struct NodeStatus: Sendable {
     return NodeStatus(
       node: layout.root, nodeId: config.nodeId, role: config.role, generation: config.generation,
       database: config.database, trailEnd: end, durableEnd: end, databaseEnd: state.end, lastTxid: txid,
-      trailFiles: try layout.mat.snos().count, tornTail: torn)
+      trailFiles: try layout.mat.snos().count, tornTail: torn,
+      backups: DaemonLock.isHeld(layout) ? PrimaryServer.readAttached(layout) : [],
+      writesBlocked: WriteBlock.reason(layout))
   }
 
   public var json: JSON {
@@ -59,6 +65,17 @@ public struct NodeStatus: Sendable {
       ("trailEnd", trailEnd.json), ("durableEnd", durableEnd.json), ("databaseEnd", databaseEnd.json),
       ("lastTxid", .int(Int64(lastTxid.rawValue))), ("trailFiles", .int(Int64(trailFiles))),
       ("tornTail", tornTail?.json ?? .null),
+      (
+        "backups",
+        .array(
+          backups.map {
+            .object([
+              ("nodeId", .string($0.nodeID.description)), ("peer", .string($0.peer)),
+              ("acked", $0.acked?.json ?? .null), ("applied", $0.applied?.json ?? .null),
+            ])
+          })
+      ),
+      ("writesBlocked", writesBlocked.map(JSON.string) ?? .null),
     ])
   }
 }

@@ -141,6 +141,16 @@ public enum Takeover {
     return try finish(layout, journal, events: events)
   }
 
+  /// A takeover decided but cut short finishes before the daemon starts: otherwise the
+  /// backup could apply more and no longer be where its 888 said it was.
+  public static func finishIfDecided(_ layout: NodeLayout) throws {
+    let config = try layout.loadConfig()
+    guard config.role == .backup, let journal = try StateFile.read(Journal.self, at: journalPath(layout)),
+      journal.phase == "decided", journal.base.generation == config.generation.next
+    else { return }
+    _ = try finish(layout, journal, events: EventLog(layout: layout, node: config.nodeId.description))
+  }
+
   /// From a written decision to the end: promote, log 724, mark the journal complete.
   static func finish(_ layout: NodeLayout, _ decided: Journal, events: EventLog) throws -> TakeoverResult {
     try Promotion.promote(layout, to: decided.base)

@@ -45,6 +45,7 @@ struct Start: ParsableCommand {
         current.flag = stop
         if signals.isSet { break }
         do {
+          try Takeover.finishIfDecided(layout)
           try Switchover.finishInterrupted(layout, events: events)
           role = try layout.loadConfig().role
           switch role {

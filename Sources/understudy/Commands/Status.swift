@@ -31,6 +31,12 @@ struct Status: ParsableCommand {
         "database at \(s.databaseEnd)"
           + (s.databaseEnd < s.trailEnd ? " (behind its trail: the next open replays the rest)" : ""))
       if let torn = s.tornTail { Output.line("torn tail   at \(torn) (cut at the next open)") }
+      for b in s.backups {
+        Output.line(
+          "backup      \(b.nodeID) at \(b.peer): acked \(b.acked.map(\.description) ?? "-"), applied \(b.applied.map(\.description) ?? "-")"
+        )
+      }
+      if let blocked = s.writesBlocked { Output.line("WRITES BLOCKED: \(blocked)") }
     }
   }
 
