@@ -160,7 +160,7 @@ public enum FileRecovery {
       }
     }
     lap("undo")
-    try fence(layout, from: journal.to, fresh: journal.fresh)
+    try fence(layout, from: journal.to, trailEnd: journal.trailEnd, fresh: journal.fresh)
     lap("fence")
     try db.execute("BEGIN")
     let checksum = try DatabaseChecksum.compute(db).checksum
@@ -260,21 +260,32 @@ public enum FileRecovery {
     try DurableFile.create(path: path, contents: Array(text.utf8))
   }
 
-  /// Takes the undone records out of the MAT for good: the file holding `from` is copied
-  /// whole to `fenced/SNO-RBA/` and zeroed from `from` on; later files are moved there.
-  /// Replay and extractors start at the fresh file and could not reach them anyway.
-  static func fence(_ layout: NodeLayout, from: MATPosition, fresh: MATPosition) throws {
+  /// Takes the undone records out of the MAT for good: the bytes from `from` to the end
+  /// of what was written in its file are copied to `fenced/SNO-RBA/` (a sparse file with
+  /// the same header, so positions stay as they were) and zeroed; later files are moved
+  /// there. Replay and extractors start at the fresh file and could not reach them anyway.
+  /// The cost follows the undone records, not the (preallocated) file size.
+  static func fence(_ layout: NodeLayout, from: MATPosition, trailEnd: MATPosition, fresh: MATPosition) throws {
     let mat = layout.mat
     let fenced = TrailDirectory(path: layout.fenced + "/\(from.sno)-\(from.rba)")
     try FileManager.default.createDirectory(atPath: fenced.path, withIntermediateDirectories: true)
     if mat.fileExists(sno: from.sno) {
       let handle = try AuditTrail.FileHandle(path: mat.filePath(sno: from.sno), flags: O_RDWR)
       let size = try handle.size()
-      if Int(from.rba) < size, try handle.firstNonZero(from: Int(from.rba), to: size) != nil {
+      let written = from.sno == trailEnd.sno ? Int(trailEnd.rba) : size
+      if Int(from.rba) < written, try handle.firstNonZero(from: Int(from.rba), to: written) != nil {
+        let tail = try handle.read(count: written - Int(from.rba), at: Int(from.rba))
         if !fenced.fileExists(sno: from.sno) {
-          try DurableFile.create(path: fenced.filePath(sno: from.sno), contents: try handle.read(count: size, at: 0))
+          let copy = fenced.filePath(sno: from.sno)
+          let temp = try AuditTrail.FileHandle(path: copy + ".tmp", flags: O_WRONLY | O_CREAT | O_TRUNC)
+          try temp.write(try handle.read(count: TrailFormat.fileHeaderSize, at: 0), at: 0)
+          try temp.write(tail, at: Int(from.rba))
+          try temp.sync()
+          guard rename(copy + ".tmp", copy) == 0 else {
+            throw TrailError.io(operation: "rename to", path: copy, errno: errno)
+          }
         }
-        try handle.write([UInt8](repeating: 0, count: size - Int(from.rba)), at: Int(from.rba))
+        try handle.write([UInt8](repeating: 0, count: tail.count), at: Int(from.rba))
         try handle.sync()
       }
     }

@@ -88,15 +88,21 @@ func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> B
 struct Pair {
   let root: String
   let port: Int
+  let backupPort: Int?
   var primary: String { root + "/primary" }
   var backup: String { root + "/backup" }
   var primaryDB: String { root + "/primary.db" }
   var backupDB: String { root + "/backup.db" }
 
   /// `backupConnectsTo`: a port the backup uses instead of the primary's (a proxy).
-  init(_ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0, backupConnectsTo: Int? = nil) throws {
+  /// `backupListens`: give the backup a listen address, so it can become a primary.
+  init(
+    _ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0, backupConnectsTo: Int? = nil,
+    backupListens: Bool = false
+  ) throws {
     root = try temporaryDirectory(test)
     port = freePort()
+    backupPort = backupListens ? freePort() : nil
     let p = try understudy([
       "init", "primary", "--node", root + "/primary", "--db", root + "/primary.db", "--listen", "127.0.0.1:\(port)",
       "--trail-file-size", String(trailFileSize),
@@ -106,7 +112,7 @@ struct Pair {
       "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary",
       "127.0.0.1:\(backupConnectsTo ?? port)",
       "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
-    ])
+    ] + (backupPort.map { ["--listen", "127.0.0.1:\($0)"] } ?? []))
     XCTAssertEqual(b.status, 0, b.stderr)
   }
 

@@ -25,6 +25,8 @@ enum RecoverBenchmark {
     var recoverSeconds: Double
     /// The part of file recovery that reads the whole database: its final checksum.
     var recoverChecksumSeconds: Double
+    /// Seconds per step of file recovery (probe, replay, decide, undo, fence, checksum, finish).
+    var recoverSteps: [String: Double]
     var undone: Int
   }
 
@@ -114,7 +116,8 @@ enum RecoverBenchmark {
     return Row(
       rows: n, bytes: bytes, initialCopySeconds: initialCopy, plainCopySeconds: plainCopy,
       takeoverSeconds: takeoverTime, recoverSeconds: recoverTime,
-      recoverChecksumSeconds: recovery.timings["checksum"] ?? 0, undone: recovery.undone)
+      recoverChecksumSeconds: recovery.timings["checksum"] ?? 0, recoverSteps: recovery.timings,
+      undone: recovery.undone)
   }
 
   static func time(_ body: () throws -> Void) throws -> Double {

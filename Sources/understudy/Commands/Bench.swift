@@ -165,6 +165,7 @@ struct BenchRecover: ParsableCommand {
                     ("initialCopyMillis", ms(r.initialCopySeconds)), ("plainCopyMillis", ms(r.plainCopySeconds)),
                     ("takeoverMillis", ms(r.takeoverSeconds)), ("recoverMillis", ms(r.recoverSeconds)),
                     ("recoverChecksumMillis", ms(r.recoverChecksumSeconds)),
+                    ("recoverStepsMillis", .object(r.recoverSteps.sorted { $0.key < $1.key }.map { ($0.key, ms($0.value)) })),
                     ("recoverOverInitialCopy", .double((r.recoverSeconds / r.initialCopySeconds * 1000).rounded() / 1000)),
                   ])
                 })
