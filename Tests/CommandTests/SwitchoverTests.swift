@@ -9,15 +9,11 @@ import XCTest
 
 final class SwitchoverTests: XCTestCase {
   func testSwitchoverSwapsRolesAndBackWithNothingLost() throws {
-    let pair = try Pair(self, backupListens: true)
-    let a = try Daemon(node: pair.primary)
-    let b = try Daemon(node: pair.backup)
+    let (pair, a, b) = try runningPair()
     defer {
       try? a.stop()
       try? b.stop()
     }
-    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
-    try pair.waitForBackup()
     try pair.sql("INSERT INTO t VALUES (2, 'two')")
 
     let over = try understudy(["switchover", "--node", pair.primary, "--timeout", "30", "--json"])
@@ -49,16 +45,12 @@ final class SwitchoverTests: XCTestCase {
   }
 
   func testASwitchoverTheBackupCannotConfirmIsAbandonedAndWritesResume() throws {
-    let pair = try Pair(self, backupListens: true)
-    let a = try Daemon(node: pair.primary)
-    let b = try Daemon(node: pair.backup)
+    let (pair, a, b) = try runningPair()
     defer {
       kill(b.process.processIdentifier, SIGCONT)
       try? a.stop()
       try? b.stop()
     }
-    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
-    try pair.waitForBackup()
     // Frozen, the backup keeps its link open but applies nothing.
     kill(b.process.processIdentifier, SIGSTOP)
     let over = try understudy(["switchover", "--node", pair.primary, "--timeout", "1", "--json"])
@@ -79,15 +71,11 @@ final class SwitchoverTests: XCTestCase {
     let seed = UInt64.random(in: 1...999_999)
     print("SwitchoverTests seed \(seed)")
     var rng = SeededGenerator(seed: seed)
-    let pair = try Pair(self, backupListens: true)
-    let a = try Daemon(node: pair.primary)
-    let b = try Daemon(node: pair.backup)
+    let (pair, a, b) = try runningPair()
     defer {
       try? a.stop()
       try? b.stop()
     }
-    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
-    try pair.waitForBackup()
 
     let process = Process()
     process.executableURL = URL(fileURLWithPath: understudyBinary)
@@ -111,6 +99,16 @@ final class SwitchoverTests: XCTestCase {
     let end = try XCTUnwrap(positionText(write.json, "end"))
     XCTAssertEqual(try understudy(["wait", "--node", pair.primary, "--applied", end, "--timeout", "30"]).status, 0)
     XCTAssertEqual(try pair.checksum(pair.primary), try pair.checksum(pair.backup))
+  }
+
+  /// A primary and a backup that can become one, both daemons running, one table replicated.
+  private func runningPair() throws -> (Pair, Daemon, Daemon) {
+    let pair = try Pair(self, backupListens: true)
+    let a = try Daemon(node: pair.primary)
+    let b = try Daemon(node: pair.backup)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
+    try pair.waitForBackup()
+    return (pair, a, b)
   }
 
   private func role(_ node: String) throws -> String? {
