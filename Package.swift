@@ -6,7 +6,8 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "understudy", targets: ["understudy"]),
-    .library(name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures"]),
+    .library(
+      name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -184,7 +184,9 @@ final class Receiver: @unchecked Sendable {
   /// The primary committed to a switchover to this node, whose record the updater has
   /// applied: become the primary of `generation`. The decision is journaled first
   /// (`state/promotion.json`), so a kill mid-way is finished by the next start.
-  func promote(to generation: Generation, end: MATPosition, from peer: LinkPeer, config: NodeConfig, link: Link.Connection)
+  func promote(
+    to generation: Generation, end: MATPosition, from peer: LinkPeer, config: NodeConfig, link: Link.Connection
+  )
     throws
   {
     let state = try CommitState.read(databaseAt: config.database)

@@ -182,7 +182,8 @@ public final class Extractor {
           try link.send(.promote(generation: plan.generation, end: end))
           promoteSent = true
           events.log(
-            .switchoverCommitted, "switchover: told backup \(peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
+            .switchoverCommitted,
+            "switchover: told backup \(peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
             [("peer", .string(link.peer)), ("position", end.json)])
         }
       }

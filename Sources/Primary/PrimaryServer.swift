@@ -232,7 +232,8 @@ public final class PrimaryServer: @unchecked Sendable {
         "this primary's generation \(config.generation) did not begin with a takeover or switchover, so no database can follow it without a full copy: run `understudy follow --full-copy`"
       )
     }
-    let mine = "node \(base.priorNode) at \(base.priorEnd) after transaction \(base.priorTxid), checksum \(base.checksum)"
+    let mine =
+      "node \(base.priorNode) at \(base.priorEnd) after transaction \(base.priorTxid), checksum \(base.checksum)"
     let theirs =
       "node \(follow.priorNode) at \(follow.priorEnd) after transaction \(follow.priorTxid), checksum \(follow.checksum)"
     guard
@@ -246,7 +247,8 @@ public final class PrimaryServer: @unchecked Sendable {
     try link.send(.followAccept(matStart: base.matStart))
     link.socket.shutdown()
     events.log(
-      .followed, "node \(peer.nodeID) at \(link.peer) proved its database is the base of generation \(base.generation); it may follow from \(base.matStart)",
+      .followed,
+      "node \(peer.nodeID) at \(link.peer) proved its database is the base of generation \(base.generation); it may follow from \(base.matStart)",
       [("peer", .string(link.peer)), ("position", base.matStart.json)])
   }
 }

@@ -124,7 +124,8 @@ public enum FileRecovery {
       journal = Journal(
         phase: "decided", to: position, trailEnd: state.end, fresh: fresh,
         report: NodeSetup.absolute(report ?? layout.state + "/lost-transactions-\(position.sno)-\(position.rba).jsonl"),
-        undone: undo.count, lastTxid: undo.first(where: { $0.record.type == .commit }).map { TransactionID($0.record.txid.rawValue - 1) }
+        undone: undo.count,
+        lastTxid: undo.first(where: { $0.record.type == .commit }).map { TransactionID($0.record.txid.rawValue - 1) }
           ?? state.lastTxid,
         generation: config.generation)
       try StateFile.write(journal, to: journalPath(layout))
@@ -169,7 +170,8 @@ public enum FileRecovery {
 
     config = try layout.loadConfig()
     config.matStart = journal.fresh
-    var superseded = config.superseded ?? .init(generation: nil, by: nil, address: nil, learnedMicros: Clock.nowMicros())
+    var superseded =
+      config.superseded ?? .init(generation: nil, by: nil, address: nil, learnedMicros: Clock.nowMicros())
     superseded.recoveredTo = journal.to
     superseded.recoveredTxid = journal.lastTxid
     config.superseded = superseded
@@ -231,12 +233,14 @@ public enum FileRecovery {
         case .record(let r): records.append(r)
         case .end(let end), .tornTail(let end, _):
           guard end == trailEnd, !records.isEmpty else {
-            throw FileRecoveryError.notABoundary(p, reason: "reading from it does not lead to the MAT's end \(trailEnd)")
+            throw FileRecoveryError.notABoundary(
+              p, reason: "reading from it does not lead to the MAT's end \(trailEnd)")
           }
           var txid = lastTxid
           for r in records.reversed() where r.record.type == .commit {
             guard r.record.txid == txid else {
-              throw FileRecoveryError.notABoundary(p, reason: "the records from it do not end with transaction \(lastTxid)")
+              throw FileRecoveryError.notABoundary(
+                p, reason: "the records from it do not end with transaction \(lastTxid)")
             }
             txid = TransactionID(txid.rawValue - 1)
           }

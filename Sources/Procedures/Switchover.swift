@@ -119,7 +119,8 @@ public enum Switchover {
       plan.phase = .committed
       try plan.save(layout)
       events.log(
-        .switchoverCommitted, "switchover committed: node \(plan.target) applied the switchover record ending at \(plan.end!)",
+        .switchoverCommitted,
+        "switchover committed: node \(plan.target) applied the switchover record ending at \(plan.end!)",
         [("position", plan.end!.json)])
     }
     // The daemon hands over and then follows the new primary; wait for it.

@@ -69,7 +69,8 @@ enum Undo {
       }
       i += 1
       if word("IF") {
-        throw refuse("CREATE … IF NOT EXISTS may not have created anything, so dropping could destroy what was there before")
+        throw refuse(
+          "CREATE … IF NOT EXISTS may not have created anything, so dropping could destroy what was there before")
       }
       guard let name = t.qualifiedName(at: &i) else { throw refuse("cannot find the name it creates") }
       return "DROP \(kind) \(name)"

@@ -108,11 +108,12 @@ struct Pair {
       "--trail-file-size", String(trailFileSize),
     ])
     XCTAssertEqual(p.status, 0, p.stderr)
-    let b = try understudy([
-      "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary",
-      "127.0.0.1:\(backupConnectsTo ?? port)",
-      "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
-    ] + (backupPort.map { ["--listen", "127.0.0.1:\($0)"] } ?? []))
+    let b = try understudy(
+      [
+        "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary",
+        "127.0.0.1:\(backupConnectsTo ?? port)",
+        "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
+      ] + (backupPort.map { ["--listen", "127.0.0.1:\($0)"] } ?? []))
     XCTAssertEqual(b.status, 0, b.stderr)
   }
 

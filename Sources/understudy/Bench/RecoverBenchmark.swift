@@ -92,7 +92,9 @@ enum RecoverBenchmark {
     var rng = SeededGenerator(seed: UInt64(n))
     for i in 0..<k {
       let id = Int64.random(in: 1...Int64(n), using: &rng)
-      _ = try writes.write { try $0.execute("UPDATE items SET qty = qty + ? WHERE id = ?", [.integer(Int64(i + 1)), .integer(id)]) }
+      _ = try writes.write {
+        try $0.execute("UPDATE items SET qty = qty + ? WHERE id = ?", [.integer(Int64(i + 1)), .integer(id)])
+      }
     }
     writes.close()
     primaryDaemon.kill()

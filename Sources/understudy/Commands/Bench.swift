@@ -128,7 +128,8 @@ struct BenchReplicate: ParsableCommand {
 struct BenchRecover: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "recover",
-    abstract: "Takeover and file-recovery time for K diverged transactions, against a full copy, for several database sizes.")
+    abstract:
+      "Takeover and file-recovery time for K diverged transactions, against a full copy, for several database sizes.")
 
   @Option(help: "Database sizes N in rows, comma-separated.")
   var rows: String = "10000,100000,1000000"
@@ -165,8 +166,14 @@ struct BenchRecover: ParsableCommand {
                     ("initialCopyMillis", ms(r.initialCopySeconds)), ("plainCopyMillis", ms(r.plainCopySeconds)),
                     ("takeoverMillis", ms(r.takeoverSeconds)), ("recoverMillis", ms(r.recoverSeconds)),
                     ("recoverChecksumMillis", ms(r.recoverChecksumSeconds)),
-                    ("recoverStepsMillis", .object(r.recoverSteps.sorted { $0.key < $1.key }.map { ($0.key, ms($0.value)) })),
-                    ("recoverOverInitialCopy", .double((r.recoverSeconds / r.initialCopySeconds * 1000).rounded() / 1000)),
+                    (
+                      "recoverStepsMillis",
+                      .object(r.recoverSteps.sorted { $0.key < $1.key }.map { ($0.key, ms($0.value)) })
+                    ),
+                    (
+                      "recoverOverInitialCopy",
+                      .double((r.recoverSeconds / r.initialCopySeconds * 1000).rounded() / 1000)
+                    ),
                   ])
                 })
             ),
@@ -175,7 +182,8 @@ struct BenchRecover: ParsableCommand {
         if isatty(2) != 0 { Output.progress("", json: false) }
         Output.line("K = \(diverged) diverged transactions; one run; loopback; times in ms")
         Output.line(
-          "      rows        MiB   full copy (link)   plain SQLite copy   takeover   file recovery (checksum)   recovery/full copy")
+          "      rows        MiB   full copy (link)   plain SQLite copy   takeover   file recovery (checksum)   recovery/full copy"
+        )
         for r in results {
           Output.line(
             String(

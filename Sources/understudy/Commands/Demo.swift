@@ -170,22 +170,34 @@ struct Demo: ParsableCommand {
         let account = Int.random(in: 1...20, using: &rng)
         let amount = Int.random(in: -50...50, using: &rng)
         let commit = try writes.write { tx in
-          try tx.execute("INSERT INTO ledger VALUES (?, ?, ?)", [.integer(Int64(line)), .integer(Int64(account)), .integer(Int64(amount))])
-          try tx.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", [.integer(Int64(amount)), .integer(Int64(account))])
+          try tx.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?)",
+            [.integer(Int64(line)), .integer(Int64(account)), .integer(Int64(amount))])
+          try tx.execute(
+            "UPDATE accounts SET balance = balance + ? WHERE id = ?",
+            [.integer(Int64(amount)), .integer(Int64(account))])
         }.commit!
         lost.append(commit.txid)
       }
       writes.close()
-      Output.line("   \(lost.count) transactions committed and durable on the primary, never shipped (txids \(lost.first!)…\(lost.last!))")
+      Output.line(
+        "   \(lost.count) transactions committed and durable on the primary, never shipped (txids \(lost.first!)…\(lost.last!))"
+      )
       primaryDaemon.kill()
       Output.line("   the primary's daemon is SIGKILLed: the primary is lost")
 
       Output.line("11. takeover on the backup")
       let takeover = try Takeover.run(node: backup, force: false)
       Output.line("   735 safe MAT position \(takeover.safe)")
-      Output.line("   888 file-recovery position \(takeover.fileRecovery.map(\.description) ?? "none (858: \(takeover.reason ?? ""))")")
-      Output.line("   generation \(takeover.generation), its own MAT from \(takeover.matStart), checksum \(takeover.checksum)")
-      check(takeover.fileRecovery == b.applied, "the 888 position is the end of the last transaction the backup applied (\(b.applied.map(\.description) ?? "-"))")
+      Output.line(
+        "   888 file-recovery position \(takeover.fileRecovery.map(\.description) ?? "none (858: \(takeover.reason ?? ""))")"
+      )
+      Output.line(
+        "   generation \(takeover.generation), its own MAT from \(takeover.matStart), checksum \(takeover.checksum)")
+      check(
+        takeover.fileRecovery == b.applied,
+        "the 888 position is the end of the last transaction the backup applied (\(b.applied.map(\.description) ?? "-"))"
+      )
       check(takeover.checksum == primarySum.checksum, "the new primary holds exactly what the old one had shipped")
       check(try Takeover.run(node: backup, force: false) == takeover, "takeover run again reports the same")
 
@@ -203,32 +215,41 @@ struct Demo: ParsableCommand {
       Output.line("   10 transfers committed on the new primary")
 
       Output.line("13. file recovery of the old primary to the 888 position")
-      let recovery = try FileRecovery.run(node: node, to: takeover.fileRecovery ?? takeover.safe, report: root + "/lost-transactions.jsonl")
+      let recovery = try FileRecovery.run(
+        node: node, to: takeover.fileRecovery ?? takeover.safe, report: root + "/lost-transactions.jsonl")
       let report = try String(contentsOfFile: recovery.report, encoding: .utf8).split(separator: "\n")
       Output.line("   undid \(recovery.undone) transactions; the lost-transactions report \(recovery.report) begins:")
       for entry in report.prefix(2) { Output.line("     \(entry.prefix(150))…") }
       let reported = report.compactMap { line -> TransactionID? in
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-          let txid = object["txid"] as? Int else { return nil }
+          let txid = object["txid"] as? Int
+        else { return nil }
         return TransactionID(UInt64(txid))
       }
       check(reported == lost, "the report lists exactly the \(lost.count) unshipped transactions, in order")
-      check(recovery.checksum == takeover.checksum, "the recovered checksum equals the 888 event's (\(recovery.checksum.prefix(16))…)")
+      check(
+        recovery.checksum == takeover.checksum,
+        "the recovered checksum equals the 888 event's (\(recovery.checksum.prefix(16))…)")
 
       Output.line("14. the old primary follows the new one")
       let follow = try Follow.run(
         node: node, primary: "127.0.0.1:\(backupPort)", secretFile: backup + "/secret.key", fullCopy: false)
-      Output.line("   its database is proven to be the base of generation \(follow.generation); streaming from \(follow.from.map(\.description) ?? "-")")
+      Output.line(
+        "   its database is proven to be the base of generation \(follow.generation); streaming from \(follow.from.map(\.description) ?? "-")"
+      )
       primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
       let newEnd = try NodeStatus.read(node: backup).trailEnd
       _ = try AppliedWait.wait(node: node, for: newEnd, timeout: 60)
       let followerSum = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
-      let newPrimarySum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly)).checksum
+      let newPrimarySum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
+        .checksum
       check(followerSum == newPrimarySum, "the old primary caught up with the new one: equal checksums")
 
       Output.line("15. planned switchover back: the original primary becomes the primary again")
       let switchover = try Switchover.run(node: backup, timeout: 30)
-      Output.line("   switchover record at \(switchover.record); generation \(switchover.generation) served by \(switchover.newPrimaryAddress)")
+      Output.line(
+        "   switchover record at \(switchover.record); generation \(switchover.generation) served by \(switchover.newPrimaryAddress)"
+      )
       let back = try AuditedDatabase.open(node: node)
       _ = try back.write { tx in
         try tx.execute("INSERT INTO ledger VALUES (2000000, 2, 5)")
@@ -237,9 +258,14 @@ struct Demo: ParsableCommand {
       back.close()
       _ = try AppliedWait.wait(node: backup, for: try NodeStatus.read(node: node).trailEnd, timeout: 60)
       let finalPrimary = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
-      let finalBackup = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly)).checksum
-      check(switchover.checksum == newPrimarySum, "nothing was lost in the switchover (checksum at hand-over equals the new primary's)")
-      check(finalPrimary == finalBackup, "roles are back and the backup follows: equal checksums \(finalPrimary.prefix(16))…")
+      let finalBackup = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
+        .checksum
+      check(
+        switchover.checksum == newPrimarySum,
+        "nothing was lost in the switchover (checksum at hand-over equals the new primary's)")
+      check(
+        finalPrimary == finalBackup,
+        "roles are back and the backup follows: equal checksums \(finalPrimary.prefix(16))…")
       let money = try Connection(path: root + "/bank.sqlite", mode: .readOnly)
       let total2 = try money.scalarInt("SELECT sum(balance) FROM accounts") ?? 0
       let moved2 = try money.scalarInt("SELECT coalesce(sum(amount), 0) FROM ledger") ?? 0

@@ -47,7 +47,8 @@ struct TakeoverCommand: ParsableCommand {
 struct ResolveCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "resolve",
-    abstract: "After an updater conflict, skip that one transaction on the backup (logged; the daemon must be stopped).",
+    abstract:
+      "After an updater conflict, skip that one transaction on the backup (logged; the daemon must be stopped).",
     discussion: """
       The skipped transaction is recorded in the backup database and logged (9053). The
       backup then no longer holds a prefix of the primary's MAT: a later takeover reports
@@ -69,7 +70,8 @@ struct ResolveCommand: ParsableCommand {
             ("end", skipped.end.json),
           ]))
       } else {
-        Output.line("skipped transaction \(skipped.txid) at \(skipped.position); the updater continues from \(skipped.end)")
+        Output.line(
+          "skipped transaction \(skipped.txid) at \(skipped.position); the updater continues from \(skipped.end)")
       }
     }
   }
