@@ -74,6 +74,12 @@ public enum FileRecovery {
     var lastTxid: TransactionID
     var generation: Generation
     var result: FileRecoveryResult?
+    /// The fresh file's chain seed: the CRC of the MAT's last record, so that a reader
+    /// that walks from the old records into the fresh file (before the undo commits)
+    /// finds an unbroken chain and an empty file, not corruption.
+    var freshSeed: UInt32?
+    /// 9051 is in the event log (a run killed before logging it logs it when run again).
+    var logged: Bool?
   }
 
   static func journalPath(_ layout: NodeLayout) -> String { layout.state + "/recovery.json" }
@@ -124,15 +130,20 @@ public enum FileRecovery {
       journal = Journal(
         phase: "decided", to: position, trailEnd: state.end, fresh: fresh,
         report: NodeSetup.absolute(report ?? layout.state + "/lost-transactions-\(position.sno)-\(position.rba).jsonl"),
-        undone: undo.count,
+        undone: undo.filter { $0.record.type == .commit }.count,
         lastTxid: undo.first(where: { $0.record.type == .commit }).map { TransactionID($0.record.txid.rawValue - 1) }
           ?? state.lastTxid,
         generation: config.generation)
+      journal.freshSeed = try undo.last?.crc ?? lastCRC(layout.mat, state)
       try StateFile.write(journal, to: journalPath(layout))
+    }
+    if journal.logged != true {
       events.log(
         .fileRecoveryDecided,
-        "file recovery to MAT position \(position): undoing \(undo.count) transactions, listed in \(journal.report)",
-        [("position", position.json), ("count", .int(Int64(undo.count))), ("report", .string(journal.report))])
+        "file recovery to MAT position \(journal.to): undoing \(journal.undone) transactions, listed in \(journal.report)",
+        [("position", journal.to.json), ("count", .int(Int64(journal.undone))), ("report", .string(journal.report))])
+      journal.logged = true
+      try StateFile.write(journal, to: journalPath(layout))
     }
 
     lap("decide")
@@ -146,7 +157,7 @@ public enum FileRecovery {
       if !layout.mat.fileExists(sno: journal.fresh.sno) {
         _ = try TrailWriter.create(
           directory: layout.mat, nodeID: config.nodeId, generation: config.generation, sno: journal.fresh.sno,
-          fileSize: config.trailFileSize)
+          chainSeed: journal.freshSeed ?? 0, fileSize: config.trailFileSize)
       }
       try db.execute("BEGIN IMMEDIATE")
       do {
@@ -229,7 +240,9 @@ public enum FileRecovery {
     do {
       let reader = try TrailReader(directory: mat, from: p)
       while true {
-        switch try reader.next() {
+        // Stops at the end it was given: a fresh file may already follow it.
+        let step = records.last?.end == trailEnd ? .end(trailEnd) : try reader.next()
+        switch step {
         case .record(let r): records.append(r)
         case .end(let end), .tornTail(let end, _):
           guard end == trailEnd, !records.isEmpty else {
@@ -252,6 +265,18 @@ public enum FileRecovery {
     } catch {
       throw FileRecoveryError.notABoundary(p, reason: "\(error)")
     }
+  }
+
+  /// The CRC of the record that ends at `state.end`, or the chain seed of the file it
+  /// would be in when the segment holds no record yet.
+  static func lastCRC(_ mat: TrailDirectory, _ state: CommitState) throws -> UInt32 {
+    if let last = state.last, case .record(let r) = try TrailReader(directory: mat, from: last).next() {
+      return r.crc
+    }
+    guard case .success(let header) = FileHeader.decode(try mat.headerAndSize(sno: state.end.sno).header) else {
+      return 0
+    }
+    return header.chainSeed
   }
 
   /// The lost-transactions report: one JSON line per undone transaction, oldest first

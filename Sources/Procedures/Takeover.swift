@@ -64,6 +64,9 @@ public enum Takeover {
     var phase: String  // "decided", then "complete"
     var result: TakeoverResult
     var base: NodeConfig.GenerationBase
+    /// 735 and 888 (or 858 and the 823s) are in the event log. A takeover killed between
+    /// writing the decision and logging it logs it when run again.
+    var logged: Bool?
   }
 
   static func journalPath(_ layout: NodeLayout) -> String { layout.state + "/takeover.json" }
@@ -120,25 +123,36 @@ public enum Takeover {
         generation: generation, matStart: matStart, priorNode: state.nodeID, priorTxid: state.lastTxid,
         priorEnd: state.end, checksum: checksum))
     try StateFile.write(journal, to: journalPath(layout))
+    return try finish(layout, journal, events: events)
+  }
 
+  /// Logs the decision: 735, then 888, or 858 with an 823 for each commit kept after a
+  /// skipped transaction (listed while the database still follows the old primary).
+  static func logDecision(_ layout: NodeLayout, _ journal: Journal, events: EventLog) throws {
+    let result = journal.result
     events.log(
-      .safePosition, "safe MAT position SNO \(state.end.sno) RBA \(state.end.rba)", [("safe", state.end.json)])
+      .safePosition, "safe MAT position SNO \(result.safe.sno) RBA \(result.safe.rba)", [("safe", result.safe.json)])
     if let p = result.fileRecovery {
       events.log(
         .fileRecoveryPosition,
-        "file recovery MAT position SNO \(p.sno) RBA \(p.rba); database checksum \(checksum)",
-        [("position", p.json), ("checksum", .string(checksum)), ("txid", .int(Int64(state.lastTxid.rawValue)))])
-    } else {
-      events.log(
-        .noFileRecoveryPosition, "no file recovery MAT position: \(result.reason!)",
-        [("reason", .string(result.reason!))])
-      for kept in try Resolve.keptAfterSkip(db, image: layout.image, skipped: skipped) {
-        events.log(
-          .keptCommit, "kept commit of transaction \(kept.txid) at SNO \(kept.position.sno) RBA \(kept.position.rba)",
-          [("txid", .int(Int64(kept.txid.rawValue))), ("position", kept.position.json)])
-      }
+        "file recovery MAT position SNO \(p.sno) RBA \(p.rba); database checksum \(result.checksum)",
+        [
+          ("position", p.json), ("checksum", .string(result.checksum)),
+          ("txid", .int(Int64(result.lastTxid.rawValue))),
+        ])
+      return
     }
-    return try finish(layout, journal, events: events)
+    events.log(
+      .noFileRecoveryPosition, "no file recovery MAT position: \(result.reason ?? "")",
+      [("reason", .string(result.reason ?? ""))])
+    let config = try layout.loadConfig()
+    let db = try Connection(path: config.database, mode: .readOnly)
+    guard try CommitState.read(db).nodeID == journal.base.priorNode else { return }
+    for kept in try Resolve.keptAfterSkip(db, image: layout.image, skipped: try Resolve.skipped(db)) {
+      events.log(
+        .keptCommit, "kept commit of transaction \(kept.txid) at SNO \(kept.position.sno) RBA \(kept.position.rba)",
+        [("txid", .int(Int64(kept.txid.rawValue))), ("position", kept.position.json)])
+    }
   }
 
   /// A takeover decided but cut short finishes before the daemon starts: otherwise the
@@ -153,8 +167,13 @@ public enum Takeover {
 
   /// From a written decision to the end: promote, log 724, mark the journal complete.
   static func finish(_ layout: NodeLayout, _ decided: Journal, events: EventLog) throws -> TakeoverResult {
-    try Promotion.promote(layout, to: decided.base)
     var journal = decided
+    if journal.logged != true {
+      try logDecision(layout, journal, events: events)
+      journal.logged = true
+      try StateFile.write(journal, to: journalPath(layout))
+    }
+    try Promotion.promote(layout, to: journal.base)
     if journal.phase != "complete" {
       events.log(
         .takeoverComplete,

@@ -84,6 +84,10 @@ final class CommandOutputTests: XCTestCase {
     let bench = try understudy(["bench", "commit", "--seconds", "0.2", "--writers", "2", "--dir", root, "--json"])
     XCTAssertEqual(bench.status, 0, bench.stderr)
     try assertConforms(bench.json, to: "bench-commit.schema.json")
+
+    let recover = try understudy(["bench", "recover", "--rows", "300", "--diverged", "5", "--dir", root, "--json"])
+    XCTAssertEqual(recover.status, 0, recover.stderr)
+    try assertConforms(recover.json, to: "bench-recover.schema.json")
   }
 
   func testBadInputsFailClearlyAndChangeNothing() throws {

@@ -15,6 +15,14 @@ final class SwitchoverTests: XCTestCase {
       try? b.stop()
     }
     try pair.sql("INSERT INTO t VALUES (2, 'two')")
+    // The primary's status names its attached backup (published by the daemon within 0.2 s).
+    var status = try understudy(["status", "--node", pair.primary, "--json"])
+    XCTAssertTrue(
+      try eventually(5) {
+        status = try understudy(["status", "--node", pair.primary, "--json"])
+        return ((status.json as? [String: Any])?["backups"] as? [Any])?.count == 1
+      }, status.stdout)
+    try assertConforms(status.json, to: "status.schema.json")
 
     let over = try understudy(["switchover", "--node", pair.primary, "--timeout", "30", "--json"])
     XCTAssertEqual(over.status, 0, over.stderr + log(pair.primary) + log(pair.backup))
