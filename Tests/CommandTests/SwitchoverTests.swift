@@ -109,6 +109,43 @@ final class SwitchoverTests: XCTestCase {
     XCTAssertEqual(try pair.checksum(pair.primary), try pair.checksum(pair.backup))
   }
 
+  func testDaemonsKilledDuringTheHandOverFinishItWhenRestarted() throws {
+    for victim in ["old primary", "new primary", "both"] {
+      let (pair, a, b) = try runningPair()
+      var daemons = (a: a, b: b)
+      defer {
+        try? daemons.a.stop()
+        try? daemons.b.stop()
+      }
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: understudyBinary)
+      process.arguments = ["switchover", "--node", pair.primary, "--timeout", "30"]
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+      // Kill at the hand-over itself: once the switchover is committed.
+      XCTAssertTrue(
+        eventually(20) {
+          let text = (try? String(contentsOfFile: pair.primary + "/state/switchover.json", encoding: .utf8)) ?? ""
+          return text.contains("\"committed\"") || text.contains("\"promoted\"") || text.contains("\"complete\"")
+        }, "\(victim): the switchover never committed")
+      if victim != "new primary" { daemons.a.kill() }
+      if victim != "old primary" { daemons.b.kill() }
+      if victim != "new primary" { daemons.a = try Daemon(node: pair.primary) }
+      if victim != "old primary" { daemons.b = try Daemon(node: pair.backup) }
+      process.waitUntilExit()
+      XCTAssertTrue(
+        try eventually(30) { try role(pair.backup) == "primary" && role(pair.primary) == "backup" },
+        "\(victim): roles did not swap" + log(pair.primary) + log(pair.backup))
+      let write = try understudy(["sql", "--node", pair.backup, "--json", "INSERT INTO t VALUES (2, 'two')"])
+      XCTAssertEqual(write.status, 0, "\(victim): \(write.stderr)")
+      let end = try XCTUnwrap(positionText(write.json, "end"))
+      let waited = try understudy(["wait", "--node", pair.primary, "--applied", end, "--timeout", "30"])
+      XCTAssertEqual(waited.status, 0, "\(victim): \(waited.stderr)" + log(pair.primary))
+      XCTAssertEqual(try pair.checksum(pair.primary), try pair.checksum(pair.backup), victim)
+    }
+  }
+
   /// A primary and a backup that can become one, both daemons running, one table replicated.
   private func runningPair() throws -> (Pair, Daemon, Daemon) {
     let pair = try Pair(self, backupListens: true)
