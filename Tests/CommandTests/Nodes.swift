@@ -74,6 +74,18 @@ func events(_ node: String) -> [[String: Any]] {
   }
 }
 
+/// `understudy ARGS` started in the background with its output discarded: a procedure
+/// to SIGKILL mid-run.
+func startUnderstudy(_ arguments: [String]) throws -> Process {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: understudyBinary)
+  process.arguments = arguments
+  process.standardOutput = FileHandle.nullDevice
+  process.standardError = FileHandle.nullDevice
+  try process.run()
+  return process
+}
+
 /// Waits until `condition` holds, up to `seconds`.
 func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
   let deadline = Date().addingTimeInterval(seconds)

@@ -694,12 +694,7 @@ private func killDelays(_ count: Int, within seconds: Double, _ rng: inout Seede
 
 /// Runs `understudy ARGS` and SIGKILLs it after `delay` µs; true if the kill hit it mid-run.
 private func killedMidRun(_ arguments: [String], afterMicros delay: UInt32) throws -> Bool {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: understudyBinary)
-  process.arguments = arguments
-  process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
-  try process.run()
+  let process = try startUnderstudy(arguments)
   usleep(delay)
   kill(process.processIdentifier, SIGKILL)
   process.waitUntilExit()
@@ -708,12 +703,7 @@ private func killedMidRun(_ arguments: [String], afterMicros delay: UInt32) thro
 
 /// Runs `understudy ARGS` and SIGKILLs it as soon as `path` exists; true if it was still running.
 private func killedWhenFileAppears(_ arguments: [String], _ path: String) throws -> Bool {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: understudyBinary)
-  process.arguments = arguments
-  process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
-  try process.run()
+  let process = try startUnderstudy(arguments)
   while process.isRunning && access(path, F_OK) != 0 {}
   kill(process.processIdentifier, SIGKILL)
   process.waitUntilExit()

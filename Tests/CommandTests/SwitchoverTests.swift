@@ -85,12 +85,7 @@ final class SwitchoverTests: XCTestCase {
       try? b.stop()
     }
 
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: understudyBinary)
-    process.arguments = ["switchover", "--node", pair.primary, "--timeout", "30"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    try process.run()
+    let process = try startUnderstudy(["switchover", "--node", pair.primary, "--timeout", "30"])
     usleep(UInt32.random(in: 0...300_000, using: &rng))
     kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
@@ -117,12 +112,7 @@ final class SwitchoverTests: XCTestCase {
         try? daemons.a.stop()
         try? daemons.b.stop()
       }
-      let process = Process()
-      process.executableURL = URL(fileURLWithPath: understudyBinary)
-      process.arguments = ["switchover", "--node", pair.primary, "--timeout", "30"]
-      process.standardOutput = FileHandle.nullDevice
-      process.standardError = FileHandle.nullDevice
-      try process.run()
+      let process = try startUnderstudy(["switchover", "--node", pair.primary, "--timeout", "30"])
       // Kill at the hand-over itself: once the switchover is committed.
       XCTAssertTrue(
         eventually(20) {
