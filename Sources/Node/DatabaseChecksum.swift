@@ -15,6 +15,15 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
   public var checksum: String
   public var tables: [String: Table]
 
+  /// The checksum of the database at `path`, read in one read transaction of its own
+  /// (the twin of `CommitState.read(databaseAt:)`).
+  public static func compute(databaseAt path: String) throws -> DatabaseChecksum {
+    let db = try Connection(path: path, mode: .readOnly)
+    try db.execute("BEGIN")
+    defer { try? db.execute("COMMIT") }
+    return try compute(db)
+  }
+
   public static func compute(_ db: Connection) throws -> DatabaseChecksum {
     var overall = SHA256()
     var tables: [String: Table] = [:]

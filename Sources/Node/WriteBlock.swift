@@ -10,8 +10,7 @@ public enum WriteBlock {
 
   /// Blocks writes on the node, durably, for `reason` (what the writer will be told).
   public static func set(_ layout: NodeLayout, reason: String) throws {
-    try DurableFile.create(path: path(layout), contents: Array((reason + "\n").utf8))
-    try DurableFile.syncDirectory(layout.state)
+    try DurableFile.create(path: path(layout), contents: Array((reason + "\n").utf8))  // syncs the directory too
   }
 
   public static func clear(_ layout: NodeLayout) throws {

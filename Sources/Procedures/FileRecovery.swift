@@ -174,9 +174,7 @@ public enum FileRecovery {
     lap("undo")
     try fence(layout, from: journal.to, trailEnd: journal.trailEnd, fresh: journal.fresh)
     lap("fence")
-    try db.execute("BEGIN")
-    let checksum = try DatabaseChecksum.compute(db).checksum
-    try db.execute("COMMIT")
+    let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
     lap("checksum")
 
     config = try layout.loadConfig()

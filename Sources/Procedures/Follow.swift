@@ -77,10 +77,7 @@ public enum Follow {
       config.base = nil
     } else {
       let (priorEnd, priorTxid) = recovered!
-      let db = try Connection(path: config.database, mode: .readOnly)
-      try db.execute("BEGIN")
-      let checksum = try DatabaseChecksum.compute(db).checksum
-      try db.execute("COMMIT")
+      let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
       try link.send(
         .followRequest(
           .init(priorNode: config.nodeId, priorTxid: priorTxid, priorEnd: priorEnd, checksum: checksum)))

@@ -75,16 +75,16 @@ public enum Takeover {
     let layout = NodeLayout(root: node)
     var config = try layout.loadConfig()
     let events = EventLog(layout: layout, node: config.nodeId.description)
-    if let journal = try StateFile.read(Journal.self, at: journalPath(layout)) {
-      let promoted = config.role == .primary && config.generation == journal.base.generation
-      let decided = config.role == .backup && config.generation.next == journal.base.generation
-      if promoted && journal.phase == "complete" { return journal.result }
-      if promoted || decided {  // killed after deciding: finish the same way
-        _ = try DaemonLock.stopIfRunning(layout)
-        let lock = try DaemonLock.acquire(layout)
-        defer { withExtendedLifetime(lock) {} }
-        return try finish(layout, journal, events: events)
-      }
+    if let journal = try StateFile.read(Journal.self, at: journalPath(layout)), journal.phase == "complete",
+      config.role == .primary, config.generation == journal.base.generation
+    {
+      return journal.result
+    }
+    if let journal = try unfinished(layout, config) {  // killed after deciding: finish the same way
+      _ = try DaemonLock.stopIfRunning(layout)
+      let lock = try DaemonLock.acquire(layout)
+      defer { withExtendedLifetime(lock) {} }
+      return try finish(layout, journal, events: events)
     }
     guard config.role == .backup else {
       throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "takeover")
@@ -159,10 +159,18 @@ public enum Takeover {
   /// backup could apply more and no longer be where its 888 said it was.
   public static func finishIfDecided(_ layout: NodeLayout) throws {
     let config = try layout.loadConfig()
-    guard config.role == .backup, let journal = try StateFile.read(Journal.self, at: journalPath(layout)),
-      journal.phase == "decided", journal.base.generation == config.generation.next
-    else { return }
+    guard let journal = try unfinished(layout, config) else { return }
     _ = try finish(layout, journal, events: EventLog(layout: layout, node: config.nodeId.description))
+  }
+
+  /// This node's takeover decision, when it is not finished: still a backup of the
+  /// generation before it, or promoted but not yet marked complete.
+  static func unfinished(_ layout: NodeLayout, _ config: NodeConfig) throws -> Journal? {
+    guard let journal = try StateFile.read(Journal.self, at: journalPath(layout)), journal.phase != "complete"
+    else { return nil }
+    let decided = config.role == .backup && config.generation.next == journal.base.generation
+    let promoted = config.role == .primary && config.generation == journal.base.generation
+    return decided || promoted ? journal : nil
   }
 
   /// From a written decision to the end: promote, log 724, mark the journal complete.

@@ -18,10 +18,7 @@ struct Checksum: ParsableCommand {
     try reporting(json: output.json) {
       let config = try NodeLayout(root: node.node).loadConfig()
       if config.role == .primary { try AuditedDatabase.open(node: node.node).close() }
-      let db = try Connection(path: config.database, mode: .readOnly)
-      try db.execute("BEGIN")
-      let sum = try DatabaseChecksum.compute(db)
-      try db.execute("COMMIT")
+      let sum = try DatabaseChecksum.compute(databaseAt: config.database)
       if output.json {
         Output.json(sum.json)
       } else {

@@ -147,7 +147,7 @@ struct Demo: ParsableCommand {
       check(total == 20_000 + moved, "balances add up: 20000 + ledger \(moved) = \(total)")
       let primarySum = try DatabaseChecksum.compute(conn)
       let (count, end) = try Replay.rebuild(trail: NodeLayout(root: node).mat, into: root + "/replayed.sqlite")
-      let replaySum = try DatabaseChecksum.compute(Connection(path: root + "/replayed.sqlite", mode: .readOnly))
+      let replaySum = try DatabaseChecksum.compute(databaseAt: root + "/replayed.sqlite")
       check(primarySum == replaySum, "database equals a fresh replay of its \(count) audited transactions to \(end)")
       Output.line("   checksum \(primarySum.checksum)")
       Output.line("9. the backup: wait until it has applied the primary's whole trail, then compare")
@@ -157,7 +157,7 @@ struct Demo: ParsableCommand {
       Output.line(
         "   applied \(b.applied.map(\.description) ?? "-"), acked \(b.acked.map(\.description) ?? "-"), link \(b.connected ? "connected" : "down"), updater rtd \(b.rtdUpdater) s"
       )
-      let backupSum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
+      let backupSum = try DatabaseChecksum.compute(databaseAt: root + "/backup.sqlite")
       check(backupSum == primarySum, "the backup holds exactly the primary's content (checksum \(backupSum.checksum))")
       check(b.updaterStopped == nil, "the backup's updater applied every transaction once, without conflict")
 
@@ -240,8 +240,8 @@ struct Demo: ParsableCommand {
       primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
       let newEnd = try NodeStatus.read(node: backup).trailEnd
       _ = try AppliedWait.wait(node: node, for: newEnd, timeout: 60)
-      let followerSum = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
-      let newPrimarySum = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
+      let followerSum = try DatabaseChecksum.compute(databaseAt: root + "/bank.sqlite").checksum
+      let newPrimarySum = try DatabaseChecksum.compute(databaseAt: root + "/backup.sqlite")
         .checksum
       check(followerSum == newPrimarySum, "the old primary caught up with the new one: equal checksums")
 
@@ -257,8 +257,8 @@ struct Demo: ParsableCommand {
       }
       back.close()
       _ = try AppliedWait.wait(node: backup, for: try NodeStatus.read(node: node).trailEnd, timeout: 60)
-      let finalPrimary = try DatabaseChecksum.compute(Connection(path: root + "/bank.sqlite", mode: .readOnly)).checksum
-      let finalBackup = try DatabaseChecksum.compute(Connection(path: root + "/backup.sqlite", mode: .readOnly))
+      let finalPrimary = try DatabaseChecksum.compute(databaseAt: root + "/bank.sqlite").checksum
+      let finalBackup = try DatabaseChecksum.compute(databaseAt: root + "/backup.sqlite")
         .checksum
       check(
         switchover.checksum == newPrimarySum,
