@@ -105,8 +105,3 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
     digest.map { String(format: "%02x", $0) }.joined()
   }
 }
-
-/// `"name"` with embedded quotes doubled: safe to splice into SQL.
-public func quoteIdentifier(_ name: String) -> String {
-  "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-}

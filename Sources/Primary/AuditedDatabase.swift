@@ -2,10 +2,9 @@
 // in the MAT before SQLite commits, and the database stores the position of its last
 // commit in the same SQLite transaction.
 //
-// One thread at a time owns the connection and the trail writer: the writer thread, or
-// a synchronous caller that finds nobody committing. It runs everything queued as one
-// group: each closure in its own
-// savepoint with its own session (its own commit record), then one MAT write and one
+// One thread at a time owns the connection and the trail writer (GroupCommitter says
+// who). It runs everything queued as one group: each closure in its own savepoint with
+// its own captured changes (its own commit record), then one MAT write and one
 // fdatasync for the group, then one SQLite COMMIT. That is group commit: concurrent
 // writers share syncs while each transaction keeps its own record.
 
@@ -104,145 +103,6 @@ public final class AuditedDatabase: Sendable {
   }
 }
 
-/// The queue of write requests and who commits them: a synchronous caller that finds
-/// nobody committing, or else the writer thread.
-final class GroupCommitter: @unchecked Sendable {
-  // @unchecked: the queue and flags are guarded by `condition`; `writer` is used only by
-  // the thread that set `leading`, one at a time.
-  private let writer: Writer
-  private let condition = NSCondition()
-  private var queue: [WriteRequest] = []
-  private var closed = false
-  /// True while some thread commits a group; the connection has one user at a time.
-  private var leading = false
-  private var threadRunning = true
-
-  init(_ writer: Writer) {
-    self.writer = writer
-    let thread = Thread { [self] in run() }  // strong: the thread ends only after close()
-    thread.name = "understudy-writer"
-    thread.start()
-  }
-
-  func close() {
-    condition.lock()
-    closed = true
-    condition.broadcast()
-    while threadRunning { condition.wait() }
-    condition.unlock()
-  }
-
-  /// If no group is being committed, the calling thread commits the queue itself (its
-  /// own request among them) instead of waking the writer thread: one writer then pays
-  /// no thread handoff, and concurrent writers still share one sync.
-  func write<T>(_ body: (Transaction) throws -> T) throws -> (value: T, commit: CommitInfo?) {
-    try withoutActuallyEscaping(body) { body in
-      var value: T?
-      var outcome: Result<CommitInfo?, Error>?
-      let request = WriteRequest(
-        body: { value = try body($0) },
-        completion: { result in
-          self.condition.lock()
-          outcome = result
-          self.condition.unlock()
-        })
-      condition.lock()
-      defer { condition.unlock() }
-      guard !closed else { throw PrimaryError.closed }
-      queue.append(request)
-      while outcome == nil {
-        if leading || queue.isEmpty {
-          condition.wait()
-        } else {
-          commitQueuedGroup()
-        }
-      }
-      let commit = try outcome!.get()  // before `value`, which a failed body never set
-      return (value!, commit)
-    }
-  }
-
-  /// Runs `body` with the writer to itself, once no group is being committed.
-  func exclusive<T>(_ body: (Writer) throws -> T) throws -> T {
-    condition.lock()
-    while leading { condition.wait() }
-    guard !closed else {
-      condition.unlock()
-      throw PrimaryError.closed
-    }
-    leading = true
-    condition.unlock()
-    defer {
-      condition.lock()
-      leading = false
-      condition.broadcast()
-      condition.unlock()
-    }
-    return try body(writer)
-  }
-
-  /// Queues a request for the writer thread (callers that must not block).
-  func enqueue(_ request: WriteRequest) throws {
-    condition.lock()
-    defer { condition.unlock() }
-    guard !closed else { throw PrimaryError.closed }
-    queue.append(request)
-    condition.broadcast()
-  }
-
-  /// With the lock held and nobody leading: commits everything queued as one group,
-  /// releasing the lock meanwhile, then wakes everyone waiting.
-  private func commitQueuedGroup() {
-    leading = true
-    let group = queue
-    queue.removeAll(keepingCapacity: true)
-    condition.unlock()
-    writer.commit(group)
-    condition.lock()
-    leading = false
-    condition.broadcast()
-  }
-
-  private func run() {
-    condition.lock()
-    defer { condition.unlock() }
-    while true {
-      while (queue.isEmpty || leading) && !closed { condition.wait() }
-      if closed && queue.isEmpty && !leading {
-        writer.shutdown()
-        threadRunning = false
-        condition.broadcast()
-        return
-      }
-      if !queue.isEmpty && !leading { commitQueuedGroup() }
-    }
-  }
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-  // @unchecked: written by the writer thread before the continuation resumes, read after.
-  var value: T?
-}
-
-final class WriteRequest: @unchecked Sendable {
-  // @unchecked: `body` runs once, on the writer thread, while its submitter waits.
-  private var body: ((Transaction) throws -> Void)?
-  private let completion: (Result<CommitInfo?, Error>) -> Void
-  init(body: @escaping (Transaction) throws -> Void, completion: @escaping (Result<CommitInfo?, Error>) -> Void) {
-    self.body = body
-    self.completion = completion
-  }
-
-  func run(_ transaction: Transaction) throws { try body?(transaction) }
-
-  /// Reports the outcome, having first let go of the body: a synchronous `write` lends
-  /// its non-escaping closure and may return as soon as it hears back.
-  func finish(_ result: Result<CommitInfo?, Error>) {
-    body = nil
-    completion(result)
-  }
-}
-
 /// The writer thread's state: the connection, the trail writer, the commit state.
 final class Writer {
   let layout: NodeLayout
@@ -250,6 +110,9 @@ final class Writer {
   let connection: Connection
   let policy = StatementPolicy()
   let schema: SchemaCache
+  /// Records row changes while a request's body runs (and only then).
+  let capture: ChangeCapture
+  private let checkpointer: Checkpointer
   var trail: TrailWriter!
   var state: CommitState!
   /// Set when the MAT holds commits the database could not take; writes stop until reopen.
@@ -267,6 +130,8 @@ final class Writer {
     try connection.execute("PRAGMA synchronous = NORMAL")
     connection.setBusyTimeout(milliseconds: 30_000)
     schema = SchemaCache(connection: connection)
+    capture = ChangeCapture(connection: connection, accept: ObjectNames.isUser)
+    checkpointer = try Checkpointer(writer: connection)
     connection.setAuthorizer { [policy] in policy.authorize($0) }
   }
 
@@ -330,7 +195,12 @@ final class Writer {
     for request in batch {
       do {
         try connection.run(cached: "SAVEPOINT understudy_w")
-        let transaction = Transaction(connection: connection, policy: policy, schema: schema)
+        let transaction = Transaction(connection: connection, policy: policy, schema: schema, capture: capture)
+        capture.isRecording = true
+        defer {
+          capture.isRecording = false
+          capture.discard()
+        }
         do {
           try request.run(transaction)
           let items = try transaction.finish()
@@ -371,7 +241,7 @@ final class Writer {
       newState.advance(txid: txid, position: last.position, end: last.end)
     }
     do {
-      if !records.isEmpty { try newState.save(connection) }
+      if !records.isEmpty { try newState.save(connection, sameNode: true) }
       try connection.run(cached: "COMMIT")
       state = newState
     } catch {
@@ -411,7 +281,7 @@ final class Writer {
     var newState = state!
     newState.advance(txid: state.lastTxid, position: appended.position, end: appended.end)
     do {
-      try newState.save(connection)
+      try newState.save(connection, sameNode: true)
       try connection.run(cached: "COMMIT")
     } catch {
       try? connection.execute("ROLLBACK")
@@ -423,6 +293,7 @@ final class Writer {
   }
 
   func shutdown() {
+    checkpointer.stop()
     connection.setAuthorizer(nil)
   }
 }

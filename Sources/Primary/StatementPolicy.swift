@@ -110,8 +110,10 @@ final class StatementPolicy {
 /// Column names and primary-key presence of tables, cached until the schema changes.
 final class SchemaCache {
   struct Table {
-    var columns: [String]
-    var hasPrimaryKey: Bool
+    /// Columns, key and declared types: what its changesets are made from.
+    var shape: ChangeCapture.TableShape
+    var columns: [String] { shape.columns }
+    var hasPrimaryKey: Bool { shape.primaryKey.contains { $0 != 0 } }
   }
 
   private var tables: [String: Table] = [:]
@@ -133,12 +135,19 @@ final class SchemaCache {
 
   func table(_ name: String) throws -> Table {
     if let t = tables[name] { return t }
-    let rows = try connection.query("SELECT name, pk FROM pragma_table_info(?)", [.text(name)])
-    var t = Table(columns: [], hasPrimaryKey: false)
+    let rows = try connection.query("SELECT name, pk, type FROM pragma_table_info(?)", [.text(name)])
+    var columns: [String] = []
+    var primaryKey: [UInt8] = []
+    var types: [String] = []
     for row in rows {
-      if case .text(let column) = row[0] { t.columns.append(column) }
-      if case .integer(let pk) = row[1], pk > 0 { t.hasPrimaryKey = true }
+      guard case .text(let column) = row[0], case .integer(let pk) = row[1], case .text(let type) = row[2] else {
+        continue
+      }
+      columns.append(column)
+      primaryKey.append(UInt8(clamping: pk))
+      types.append(type)
     }
+    let t = Table(shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types))
     tables[name] = t
     return t
   }

@@ -1,6 +1,7 @@
 // One audited transaction as the application sees it. Statements run on the writer's
-// connection; row changes are captured by a session, and each DDL statement closes the
-// current changeset so that the commit record keeps DDL and changes in execution order.
+// connection; row changes are captured by the writer's ChangeCapture, and each DDL
+// statement closes the current changeset so that the commit record keeps DDL and
+// changes in execution order.
 
 import AuditTrail
 import Node
@@ -10,13 +11,14 @@ public final class Transaction {
   let connection: Connection
   let policy: StatementPolicy
   let schema: SchemaCache
+  let capture: ChangeCapture
   private(set) var items: [CommitItem] = []
-  private var session: Session?
 
-  init(connection: Connection, policy: StatementPolicy, schema: SchemaCache) {
+  init(connection: Connection, policy: StatementPolicy, schema: SchemaCache, capture: ChangeCapture) {
     self.connection = connection
     self.policy = policy
     self.schema = schema
+    self.capture = capture
   }
 
   /// Runs one statement with `arguments`, or several separated by `;` without arguments.
@@ -37,7 +39,10 @@ public final class Transaction {
       }
       try statement.bind(arguments)
       if policy.isDDL {
-        try flushSession()
+        try flushChanges()
+        // Storing added columns' defaults is not the transaction's change: the replayer does it too.
+        capture.isRecording = false
+        defer { capture.isRecording = true }
         try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
         items.append(.ddl(statement.sql))
         schema.invalidate()
@@ -48,17 +53,21 @@ public final class Transaction {
     if count == 0 { throw PrimaryError.emptySQL }
   }
 
-  /// Runs a judged, non-DDL statement under the session.
+  /// Runs a judged, non-DDL statement, its row changes captured.
   private func run(_ statement: Statement, arguments: [SQLiteValue]?, writing tables: Set<String>) throws {
     for table in tables where try !schema.table(table).hasPrimaryKey {
       throw PrimaryError.noPrimaryKey(table: table)
     }
     if let arguments { try statement.bind(arguments) }
-    if !statement.isReadOnly && session == nil {
-      session = try Session(connection: connection, accept: ObjectNames.isUser)
-    }
     defer { statement.reset() }
-    try statement.run()
+    let mark = capture.count
+    do {
+      try statement.run()
+    } catch {
+      // The body may catch this and go on: the log must hold what SQLite kept.
+      if capture.count > mark { try capture.reconcile(since: mark) { try schema.table($0).shape } }
+      throw error
+    }
   }
 
   /// Reads inside the transaction (it sees the transaction's own changes).
@@ -86,23 +95,22 @@ public final class Transaction {
   }
 
   /// Closes the current changeset into an item, with its tables' column names.
-  private func flushSession() throws {
-    guard let current = session else { return }
-    session = nil
-    let changeset = try current.changeset()
+  private func flushChanges() throws {
+    guard !capture.isEmpty else { return }
     var tables: [TableColumns] = []
-    for name in current.touchedTables where !tables.contains(where: { $0.table == name }) {
+    for name in capture.touchedTables {
       let table = try schema.table(name)
       guard table.hasPrimaryKey else { throw PrimaryError.noPrimaryKey(table: name) }
       for n in [name] + table.columns where n.utf8.count > Int(UInt16.max) { throw PrimaryError.nameTooLong(n) }
       tables.append(TableColumns(table: name, columns: table.columns))
     }
+    let changeset = try capture.changeset { try schema.table($0).shape }
     if !changeset.isEmpty { items.append(.changes(changeset: changeset, tables: tables)) }
   }
 
   /// The transaction's items, in order; empty if it changed nothing.
   func finish() throws -> [CommitItem] {
-    try flushSession()
+    try flushChanges()
     return items
   }
 }

@@ -60,3 +60,8 @@ public struct SQLiteError: Error, CustomStringConvertible {
 
   public var isBusy: Bool { code & 0xFF == SQLITE_BUSY || code & 0xFF == SQLITE_LOCKED }
 }
+
+/// `"name"` with embedded quotes doubled: safe to splice into SQL.
+public func quoteIdentifier(_ name: String) -> String {
+  "\"" + name.replacing("\"", with: "\"\"") + "\""
+}

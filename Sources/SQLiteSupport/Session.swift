@@ -135,8 +135,12 @@ public enum Changeset {
       new: operation == .delete ? none : image { sqlite3changeset_new($0, $1, $2) })
   }
 
-  /// The changeset that undoes `bytes`.
+  /// The changeset that undoes `bytes`: each change inverted, newest first.
   public static func invert(_ bytes: [UInt8]) throws -> [UInt8] {
+    try ChangesetFormat.reversed(invertEach(bytes))
+  }
+
+  private static func invertEach(_ bytes: [UInt8]) throws -> [UInt8] {
     guard !bytes.isEmpty else { return [] }
     var n: Int32 = 0
     var p: UnsafeMutableRawPointer?
