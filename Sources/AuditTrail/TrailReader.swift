@@ -77,6 +77,10 @@ public final class TrailReader {
   /// The CRC the next record must name as its predecessor, once known.
   public private(set) var lastCRC: UInt32?
   private var file: TrailFile
+  /// The directory's modification time when it was last listed and had no hole: a
+  /// reader at the end polls often, and listing the directory each time was most of a
+  /// tailing extractor's CPU. Files are created by rename, which changes it.
+  private var listedUnchangedSince: timespec?
   /// The node whose trail this is, taken from the first file opened.
   public var nodeID: NodeID { file.header.nodeID }
   public var generation: Generation { file.header.generation }
@@ -167,11 +171,19 @@ public final class TrailReader {
   private func advanceIfNextFileExists() throws -> Bool {
     let nextSno = position.sno + 1
     guard directory.fileExists(sno: nextSno) else {
+      var status = stat()
+      let statted = stat(directory.path, &status) == 0
+      if statted, let seen = listedUnchangedSince, seen.tv_sec == status.st_mtim.tv_sec,
+        seen.tv_nsec == status.st_mtim.tv_nsec
+      {
+        return false
+      }
       if let later = try directory.snos().first(where: { $0 > nextSno }) {
         throw TrailError.badFile(
           file: directory.filePath(sno: nextSno),
           reason: "missing, but \(TrailFormat.fileName(sno: later)) exists: the trail has a hole")
       }
+      listedUnchangedSince = statted ? status.st_mtim : nil
       return false
     }
     let rba = Int(position.rba)

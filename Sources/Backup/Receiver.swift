@@ -21,6 +21,10 @@ final class Receiver: @unchecked Sendable {
 
   /// Sync and acknowledge at least this often while data keeps arriving.
   static let syncBytes = 4 << 20
+  /// Syncs are at least this far apart while records keep coming: at the primary's full
+  /// rate a sync per burst was a sync per commit, on a disk the primary may share. The
+  /// price is at most this much more lag.
+  static let syncInterval = 0.002
   /// The primary heartbeats every half second; silence this long means the link is dead.
   static let silence = 5.0
 
@@ -129,6 +133,7 @@ final class Receiver: @unchecked Sendable {
     established = true
 
     var unsynced = 0
+    var lastSync = 0.0
     var lastSentApplied: MATPosition?
     var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
@@ -151,9 +156,14 @@ final class Receiver: @unchecked Sendable {
       default:
         throw LinkError.badFrame(peer: link.peer, reason: "unexpected \(message.type) frame while streaming")
       }
-      // Sync and acknowledge once the burst is over (or it is big): one fsync per burst.
-      if unsynced > 0, try unsynced >= Self.syncBytes || !link.socket.waitReadable(timeout: 0) {
+      // Sync and acknowledge once the burst is over (or it is big), and no sooner than
+      // `syncInterval` after the last sync: one fsync per burst, and a bounded number.
+      if unsynced > 0,
+        try unsynced >= Self.syncBytes
+          || !link.socket.waitReadable(timeout: max(0, lastSync + Self.syncInterval - Clock.monotonicSeconds()))
+      {
         try image.sync()
+        lastSync = Clock.monotonicSeconds()
         unsynced = 0
         let end = image.end
         let newest = newestWritten

@@ -78,6 +78,17 @@ public struct CommitState: Equatable, Sendable {
     try statement.run()
   }
 
+  /// The end of the last transaction the database committed: everything before it is
+  /// durable in the MAT (invariant 1). A cached statement, for asking often.
+  public static func committedEnd(_ db: Connection) throws -> MATPosition? {
+    let statement = try db.cached("SELECT end_sno, end_rba FROM understudy_state WHERE id = 1")
+    defer { statement.reset() }
+    guard try statement.step(), case .integer(let sno) = statement.column(0),
+      case .integer(let rba) = statement.column(1)
+    else { return nil }
+    return MATPosition(sno: UInt32(sno), rba: UInt64(rba))
+  }
+
   /// Reads the state of the database at `path` in a read transaction of its own.
   public static func read(databaseAt path: String) throws -> CommitState {
     let db = try Connection(path: path, mode: .readOnly)

@@ -71,6 +71,33 @@ final class ReplicationFaultTests: XCTestCase {
     try primary.stop()
   }
 
+  func testARecordWhoseWriterDiedBeforeItsCommitStillReachesTheBackup() throws {
+    // The extractor ships what the database has committed; a record synced to the MAT
+    // whose writer was killed before SQLite's COMMIT is synced and shipped after a grace.
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'committed')")
+    let primary = try Daemon(node: pair.primary)
+    let backup = try Daemon(node: pair.backup)
+    try pair.waitForBackup()
+    let killed = try understudy(
+      ["sql", "--node", pair.primary, "INSERT INTO t VALUES (2, 'in the MAT only')"],
+      environment: ["UNDERSTUDY_FAILPOINT": "after-trail-sync:1"])
+    XCTAssertNotEqual(killed.status, 0, "the writer was killed")
+    let missing = try understudy(["query", "--node", pair.primary, "SELECT count(*) FROM t WHERE id = 2"])
+    XCTAssertTrue(missing.stdout.hasSuffix("0\n"), "not committed on the primary: \(missing.stdout)")
+    XCTAssertTrue(
+      try eventually(10) {
+        try understudy(["query", "--node", pair.backup, "SELECT v FROM t WHERE id = 2"]).stdout.contains(
+          "in the MAT only")
+      }, "the backup applied the record the primary's database has not committed yet")
+    // The next writer replays it (invariant 1) and both sides agree.
+    try pair.sql("INSERT INTO t VALUES (3, 'after')")
+    try pair.waitForBackup()
+    try pair.assertSameContent()
+    try backup.stop()
+    try primary.stop()
+  }
+
   func testALinkCutMidStreamIsResumedFromTheImageTrailsEnd() throws {
     let seed = testSeed("dropped link")
     var rng = SeededGenerator(seed: seed)
