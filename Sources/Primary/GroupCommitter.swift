@@ -69,34 +69,27 @@ final class GroupCommitter: @unchecked Sendable {
 
   /// Queues a request for whoever leads (callers that must not block).
   func enqueue(_ request: WriteRequest) throws {
-    lock.lock()
-    guard !closed else {
-      lock.unlock()
-      throw PrimaryError.closed
-    }
-    queue.append(request)
-    let wake = !leading
-    if wake {
-      leading = true
-      threadLeads = true
-    }
-    lock.unlock()
-    if wake { threadWakeup.signal() }
+    if try append(request, leadToThread: true) { threadWakeup.signal() }
   }
 
   /// Queues `request`, leads if nobody does or when handed the lead, and waits for it.
   private func runSynchronously(_ request: WriteRequest, _ waiter: Waiter) throws -> Result<CommitInfo?, Error> {
-    lock.lock()
-    guard !closed else {
-      lock.unlock()
-      throw PrimaryError.closed
-    }
-    queue.append(request)
-    let lead = !leading
-    leading = true
-    lock.unlock()
+    let lead = try append(request, leadToThread: false)
     if lead || waiter.waitForTurn() == .lead { leadGroups() }
     return waiter.waitForOutcome()
+  }
+
+  /// Queues `request`. True if nobody was leading: the lead is now the caller's, or
+  /// with `leadToThread` the writer thread's.
+  private func append(_ request: WriteRequest, leadToThread: Bool) throws -> Bool {
+    lock.lock()
+    defer { lock.unlock() }
+    guard !closed else { throw PrimaryError.closed }
+    queue.append(request)
+    guard !leading else { return false }
+    leading = true
+    threadLeads = leadToThread
+    return true
   }
 
   /// Commits groups until the queue is empty or its front has a caller to lead it.

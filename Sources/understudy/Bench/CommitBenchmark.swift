@@ -60,6 +60,26 @@ enum CommitBenchmark {
     return Measurement(commits: counts, seconds: seconds)
   }
 
+  /// The disk's own ceiling for one writer: a 150-byte record written into a
+  /// preallocated file and fdatasync'ed, as the MAT does. A commit cannot beat it, and
+  /// plain SQLite's commit is about one of these; printed beside the ratios because this
+  /// disk's speed moves between runs.
+  static func diskSyncs(dir: String, seconds: Double) throws -> Measurement {
+    let path = "\(dir)/sync-ceiling"
+    defer { unlink(path) }
+    try DurableFile.create(path: path, contents: [], zeroFill: 16 << 20)
+    let file = try AuditTrail.FileHandle(path: path, flags: O_RDWR)
+    let record = [UInt8](repeating: 7, count: 150)
+    let start = Clock.monotonicSeconds()
+    var n = 0
+    while Clock.monotonicSeconds() - start < seconds {
+      try file.write(record, at: (n * record.count) % (16 << 20 - record.count))
+      try file.syncData()
+      n += 1
+    }
+    return Measurement(commits: n, seconds: Clock.monotonicSeconds() - start)
+  }
+
   /// Runs `writers` threads, each calling its commit function until the time is up.
   static func runWriters(_ writers: Int, seconds: Double, make: (Int) throws -> Job) throws -> Int {
     let commits = try (0..<writers).map(make)

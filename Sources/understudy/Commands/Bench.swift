@@ -30,6 +30,8 @@ struct BenchCommit: ParsableCommand {
       guard !counts.isEmpty, counts.allSatisfy({ (1...256).contains($0) }) else {
         throw ValidationError("--writers takes counts from 1 to 256, such as 1,8")
       }
+      Output.progress("the disk's fdatasync rate…", json: output.json)
+      let disk = try CommitBenchmark.diskSyncs(dir: scratch, seconds: min(seconds, 1))
       for writers in counts {
         Output.progress("plain SQLite, \(writers) writer(s)…", json: output.json)
         let plain = try CommitBenchmark.plainSQLite(dir: scratch, writers: writers, seconds: seconds)
@@ -43,6 +45,7 @@ struct BenchCommit: ParsableCommand {
           .object([
             ("benchmark", .string("commit")), ("seconds", .double(seconds)),
             ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
+            ("diskSyncsPerSecond", .double(disk.rate.rounded())),
             (
               "results",
               .array(
@@ -57,6 +60,8 @@ struct BenchCommit: ParsableCommand {
           ]))
       } else {
         Output.line("durable single-row commits per second, \(seconds) s each, same disk, same run")
+        Output.line(
+          String(format: "this disk: %.0f small writes + fdatasync per second (one writer's ceiling)", disk.rate))
         Output.line("writers  plain SQLite (WAL, FULL)  Understudy (MAT + WAL, NORMAL)  ratio")
         for r in results {
           Output.line(
