@@ -78,7 +78,24 @@ public struct Generation: Hashable, Comparable, Sendable, Codable, CustomStringC
 public struct NodeID: Hashable, Sendable, Codable, CustomStringConvertible {
   public var uuid: UUID
   public init(_ uuid: UUID = UUID()) { self.uuid = uuid }
-  public var description: String { uuid.uuidString.lowercased() }
+  /// Lowercase 8-4-4-4-12 hex, written directly: every commit stores it in the state
+  /// row, and `uuidString.lowercased()` cost two string passes there.
+  public var description: String {
+    let hex = Array("0123456789abcdef".utf8)
+    return String(unsafeUninitializedCapacity: 36) { out in
+      var i = 0
+      for (n, byte) in bytes.enumerated() {
+        if n == 4 || n == 6 || n == 8 || n == 10 {
+          out[i] = UInt8(ascii: "-")
+          i += 1
+        }
+        out[i] = hex[Int(byte >> 4)]
+        out[i + 1] = hex[Int(byte & 0xF)]
+        i += 2
+      }
+      return i
+    }
+  }
 
   public init?(_ text: String) {
     guard let uuid = UUID(uuidString: text) else { return nil }

@@ -241,7 +241,7 @@ final class Writer {
       newState.advance(txid: txid, position: last.position, end: last.end)
     }
     do {
-      if !records.isEmpty { try newState.save(connection, sameNode: true) }
+      if !records.isEmpty { try newState.save(connection) }
       try connection.run(cached: "COMMIT")
       state = newState
     } catch {
@@ -281,7 +281,7 @@ final class Writer {
     var newState = state!
     newState.advance(txid: state.lastTxid, position: appended.position, end: appended.end)
     do {
-      try newState.save(connection, sameNode: true)
+      try newState.save(connection)
       try connection.run(cached: "COMMIT")
     } catch {
       try? connection.execute("ROLLBACK")

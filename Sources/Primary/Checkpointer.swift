@@ -7,25 +7,18 @@ import Foundation
 import SQLiteSupport
 
 final class Checkpointer: @unchecked Sendable {
-  // @unchecked: `connection` is used by the checkpoint thread only; the flags are
-  // guarded by `condition`.
+  // @unchecked: `connection` is used by the checkpoint thread only; `stopping` is set
+  // before the wake-up and read after it, which the wake-up's lock orders.
   private let connection: Connection
-  private let threshold: Int
-  private let condition = NSCondition()
-  private var requested = false
+  private let wakeup = Wakeup()
+  private let exited = Wakeup()
   private var stopping = false
-  private var running = true
 
   /// Takes over checkpointing of `writer`'s database once its WAL holds `threshold` frames.
   init(writer: Connection, threshold: Int = 1000) throws {
     connection = try Connection(path: writer.path)
-    self.threshold = threshold
-    writer.setWALHook { [weak self] frames in
-      guard let self, frames >= self.threshold else { return }
-      self.condition.lock()
-      self.requested = true
-      self.condition.signal()
-      self.condition.unlock()
+    writer.setWALHook { [wakeup] frames in
+      if frames >= threshold { wakeup.signal() }
     }
     let thread = Thread { [self] in run() }  // strong: the thread ends only after stop()
     thread.name = "understudy-checkpoint"
@@ -34,26 +27,18 @@ final class Checkpointer: @unchecked Sendable {
 
   /// Ends the thread; an unfinished checkpoint is finished first.
   func stop() {
-    condition.lock()
     stopping = true
-    condition.signal()
-    while running { condition.wait() }
-    condition.unlock()
+    wakeup.signal()
+    exited.wait()
   }
 
   private func run() {
-    condition.lock()
     while true {
-      while !requested && !stopping { condition.wait() }
+      wakeup.wait()
       if stopping { break }
-      requested = false
-      condition.unlock()
       // A failed checkpoint loses nothing: the frames stay in the WAL for the next one.
       try? connection.checkpointPassive()
-      condition.lock()
     }
-    running = false
-    condition.broadcast()
-    condition.unlock()
+    exited.signal()
   }
 }

@@ -52,19 +52,7 @@ public struct CommitState: Equatable, Sendable {
       ])
   }
 
-  /// Stores the state. `sameNode`: only the positions moved (every commit), so the node
-  /// id is not rewritten.
-  public func save(_ db: Connection, sameNode: Bool = false) throws {
-    if sameNode {
-      let statement = try db.cached(
-        "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
-      try statement.bind([
-        .integer(Int64(lastTxid.rawValue)), last.map { .integer(Int64($0.sno)) } ?? .null,
-        last.map { .integer(Int64($0.rba)) } ?? .null, .integer(Int64(end.sno)), .integer(Int64(end.rba)),
-      ])
-      try statement.run()
-      return
-    }
+  public func save(_ db: Connection) throws {
     let statement = try db.cached(
       "UPDATE understudy_state SET node_id = ?, last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1"
     )

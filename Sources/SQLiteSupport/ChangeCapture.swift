@@ -21,21 +21,17 @@ import Glibc
 public final class ChangeCapture {
   /// What the changeset needs to know of a table, in column order.
   public struct TableShape {
-    public var columns: [String]
+    public let columns: [String]
     /// Per column: 0, or its 1-based place in the primary key (as PRAGMA table_info says).
-    public var primaryKey: [UInt8]
-    /// Per column, as declared (PRAGMA table_info's `type`).
-    public var declaredTypes: [String] {
-      didSet { real = declaredTypes.map(Self.hasRealAffinity) }
-    }
-    /// Columns of REAL affinity: SQLite may store 2.0 there as the integer 2, and the
-    /// hook's new values are the stored ones, so they are turned back into reals.
-    private(set) var real: [Bool]
+    public let primaryKey: [UInt8]
+    /// Per column, from its declared type (PRAGMA table_info's `type`): REAL affinity.
+    /// SQLite may store 2.0 there as the integer 2, and the hook's new values are the
+    /// stored ones, so they are turned back into reals.
+    let real: [Bool]
 
     public init(columns: [String], primaryKey: [UInt8], declaredTypes: [String]) {
       self.columns = columns
       self.primaryKey = primaryKey
-      self.declaredTypes = declaredTypes
       real = declaredTypes.map(Self.hasRealAffinity)
     }
 
@@ -174,8 +170,8 @@ public final class ChangeCapture {
   /// Forgets everything logged (the transaction rolled back).
   public func discard() { log.takeUnretainedValue().clear() }
 
-  /// The changes logged so far as one consolidated changeset (empty if they cancel
-  /// out), and an empty log.
+  /// The changes logged so far as one changeset, in the order they were made (empty if
+  /// none changed anything), and an empty log.
   public func changeset(shape: (String) throws -> TableShape) throws -> [UInt8] {
     let log = log.takeUnretainedValue()
     defer { log.clear() }
@@ -460,10 +456,9 @@ enum ChangesetFormat {
         out.append(contentsOf: record[range])
         continue
       }
-      var bits: UInt64 = 0
-      for at in range.dropFirst() { bits = bits << 8 | UInt64(record[at]) }
       out.append(2)
-      appendBigEndian(Double(Int64(bitPattern: bits)).bitPattern, to: &out)
+      let integer = Int64(bitPattern: bigEndian(record, at: range.lowerBound + 1))
+      appendBigEndian(Double(integer).bitPattern, to: &out)
     }
     return out
   }
@@ -472,11 +467,12 @@ enum ChangesetFormat {
   /// to -0.0, leaving the backup with the other zero; this keeps it.
   static func sameValue(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>) -> Bool { a.elementsEqual(b) }
 
-  private static func double<C: RandomAccessCollection<UInt8>>(_ bytes: C, at start: Int) -> Double
+  /// The 8 big-endian bytes of a number's value, from `start`.
+  private static func bigEndian<C: RandomAccessCollection<UInt8>>(_ bytes: C, at start: Int) -> UInt64
   where C.Index == Int {
     var bits: UInt64 = 0
     for i in 0..<8 { bits = bits << 8 | UInt64(bytes[start + i]) }
-    return Double(bitPattern: bits)
+    return bits
   }
 
   static func bind(_ value: [UInt8], to statement: Statement, index: Int32) throws {
@@ -484,11 +480,9 @@ enum ChangesetFormat {
     let rc: Int32
     switch value[0] {
     case 1:
-      var bits: UInt64 = 0
-      for i in 1...8 { bits = bits << 8 | UInt64(value[i]) }
-      rc = sqlite3_bind_int64(handle, index, Int64(bitPattern: bits))
+      rc = sqlite3_bind_int64(handle, index, Int64(bitPattern: bigEndian(value, at: 1)))
     case 2:
-      rc = sqlite3_bind_double(handle, index, double(value, at: 1))
+      rc = sqlite3_bind_double(handle, index, Double(bitPattern: bigEndian(value, at: 1)))
     case 3, 4:
       let (length, start) = readVarint(value, at: 1)
       rc = value.withUnsafeBytes { buffer in

@@ -27,6 +27,14 @@ final class TrailFormatTests: XCTestCase {
     }
   }
 
+  func testNodeIDTextIsTheLowercaseUUIDAndParsesBack() {
+    for _ in 0..<100 {
+      let id = NodeID()
+      XCTAssertEqual(id.description, id.uuid.uuidString.lowercased())
+      XCTAssertEqual(NodeID(id.description), id)
+    }
+  }
+
   func testFileHeaderRoundTripsAndNamesEachProblem() throws {
     let header = FileHeader(sno: 7, nodeID: NodeID(), generation: Generation(3), createdMicros: 123, chainSeed: 99)
     var bytes = header.encoded()

@@ -40,16 +40,18 @@ final class ChangeCaptureTests: XCTestCase {
     }
 
     func shape(_ db: Connection, _ table: String) throws -> ChangeCapture.TableShape {
-      var shape = ChangeCapture.TableShape(columns: [], primaryKey: [], declaredTypes: [])
+      var columns: [String] = []
+      var primaryKey: [UInt8] = []
+      var types: [String] = []
       for row in try db.query("SELECT name, pk, type FROM pragma_table_info(?)", [.text(table)]) {
         guard case .text(let name) = row[0], case .integer(let pk) = row[1], case .text(let type) = row[2] else {
           continue
         }
-        shape.columns.append(name)
-        shape.primaryKey.append(UInt8(pk))
-        shape.declaredTypes.append(type)
+        columns.append(name)
+        primaryKey.append(UInt8(pk))
+        types.append(type)
       }
-      return shape
+      return ChangeCapture.TableShape(columns: columns, primaryKey: primaryKey, declaredTypes: types)
     }
 
     /// Runs one transaction's statements on both watched copies (a failing statement is
