@@ -105,13 +105,21 @@ public final class TrailReader {
 
   /// The next step. Throws `TrailError.corrupt` for damage that is not a torn tail.
   public func next() throws -> Step {
+    var rereading = false
     while true {
       let rba = Int(position.rba)
       if rba + TrailFormat.recordHeaderSize > file.size {
         if try advanceIfNextFileExists() { continue }
         // A file cut short inside a record header: torn if any of those bytes were written.
         if rba < file.size, try file.handle.read(count: file.size - rba, at: rba).contains(where: { $0 != 0 }) {
-          return try badRecord("record header is incomplete (the file ends at \(file.size))")
+          guard
+            let step = try badRecord(
+              "record header is incomplete (the file ends at \(file.size))", rereading: rereading)
+          else {
+            rereading = true
+            continue
+          }
+          return step
         }
         return .end(position)
       }
@@ -122,10 +130,15 @@ public final class TrailReader {
       }
       let size = TrailFormat.recordSize(payloadCount: length)
       guard length <= TrailFormat.maxPayload, rba + size <= file.size else {
-        return try badRecord(
+        let reason =
           length > TrailFormat.maxPayload
-            ? "record length \(length) is over the limit of \(TrailFormat.maxPayload)"
-            : "record length \(length) runs past the end of the file (\(file.size) bytes)")
+          ? "record length \(length) is over the limit of \(TrailFormat.maxPayload)"
+          : "record length \(length) runs past the end of the file (\(file.size) bytes)"
+        guard let step = try badRecord(reason, rereading: rereading) else {
+          rereading = true
+          continue
+        }
+        return step
       }
       let bytes = try file.handle.read(count: size, at: rba)
       switch Record.decode(bytes) {
@@ -135,7 +148,11 @@ public final class TrailReader {
           file: file.path, position: position,
           reason: "record type \(type) is unknown to this version (written by a newer Understudy?)")
       case .failure(let problem):
-        return try badRecord(problem.description)
+        guard let step = try badRecord(problem.description, rereading: rereading) else {
+          rereading = true
+          continue
+        }
+        return step
       case .success(let (record, crc)):
         if let expected = lastCRC, record.prevCRC != expected {
           throw TrailError.corrupt(
@@ -221,11 +238,17 @@ public final class TrailReader {
 
   // MARK: - Torn tail or corruption
 
-  private func badRecord(_ reason: String) throws -> Step {
+  /// A torn tail, or nil to read the record again: a reader following a trail that is
+  /// being written can read a record's bytes before they are all there, and see the
+  /// records after it complete by the time it looks. Writes land in order, so once
+  /// something follows, a second read of this record is final.
+  private func badRecord(_ reason: String, rereading: Bool) throws -> Step? {
     if try directory.hasFile(after: position.sno) {
+      if !rereading { return nil }
       throw TrailError.corrupt(file: file.path, position: position, reason: reason)
     }
     if let valid = try TrailTail.firstValidRecord(in: file, after: position.rba) {
+      if !rereading { return nil }
       throw TrailError.corrupt(
         file: file.path, position: position,
         reason: "\(reason); a valid record follows at \(MATPosition(sno: position.sno, rba: valid))")

@@ -146,6 +146,52 @@ final class TrailReadWriteTests: XCTestCase {
     XCTAssertThrowsError(try TrailTail.cut(directory: dir, at: written[1].position))
   }
 
+  /// A reader that follows a trail while it is written (the updater, `status`) can read
+  /// a record before all its bytes are there and find the records after it complete by
+  /// the time it looks past it. That is a write in progress, not corruption.
+  func testAReaderFollowingATrailAsItIsWrittenNeverReportsCorruption() throws {
+    let root = try temporaryDirectory(self)
+    let original = TrailDirectory(path: root + "/original")
+    let copy = TrailDirectory(path: root + "/copy")
+    for dir in [original, copy] {
+      try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
+    }
+    let seed = testSeed("following a trail as it is written")
+    var random = SeededGenerator(seed: seed)
+    let sizes = (0..<3000).map { _ in Int.random(in: 20...400, using: &random) }
+    let written = try writeTrail(original, fileSize: 4 << 20, sizes: sizes)
+    let bytes = try readBytes(original.filePath(sno: 1))
+    let start = Int(TrailFormat.firstRBA)
+    let end = Int(written.last!.end.rba)
+    // The copy starts as the header and zeros; a thread then writes the records in
+    // pieces that split them anywhere, as a page-by-page write can appear to a reader.
+    try DurableFile.create(path: copy.filePath(sno: 1), contents: Array(bytes[..<start]), zeroFill: bytes.count)
+    let file = try FileHandle(path: copy.filePath(sno: 1), flags: O_RDWR)
+    let pieces = (0..<10_000).map { _ in Int.random(in: 1...200, using: &random) }
+    let writer = Thread {
+      var offset = start
+      var i = 0
+      while offset < end {
+        let count = min(pieces[i % pieces.count], end - offset)
+        try? file.write(Array(bytes[offset..<(offset + count)]), at: offset)
+        offset += count
+        i += 1
+        usleep(20)  // slower than the reader, so that it keeps meeting the write in progress
+      }
+    }
+    let reader = try TrailReader(directory: copy, from: MATPosition(sno: 1, rba: TrailFormat.firstRBA))
+    writer.start()
+    var read = 0
+    let deadline = Date().addingTimeInterval(60)
+    while read < sizes.count && Date() < deadline {
+      if case .record(let r) = try reader.next() {
+        XCTAssertEqual(r.position, written[read].position, "seed \(seed)")
+        read += 1
+      }
+    }
+    XCTAssertEqual(read, sizes.count, "seed \(seed)")
+  }
+
   func testARemovedRecordBreaksTheChain() throws {
     let dir = TrailDirectory(path: try temporaryDirectory(self))
     let written = try writeTrail(dir, fileSize: 65536, sizes: [64, 64, 64, 64])
