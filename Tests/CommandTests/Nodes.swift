@@ -36,7 +36,13 @@ final class Daemon {
     handle.seekToEndOfFile()
     process.standardOutput = handle
     process.standardError = handle
+    let started = { events(node).filter { $0["code"] as? Int == 9001 }.count }
+    let before = started()
     try process.run()
+    // Returns once the daemon holds the node (it says so with 9001) or has exited: a test
+    // that starts a second daemon at once must find this one running, not race it.
+    let deadline = Date().addingTimeInterval(20)
+    while process.isRunning && started() == before && Date() < deadline { usleep(5000) }
   }
 
   var isRunning: Bool { process.isRunning }
