@@ -59,7 +59,6 @@ public final class Updater: @unchecked Sendable {
     try db.execute("COMMIT")
     progress.update { $0.applied = state.end }
     var reader: TrailReader?
-    var pending: PositionedRecord?
 
     while !stop.isSet {
       guard let acked = progress.waitForAcked(beyond: state.end, timeout: 0.2), acked > state.end else { continue }
@@ -68,37 +67,32 @@ public final class Updater: @unchecked Sendable {
         reader = try TrailReader(directory: layout.image, from: state.end)
       }
       var batch = state
-      var newest: Int64 = 0
-      var count = 0
+      var records: [PositionedRecord] = []
       let started = Clock.monotonicSeconds()
       try db.execute("BEGIN IMMEDIATE")
       do {
-        batch: while count < Self.maxBatch && Clock.monotonicSeconds() - started < Self.maxBatchSeconds {
-          let record: PositionedRecord
-          if let held = pending {
-            record = held
-            pending = nil
-          } else {
-            switch try reader!.next() {
-            case .record(let r): record = r
-            case .end, .tornTail: break batch
-            }
+        // Only as far as the receiver has synced: beyond it a record may be half written.
+        while reader!.position < acked, records.count < Self.maxBatch,
+          Clock.monotonicSeconds() - started < Self.maxBatchSeconds
+        {
+          guard case .record(let record) = try reader!.next() else {
+            throw TrailError.corrupt(
+              file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
+              reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
           }
-          guard record.end <= acked else {
-            pending = record  // written but not yet synced by the receiver
-            break batch
-          }
-          try Self.applyNext(record, to: db, state: &batch)
-          newest = record.record.commitMicros
-          count += 1
+          try Self.admit(record, after: &batch)
+          records.append(record)
         }
-        if count > 0 { try batch.save(db) }
+        if !records.isEmpty {
+          try Replay.apply(records, to: db)
+          try batch.save(db)
+        }
         try db.execute("COMMIT")
       } catch {
         try? db.execute("ROLLBACK")
         throw error
       }
-      if count > 0 {
+      if let newest = records.last?.record.commitMicros {
         state = batch
         progress.update {
           $0.applied = batch.end
@@ -108,15 +102,14 @@ public final class Updater: @unchecked Sendable {
     }
   }
 
-  /// Applies `record` if it is the next in MAT order after `state`, and advances `state`.
-  static func applyNext(_ record: PositionedRecord, to db: Connection, state: inout CommitState) throws {
+  /// Checks that `record` is the next in MAT order after `state`, and advances `state`.
+  static func admit(_ record: PositionedRecord, after state: inout CommitState) throws {
     let expected = record.record.type.expectedTxid(after: state.lastTxid)
     guard record.record.txid == expected else {
       throw PrimaryError.replayFailed(
         txid: record.record.txid, position: record.position,
         reason: "expected transaction \(expected) next in the image trail")
     }
-    try Replay.apply(record, to: db)
     state.advance(txid: record.record.txid, position: record.position, end: record.end)
   }
 
@@ -136,19 +129,22 @@ public final class Updater: @unchecked Sendable {
       try db.execute("BEGIN IMMEDIATE")
       do {
         var batch = try CommitState.read(db)
-        var count = 0
-        while count < maxBatch {
+        var records: [PositionedRecord] = []
+        while records.count < maxBatch {
           guard case .record(let record) = try reader.next() else {
             done = true
             break
           }
-          try applyNext(record, to: db, state: &batch)
-          count += 1
+          try admit(record, after: &batch)
+          records.append(record)
         }
-        if count > 0 { try batch.save(db) }
+        if !records.isEmpty {
+          try Replay.apply(records, to: db)
+          try batch.save(db)
+        }
         try db.execute("COMMIT")
         state = batch
-        applied += count
+        applied += records.count
       } catch {
         try? db.execute("ROLLBACK")
         throw error

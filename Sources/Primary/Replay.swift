@@ -9,12 +9,7 @@ public enum Replay {
   /// Applies `record` inside the caller's open transaction.
   public static func apply(_ record: PositionedRecord, to db: Connection) throws {
     guard record.record.type == .commit else { return }
-    let items: [CommitItem]
-    do {
-      items = try CommitPayload.decode(record.record.payload)
-    } catch {
-      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
-    }
+    let items = try Self.items(of: record)
     try db.setTriggersEnabled(false)
     defer { try? db.setTriggersEnabled(true) }
     for item in items {
@@ -26,6 +21,56 @@ public enum Replay {
       } catch {
         throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
       }
+    }
+  }
+
+  /// Applies consecutive records inside the caller's open transaction, as `apply` would
+  /// one by one, but with their changesets joined into one apply per run between DDL
+  /// statements: `sqlite3changeset_apply` reads the table's columns and compiles its
+  /// statements on every call, and a call per transaction was most of the updater's
+  /// work. The changes keep the primary's order, so the joined apply meets the same
+  /// rows in the same states. A failure of the joined apply names no transaction, so it
+  /// is rolled back and the records are applied one by one to say which one fails.
+  public static func apply(_ records: [PositionedRecord], to db: Connection) throws {
+    guard records.count > 1 else {
+      if let record = records.first { try apply(record, to: db) }
+      return
+    }
+    try db.execute("SAVEPOINT understudy_replay")
+    do {
+      try applyJoined(records, to: db)
+      try db.execute("RELEASE understudy_replay")
+    } catch {
+      try db.execute("ROLLBACK TO understudy_replay")
+      try db.execute("RELEASE understudy_replay")
+      for record in records { try apply(record, to: db) }
+    }
+  }
+
+  private static func applyJoined(_ records: [PositionedRecord], to db: Connection) throws {
+    try db.setTriggersEnabled(false)
+    defer { try? db.setTriggersEnabled(true) }
+    var joined: [UInt8] = []
+    for record in records where record.record.type == .commit {
+      for item in try items(of: record) {
+        switch item {
+        case .ddl(let sql):
+          try Changeset.apply(joined, to: db)
+          joined.removeAll(keepingCapacity: true)
+          try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
+        case .changes(let changeset, _):
+          joined += changeset
+        }
+      }
+    }
+    try Changeset.apply(joined, to: db)
+  }
+
+  private static func items(of record: PositionedRecord) throws -> [CommitItem] {
+    do {
+      return try CommitPayload.decode(record.record.payload)
+    } catch {
+      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
   }
 }
