@@ -80,12 +80,21 @@ public final class Socket: @unchecked Sendable {
 
   /// Waits until data can be read, up to `timeout` seconds. False on timeout.
   public func waitReadable(timeout: Double) throws -> Bool {
-    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    try waitReadable(timeout: timeout, orAlso: Int32?.none).socket
+  }
+
+  /// Waits up to `timeout` seconds until the socket or `other` is readable, and says
+  /// which is. A wait under a millisecond is rounded up to one, not down to none: a
+  /// loop around a zero wait spins.
+  public func waitReadable(timeout: Double, orAlso other: Int32?) throws -> (socket: Bool, other: Bool) {
+    var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+    if let other { fds.append(pollfd(fd: other, events: Int16(POLLIN), revents: 0)) }
+    let millis = Int32(min(max(0, timeout) * 1000, Double(Int32.max)).rounded(.up))
     while true {
-      let r = poll(&pfd, 1, Int32(max(0, timeout) * 1000))
+      let r = poll(&fds, nfds_t(fds.count), millis)
       if r < 0 && errno == EINTR { continue }
       if r < 0 { throw LinkError.io(peer: peer, operation: "poll", errno: errno) }
-      return r > 0
+      return (fds[0].revents != 0, fds.count > 1 && fds[1].revents != 0)
     }
   }
 

@@ -40,6 +40,10 @@ public final class Extractor {
   static let corruptionGrace = 2.0
   /// How long a record may wait for its COMMIT before the extractor syncs it itself.
   static let commitGrace = 0.02
+  /// How often to look for commits where the database's directory cannot be watched.
+  static let pollInterval = 0.002
+  /// How long commits gather after a send before the next one.
+  static let gatherInterval = 0.001
 
   init(
     layout: NodeLayout, link: Link.Connection, peer: LinkPeer, stop: StopFlag, events: EventLog,
@@ -109,67 +113,78 @@ public final class Extractor {
     var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
     var applied: MATPosition?
     var promoteSent = false
-    let database = try SQLiteSupport.Connection(path: layout.loadConfig().database, mode: .readOnly)
+    let config = try layout.loadConfig()
+    let database = try SQLiteSupport.Connection(path: config.database, mode: .readOnly)
+    let directory = (config.database as NSString).deletingLastPathComponent
+    let commits = DirectoryWatch(directory: directory.isEmpty ? "." : directory)
     var durable = from
-    // Read but not yet known durable; sent once they are.
-    var pending: [PositionedRecord] = []
-    var pendingSince: Double?
+    // When `durable` last moved, or the extractor last looked past it.
+    var lastAdvance = Clock.monotonicSeconds()
 
     while !stop.isSet {
-      // Read what is there, up to a batch.
-      var batch: [PositionedRecord] = pending
-      var bytes = pending.reduce(0) { $0 + $1.record.size }
-      pending = []
-      read: while bytes < Self.batchBytes {
-        let step: TrailReader.Step
-        do {
-          step = try reader.next()
-        } catch let error as TrailError {
-          // A reader can see a write in progress; damage that stays is corruption.
-          let now = Clock.monotonicSeconds()
-          if badSince == nil { badSince = now }
-          if now - badSince! > Self.corruptionGrace {
-            events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
-            link.refuse("the primary's MAT is damaged: \(error)")
-            throw error
-          }
-          break read
+      commits?.drain()
+      var batch: [PositionedRecord] = []
+      var bytes = 0
+      func take(_ r: PositionedRecord) throws {
+        if let prev = expectedPrev, r.record.prevCRC != prev {
+          throw link.refusing(
+            "the backup's image trail does not match this primary's MAT before \(r.position); the backup needs a full copy"
+          )
         }
-        switch step {
-        case .record(let r):
-          badSince = nil
-          if let prev = expectedPrev, r.record.prevCRC != prev {
-            throw link.refusing(
-              "the backup's image trail does not match this primary's MAT before \(r.position); the backup needs a full copy"
-            )
-          }
-          expectedPrev = nil  // the reader checks the chain from here on
-          batch.append(r)
-          bytes += r.record.size
-        case .end, .tornTail: break read
+        expectedPrev = nil  // the reader checks the chain from here on
+        batch.append(r)
+        bytes += r.record.size
+      }
+      // A reader can see a write in progress; damage that stays is corruption.
+      func damaged(_ error: TrailError) throws {
+        let now = Clock.monotonicSeconds()
+        if badSince == nil { badSince = now }
+        if now - badSince! > Self.corruptionGrace {
+          events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
+          link.refuse("the primary's MAT is damaged: \(error)")
+          throw error
         }
       }
 
-      // Durable before it travels: committed by the database, or synced here after the grace.
-      if let last = batch.last, last.end > durable {
-        if let committed = try CommitState.committedEnd(database), committed > durable { durable = committed }
-        if last.end > durable {
-          let now = Clock.monotonicSeconds()
-          if pendingSince == nil { pendingSince = now }
-          if now - pendingSince! >= Self.commitGrace {
-            // Earlier files were synced by the writer before it rolled over.
-            let sno = last.position.sno
-            if syncedFile?.sno != sno {
-              syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
-            }
-            try syncedFile!.handle.syncData()
-            durable = last.end
+      // What the database has committed is durable and may travel: reading only that
+      // far, the extractor never meets a record still being written.
+      if let committed = try CommitState.committedEnd(database), committed > durable {
+        durable = committed
+        lastAdvance = Clock.monotonicSeconds()
+      }
+      read: while bytes < Self.batchBytes && reader.position < durable {
+        do {
+          switch try reader.next() {
+          case .record(let r):
+            badSince = nil
+            try take(r)
+          case .end, .tornTail:
+            try damaged(
+              .corrupt(
+                file: mat.filePath(sno: reader.position.sno), position: reader.position,
+                reason: "the database has committed up to \(durable), but the trail ends here"))
+            break read
           }
+        } catch let error as TrailError {
+          try damaged(error)
+          break read
         }
-        let sendable = batch.firstIndex { $0.end > durable } ?? batch.count
-        pending = Array(batch[sendable...])
-        batch.removeSubrange(sendable...)
-        if pending.isEmpty { pendingSince = nil }
+      }
+      // A record beyond the committed end whose COMMIT does not follow within the grace:
+      // its writer died between the MAT sync and the COMMIT. It is in the MAT, so it is
+      // committed (recovery on open replays it); sync it here and send it.
+      if batch.isEmpty, Clock.monotonicSeconds() - lastAdvance >= Self.commitGrace {
+        lastAdvance = Clock.monotonicSeconds()
+        if case .record(let r)? = try? reader.next() {
+          // Earlier files were synced by the writer before it rolled over.
+          let sno = r.position.sno
+          if syncedFile?.sno != sno {
+            syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
+          }
+          try syncedFile!.handle.syncData()
+          durable = r.end
+          try take(r)
+        }
       }
       if !batch.isEmpty {
         var messages: [Message] = []
@@ -213,9 +228,13 @@ public final class Extractor {
             [("peer", .string(link.peer)), ("position", end.json)])
         }
       }
-      // Drain acknowledgements; when idle, the wait for one is also the polling interval.
-      var wait = batch.isEmpty ? (pending.isEmpty ? 0.002 : 0.0002) : 0
-      while try link.socket.waitReadable(timeout: wait) {
+      // Drain acknowledgements. When there was nothing to send, wait for one, for a
+      // commit, or for the next look past the committed end. After a send, commits
+      // gather for a moment: a send per commit cost both nodes a wake-up, a query and a
+      // round of system calls per transaction.
+      var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : Self.gatherInterval
+      let watched = batch.isEmpty ? commits?.fd : nil
+      while try link.socket.waitReadable(timeout: wait, orAlso: watched).socket {
         wait = 0
         switch try link.receive(timeout: 5) {
         case .ack(let acked, let appliedNow):
