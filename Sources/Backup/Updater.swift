@@ -84,7 +84,12 @@ public final class Updater: @unchecked Sendable {
           records.append(record)
         }
         if !records.isEmpty {
-          try Replay.apply(records, to: db)
+          if let reason = try Replay.apply(records, to: db) {
+            events.log(
+              .batchAppliedOneByOne,
+              "the batch \(records[0].position) to \(batch.end) applied one transaction at a time; joined it failed: \(reason)"
+            )
+          }
           try batch.save(db)
         }
         try db.execute("COMMIT")

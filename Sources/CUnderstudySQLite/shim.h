@@ -19,4 +19,8 @@ static inline int understudy_db_config_int(sqlite3 *db, int op, int value) {
   return sqlite3_db_config(db, op, value, &out);
 }
 
+static inline int understudy_db_config_read(sqlite3 *db, int op, int *out) {
+  return sqlite3_db_config(db, op, -1, out);
+}
+
 #endif

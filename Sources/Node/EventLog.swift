@@ -32,6 +32,7 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case initialCopyComplete = 9021
   case updaterConflict = 9030
   case imageTailCut = 9031
+  case batchAppliedOneByOne = 9032
   case imageFilesPurged = 9040
   case takeoverStarted = 9050
   case fileRecoveryDecided = 9051

@@ -47,10 +47,8 @@ enum AddedColumnDefaults {
         return nil
       }
       guard !withDefaults.isEmpty else { continue }
-      try db.setTriggersEnabled(false)
-      defer { try? db.setTriggersEnabled(true) }
       let assignments = withDefaults.map { "\(quoteIdentifier($0)) = \(quoteIdentifier($0))" }.joined(separator: ", ")
-      try db.execute("UPDATE main.\(quoteIdentifier(table)) SET \(assignments)")
+      try db.withTriggersDisabled { try db.execute("UPDATE main.\(quoteIdentifier(table)) SET \(assignments)") }
     }
   }
 }

@@ -10,16 +10,16 @@ public enum Replay {
   public static func apply(_ record: PositionedRecord, to db: Connection) throws {
     guard record.record.type == .commit else { return }
     let items = try Self.items(of: record)
-    try db.setTriggersEnabled(false)
-    defer { try? db.setTriggersEnabled(true) }
-    for item in items {
-      do {
-        switch item {
-        case .ddl(let sql): try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
-        case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
+    try db.withTriggersDisabled {
+      for item in items {
+        do {
+          switch item {
+          case .ddl(let sql): try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
+          case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
+          }
+        } catch {
+          throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
         }
-      } catch {
-        throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
       }
     }
   }
@@ -31,39 +31,44 @@ public enum Replay {
   /// work. The changes keep the primary's order, so the joined apply meets the same
   /// rows in the same states. A failure of the joined apply names no transaction, so it
   /// is rolled back and the records are applied one by one to say which one fails.
-  public static func apply(_ records: [PositionedRecord], to db: Connection) throws {
+  /// Returns why the joined apply failed if the records then applied one by one (which
+  /// would be a bug here, not in the data), else nil.
+  @discardableResult
+  public static func apply(_ records: [PositionedRecord], to db: Connection) throws -> String? {
     guard records.count > 1 else {
       if let record = records.first { try apply(record, to: db) }
-      return
+      return nil
     }
     try db.execute("SAVEPOINT understudy_replay")
     do {
       try applyJoined(records, to: db)
       try db.execute("RELEASE understudy_replay")
+      return nil
     } catch {
       try db.execute("ROLLBACK TO understudy_replay")
       try db.execute("RELEASE understudy_replay")
       for record in records { try apply(record, to: db) }
+      return "\(error)"
     }
   }
 
   private static func applyJoined(_ records: [PositionedRecord], to db: Connection) throws {
-    try db.setTriggersEnabled(false)
-    defer { try? db.setTriggersEnabled(true) }
-    var joined: [UInt8] = []
-    for record in records where record.record.type == .commit {
-      for item in try items(of: record) {
-        switch item {
-        case .ddl(let sql):
-          try Changeset.apply(joined, to: db)
-          joined.removeAll(keepingCapacity: true)
-          try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
-        case .changes(let changeset, _):
-          joined += changeset
+    try db.withTriggersDisabled {
+      var joined: [UInt8] = []
+      for record in records where record.record.type == .commit {
+        for item in try items(of: record) {
+          switch item {
+          case .ddl(let sql):
+            try Changeset.apply(joined, to: db)
+            joined.removeAll(keepingCapacity: true)
+            try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
+          case .changes(let changeset, _):
+            joined += changeset
+          }
         }
       }
+      try Changeset.apply(joined, to: db)
     }
-    try Changeset.apply(joined, to: db)
   }
 
   private static func items(of record: PositionedRecord) throws -> [CommitItem] {

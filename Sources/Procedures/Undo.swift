@@ -24,25 +24,25 @@ public enum UndoError: Error, CustomStringConvertible {
 enum Undo {
   /// Undoes `records` (oldest first as in the MAT) newest first, inside the caller's transaction.
   static func undo(_ records: [PositionedRecord], on db: Connection) throws {
-    try db.setTriggersEnabled(false)
-    defer { try? db.setTriggersEnabled(true) }
-    for record in records.reversed() where record.record.type == .commit {
-      let items = try CommitPayload.decode(record.record.payload)
-      for item in items.reversed() {
-        switch item {
-        case .changes(let changeset, _):
-          do {
-            try Changeset.apply(try Changeset.invert(changeset), to: db)
-          } catch {
-            throw UndoError.conflict(txid: record.record.txid, position: record.position, reason: "\(error)")
-          }
-        case .ddl(let sql):
-          let opposite = try opposite(of: sql, txid: record.record.txid, position: record.position)
-          do {
-            try db.execute(opposite)
-          } catch {
-            throw UndoError.ddl(
-              sql: sql, txid: record.record.txid, position: record.position, reason: "`\(opposite)` failed: \(error)")
+    try db.withTriggersDisabled {
+      for record in records.reversed() where record.record.type == .commit {
+        let items = try CommitPayload.decode(record.record.payload)
+        for item in items.reversed() {
+          switch item {
+          case .changes(let changeset, _):
+            do {
+              try Changeset.apply(try Changeset.invert(changeset), to: db)
+            } catch {
+              throw UndoError.conflict(txid: record.record.txid, position: record.position, reason: "\(error)")
+            }
+          case .ddl(let sql):
+            let opposite = try opposite(of: sql, txid: record.record.txid, position: record.position)
+            do {
+              try db.execute(opposite)
+            } catch {
+              throw UndoError.ddl(
+                sql: sql, txid: record.record.txid, position: record.position, reason: "`\(opposite)` failed: \(error)")
+            }
           }
         }
       }

@@ -139,6 +139,17 @@ public final class Connection: @unchecked Sendable {
       understudy_db_config_int(handle, SQLITE_DBCONFIG_ENABLE_TRIGGER, on ? 1 : 0), "set triggers enabled=\(on)")
   }
 
+  /// Runs `body` with triggers off, then puts them back as they were: a step that turned
+  /// them back on regardless (storing an added column's default in the middle of a
+  /// replay) let the rest of the replay fire them and apply their effects twice.
+  public func withTriggersDisabled<T>(_ body: () throws -> T) throws -> T {
+    var was: Int32 = 0
+    try check(understudy_db_config_read(handle, SQLITE_DBCONFIG_ENABLE_TRIGGER, &was), "read triggers enabled")
+    try setTriggersEnabled(false)
+    defer { try? setTriggersEnabled(was != 0) }
+    return try body()
+  }
+
   public func scalarInt(_ sql: String, _ arguments: [SQLiteValue] = []) throws -> Int64? {
     guard let row = try query(sql, arguments).first, case .integer(let v) = row.first else { return nil }
     return v
