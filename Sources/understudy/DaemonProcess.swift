@@ -13,11 +13,13 @@ final class DaemonProcess {
 
   init(node: String, log: String) throws {
     self.node = node
-    FileManager.default.createFile(atPath: log, contents: nil)
+    if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
     process.executableURL = URL(fileURLWithPath: ChildWriter.selfExecutable())
     process.arguments = ["start", "--node", node]
-    process.standardOutput = FileHandle(forWritingAtPath: log)
-    process.standardError = FileHandle(forWritingAtPath: log)
+    let output = FileHandle(forWritingAtPath: log)
+    output?.seekToEndOfFile()  // a restarted daemon adds to its log
+    process.standardOutput = output
+    process.standardError = output
     try process.run()
   }
 

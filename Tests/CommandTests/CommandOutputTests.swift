@@ -85,6 +85,14 @@ final class CommandOutputTests: XCTestCase {
     XCTAssertEqual(bench.status, 0, bench.stderr)
     try assertConforms(bench.json, to: "bench-commit.schema.json")
 
+    try FileManager.default.createDirectory(atPath: root + "/replicate", withIntermediateDirectories: true)
+    let replicate = try understudy([
+      "bench", "replicate", "--seconds", "0.2", "--rounds", "2", "--dir", root + "/replicate", "--json",
+    ])
+    XCTAssertEqual(replicate.status, 0, replicate.stderr)
+    try assertConforms(replicate.json, to: "bench-replicate.schema.json")
+    XCTAssertEqual(((replicate.json as? [String: Any])?["rounds"] as? [Any])?.count, 2)
+
     let recover = try understudy(["bench", "recover", "--rows", "300", "--diverged", "5", "--dir", root, "--json"])
     XCTAssertEqual(recover.status, 0, recover.stderr)
     try assertConforms(recover.json, to: "bench-recover.schema.json")

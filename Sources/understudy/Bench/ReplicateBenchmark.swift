@@ -1,8 +1,9 @@
 // `bench replicate`: one primary and one backup on loopback, as real daemon processes.
-// In one run: plain SQLite's single-writer commit rate, the primary's rate alone and with
-// the backup attached, the backup's apply rate while it drains that burst, and the
-// commit-to-applied lag of every commit at half the attached rate (exact percentiles
-// over all samples).
+// In one run: plain SQLite's single-writer commit rate; then rounds of the primary alone
+// and with the backup attached, back to back, so that a disk whose speed drifts over
+// seconds (this one does, by a factor of two) weighs on both sides of each ratio; the
+// backup's apply rate while it drains each attached burst; and the commit-to-applied lag
+// of every commit at half the attached rate (exact percentiles over all samples).
 
 import AuditTrail
 import Backup
@@ -13,66 +14,95 @@ import Primary
 import SQLiteSupport
 
 enum ReplicateBenchmark {
-  struct Result {
-    var seconds: Double
-    var plainRate: Double
+  struct Round {
     var aloneRate: Double
     var attachedRate: Double
     var applyRate: Double
+    var attachCost: Double { 1 - attachedRate / aloneRate }
+  }
+
+  struct Result {
+    var seconds: Double
+    var plainRate: Double
+    var rounds: [Round]
     var pacedRate: Double
     var lagMillis: [Double]  // sorted
 
-    var attachCost: Double { 1 - attachedRate / aloneRate }
+    /// Medians over the rounds.
+    var aloneRate: Double { median(rounds.map(\.aloneRate)) }
+    var attachedRate: Double { median(rounds.map(\.attachedRate)) }
+    var applyRate: Double { median(rounds.map(\.applyRate)) }
+    var attachCost: Double { median(rounds.map(\.attachCost)) }
     func lag(_ q: Double) -> Double {
       lagMillis.isEmpty ? 0 : lagMillis[min(lagMillis.count - 1, Int(Double(lagMillis.count) * q))]
     }
   }
 
+  static func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+  }
+
   static let payload = "payload of a typical row, about sixty bytes long...."
 
-  static func run(dir: String, seconds: Double, progress: (String) -> Void) throws -> Result {
+  /// The backup node lives in `backupRoot`: beside the primary by default, as the target
+  /// says, or on another disk to see what the backup's own disk traffic costs a primary
+  /// that shares one.
+  static func run(dir: String, backupRoot: String, seconds: Double, rounds: Int, progress: (String) -> Void) throws
+    -> Result
+  {
     progress("plain SQLite, 1 writer…")
     let plain = try CommitBenchmark.plainSQLite(dir: dir, writers: 1, seconds: seconds)
     let port = Listener.ephemeralPort()
     let primary = dir + "/primary"
-    let backup = dir + "/backup"
+    let backup = backupRoot + "/backup"
     try PrimarySetup.initPrimary(.init(node: primary, database: dir + "/primary.sqlite", listen: "127.0.0.1:\(port)"))
     let db = try AuditedDatabase.open(node: primary)
     defer { db.close() }
     _ = try db.write { try $0.execute(CommitBenchmark.table) }
+    var end = MATPosition(sno: 1, rba: 0)
     func commit() throws -> CommitInfo {
-      try db.write { try $0.execute(CommitBenchmark.insert, [.integer(1), .text(payload)]) }.commit!
+      let info = try db.write { try $0.execute(CommitBenchmark.insert, [.integer(1), .text(payload)]) }.commit!
+      end = info.end
+      return info
     }
 
-    progress("Understudy primary alone…")
-    let alone = try timed(seconds) { _ = try commit() }
-
     progress("starting the primary and backup daemons (initial copy)…")
-    let daemons = [try DaemonProcess(node: primary, log: dir + "/primary.log")]
+    let primaryDaemon = try DaemonProcess(node: primary, log: dir + "/primary.log")
+    defer { primaryDaemon.stop() }
     try BackupSetup.initBackup(
       .init(
-        node: backup, database: dir + "/backup.sqlite", primary: "127.0.0.1:\(port)",
+        node: backup, database: backupRoot + "/backup.sqlite", primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
-    let all = daemons + [try DaemonProcess(node: backup, log: dir + "/backup.log")]
-    defer { for d in all { d.stop() } }
-    let end = try commit().end
+    var backupDaemon: DaemonProcess? = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    defer { backupDaemon?.stop() }
+    _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
 
-    progress("Understudy primary with the backup attached…")
-    let burstStart = Clock.monotonicSeconds()
-    var last = end
-    let attached = try timed(seconds) { last = try commit().end }
-    _ = try AppliedWait.wait(node: backup, for: last, timeout: 300)
-    let drained = Clock.monotonicSeconds() - burstStart
-    let applyRate = Double(attached.commits) / drained
+    var measured: [Round] = []
+    for round in 1...rounds {
+      backupDaemon?.stop()
+      backupDaemon = nil
+      progress("round \(round) of \(rounds): the primary alone…")
+      let alone = try timed(seconds) { _ = try commit() }
+      backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+      _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)  // attached and caught up
+      progress("round \(round) of \(rounds): with the backup attached…")
+      let burstStart = Clock.monotonicSeconds()
+      let attached = try timed(seconds) { _ = try commit() }
+      _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
+      let drained = Clock.monotonicSeconds() - burstStart
+      measured.append(
+        Round(aloneRate: alone.rate, attachedRate: attached.rate, applyRate: Double(attached.commits) / drained))
+    }
 
+    let paced = median(measured.map(\.attachedRate)) / 2
     progress("lag at half the attached rate…")
     let lags = try pacedLag(
-      db: db, commit: commit, backupDatabase: dir + "/backup.sqlite", rate: attached.rate / 2, seconds: seconds)
+      db: db, commit: commit, backupDatabase: backupRoot + "/backup.sqlite", rate: paced, seconds: seconds)
     progress("")
     return Result(
-      seconds: seconds, plainRate: plain.rate, aloneRate: alone.rate, attachedRate: attached.rate,
-      applyRate: applyRate, pacedRate: attached.rate / 2, lagMillis: lags.sorted())
+      seconds: seconds, plainRate: plain.rate, rounds: measured, pacedRate: paced, lagMillis: lags.sorted())
   }
 
   static func timed(_ seconds: Double, _ body: () throws -> Void) throws -> CommitBenchmark.Measurement {

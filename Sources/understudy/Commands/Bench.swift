@@ -79,17 +79,36 @@ struct BenchReplicate: ParsableCommand {
     abstract: "A primary and a backup on loopback: commit rate alone and attached, apply rate, commit-to-applied lag.")
 
   @Option(help: "Seconds per measurement.")
-  var seconds: Double = 3
+  var seconds: Double = 2
+  @Option(help: "Rounds of the primary alone then attached; the figures are their medians.")
+  var rounds: Int = 3
   @Option(help: "Directory for the scratch nodes (default: a new temporary directory).")
   var dir: String?
+  @Option(
+    help:
+      "An existing directory for the backup node, such as one on another disk (default: beside the primary, sharing its disk)."
+  )
+  var backupDir: String?
   @OptionGroup var output: JSONFlag
 
   func run() throws {
     try reporting(json: output.json) {
       guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds takes 0 to 600") }
+      guard (1...99).contains(rounds) else { throw ValidationError("--rounds takes 1 to 99") }
       let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
       defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
-      let r = try ReplicateBenchmark.run(dir: scratch, seconds: seconds) { Output.progress($0, json: output.json) }
+      var backupRoot = scratch
+      if let backupDir {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: backupDir, isDirectory: &isDirectory), isDirectory.boolValue else {
+          throw ValidationError("--backup-dir \(backupDir) is not an existing directory")
+        }
+        backupRoot = try Scratch.makeTemporaryDirectory(prefix: "understudy-bench-backup", in: backupDir)
+      }
+      defer { if backupDir != nil { try? FileManager.default.removeItem(atPath: backupRoot) } }
+      let r = try ReplicateBenchmark.run(dir: scratch, backupRoot: backupRoot, seconds: seconds, rounds: rounds) {
+        Output.progress($0, json: output.json)
+      }
       func rounded(_ v: Double, _ places: Double = 1) -> JSON { .double((v * places).rounded() / places) }
       if output.json {
         Output.json(
@@ -100,6 +119,17 @@ struct BenchReplicate: ParsableCommand {
             ("attachedCommitsPerSecond", rounded(r.attachedRate)), ("attachCost", rounded(r.attachCost, 1000)),
             ("applyPerSecond", rounded(r.applyRate)), ("pacedCommitsPerSecond", rounded(r.pacedRate)),
             (
+              "rounds",
+              .array(
+                r.rounds.map {
+                  .object([
+                    ("aloneCommitsPerSecond", rounded($0.aloneRate)),
+                    ("attachedCommitsPerSecond", rounded($0.attachedRate)),
+                    ("attachCost", rounded($0.attachCost, 1000)), ("applyPerSecond", rounded($0.applyRate)),
+                  ])
+                })
+            ),
+            (
               "lagMillis",
               .object([
                 ("samples", .int(Int64(r.lagMillis.count))), ("p50", rounded(r.lag(0.5), 100)),
@@ -108,7 +138,9 @@ struct BenchReplicate: ParsableCommand {
             ),
           ]))
       } else {
-        Output.line("single-writer durable commits per second, \(seconds) s each, one run, loopback")
+        Output.line(
+          "single-writer durable commits per second, \(seconds) s each, loopback; alone and attached are medians of \(r.rounds.count) rounds"
+        )
         Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
         Output.line(
           String(
@@ -125,6 +157,12 @@ struct BenchReplicate: ParsableCommand {
           String(
             format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
             r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
+        for (i, round) in r.rounds.enumerated() {
+          Output.line(
+            String(
+              format: "round %d: alone %.0f, attached %.0f (costs %.1f%%), apply %.0f", i + 1, round.aloneRate,
+              round.attachedRate, round.attachCost * 100, round.applyRate))
+        }
       }
     }
   }
@@ -202,8 +240,8 @@ struct BenchRecover: ParsableCommand {
 }
 
 enum Scratch {
-  static func makeTemporaryDirectory(prefix: String) throws -> String {
-    let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+  static func makeTemporaryDirectory(prefix: String, in parent: String? = nil) throws -> String {
+    let base = parent ?? ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
     var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
     guard let made = mkdtemp(&template) else { throw CommandError("cannot create a temporary directory in \(base)") }
     return String(cString: made)
