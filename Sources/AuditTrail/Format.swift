@@ -86,13 +86,17 @@ public struct SwitchoverPayload: Equatable, Sendable {
 
 // MARK: - Little-endian helpers
 
+// Inlinable: called per field of every record and frame from other modules, where an
+// unspecialized generic call showed in the receiver's and extractor's profiles.
 extension Array where Element == UInt8 {
+  @inlinable
   public mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
     Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
   }
 }
 
 extension Collection where Element == UInt8, Index == Int {
+  @inlinable
   public func readLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
     var v: T = 0
     for i in 0..<MemoryLayout<T>.size {

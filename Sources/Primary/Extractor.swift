@@ -42,8 +42,9 @@ public final class Extractor {
   static let commitGrace = 0.02
   /// How often to look for commits where the database's directory cannot be watched.
   static let pollInterval = 0.002
-  /// How long commits gather after a send before the next one.
-  static let gatherInterval = 0.001
+  /// How long commits gather after a send before the next one (well under the
+  /// receiver's sync interval, which decides when they are acknowledged).
+  static let gatherInterval = 0.002
 
   init(
     layout: NodeLayout, link: Link.Connection, peer: LinkPeer, stop: StopFlag, events: EventLog,
