@@ -80,6 +80,11 @@ func events(_ node: String) -> [[String: Any]] {
   }
 }
 
+/// A JSON file under `NODE/state/` (a journal or a daemon's snapshot), parsed: for a schema check.
+func stateFile(_ node: String, _ name: String) throws -> Any {
+  try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: node + "/state/" + name)))
+}
+
 /// `understudy ARGS` started in the background with its output discarded: a procedure
 /// to SIGKILL mid-run.
 func startUnderstudy(_ arguments: [String]) throws -> Process {
