@@ -105,21 +105,27 @@ public final class TrailReader {
 
   /// The next step. Throws `TrailError.corrupt` for damage that is not a torn tail.
   public func next() throws -> Step {
-    var rereading = false
+    do {
+      return try read(final: false)
+    } catch is WriteInProgress {
+      return try read(final: true)
+    }
+  }
+
+  /// A bad record with something valid after it, seen for the first time: a reader
+  /// following a trail as it is written can read a record before all its bytes are
+  /// there and find the records after it complete by the time it looks. Writes land in
+  /// order, so the second read of it is final.
+  private struct WriteInProgress: Error {}
+
+  private func read(final: Bool) throws -> Step {
     while true {
       let rba = Int(position.rba)
       if rba + TrailFormat.recordHeaderSize > file.size {
         if try advanceIfNextFileExists() { continue }
         // A file cut short inside a record header: torn if any of those bytes were written.
         if rba < file.size, try file.handle.read(count: file.size - rba, at: rba).contains(where: { $0 != 0 }) {
-          guard
-            let step = try badRecord(
-              "record header is incomplete (the file ends at \(file.size))", rereading: rereading)
-          else {
-            rereading = true
-            continue
-          }
-          return step
+          return try badRecord("record header is incomplete (the file ends at \(file.size))", final: final)
         }
         return .end(position)
       }
@@ -130,15 +136,11 @@ public final class TrailReader {
       }
       let size = TrailFormat.recordSize(payloadCount: length)
       guard length <= TrailFormat.maxPayload, rba + size <= file.size else {
-        let reason =
+        return try badRecord(
           length > TrailFormat.maxPayload
-          ? "record length \(length) is over the limit of \(TrailFormat.maxPayload)"
-          : "record length \(length) runs past the end of the file (\(file.size) bytes)"
-        guard let step = try badRecord(reason, rereading: rereading) else {
-          rereading = true
-          continue
-        }
-        return step
+            ? "record length \(length) is over the limit of \(TrailFormat.maxPayload)"
+            : "record length \(length) runs past the end of the file (\(file.size) bytes)",
+          final: final)
       }
       let bytes = try file.handle.read(count: size, at: rba)
       switch Record.decode(bytes) {
@@ -148,11 +150,7 @@ public final class TrailReader {
           file: file.path, position: position,
           reason: "record type \(type) is unknown to this version (written by a newer Understudy?)")
       case .failure(let problem):
-        guard let step = try badRecord(problem.description, rereading: rereading) else {
-          rereading = true
-          continue
-        }
-        return step
+        return try badRecord(problem.description, final: final)
       case .success(let (record, crc)):
         if let expected = lastCRC, record.prevCRC != expected {
           throw TrailError.corrupt(
@@ -238,17 +236,14 @@ public final class TrailReader {
 
   // MARK: - Torn tail or corruption
 
-  /// A torn tail, or nil to read the record again: a reader following a trail that is
-  /// being written can read a record's bytes before they are all there, and see the
-  /// records after it complete by the time it looks. Writes land in order, so once
-  /// something follows, a second read of this record is final.
-  private func badRecord(_ reason: String, rereading: Bool) throws -> Step? {
+  /// A torn tail if nothing valid follows; else, on the `final` read, corruption.
+  private func badRecord(_ reason: String, final: Bool) throws -> Step {
     if try directory.hasFile(after: position.sno) {
-      if !rereading { return nil }
+      guard final else { throw WriteInProgress() }
       throw TrailError.corrupt(file: file.path, position: position, reason: reason)
     }
     if let valid = try TrailTail.firstValidRecord(in: file, after: position.rba) {
-      if !rereading { return nil }
+      guard final else { throw WriteInProgress() }
       throw TrailError.corrupt(
         file: file.path, position: position,
         reason: "\(reason); a valid record follows at \(MATPosition(sno: position.sno, rba: valid))")

@@ -8,19 +8,10 @@ import SQLiteSupport
 public enum Replay {
   /// Applies `record` inside the caller's open transaction.
   public static func apply(_ record: PositionedRecord, to db: Connection) throws {
-    guard record.record.type == .commit else { return }
-    let items = try Self.items(of: record)
-    try db.withTriggersDisabled {
-      for item in items {
-        do {
-          switch item {
-          case .ddl(let sql): try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
-          case .changes(let changeset, _): try Changeset.apply(changeset, to: db)
-          }
-        } catch {
-          throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
-        }
-      }
+    do {
+      try applyJoined([record], to: db)
+    } catch {
+      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
   }
 
@@ -56,7 +47,7 @@ public enum Replay {
     try db.withTriggersDisabled {
       var joined: [UInt8] = []
       for record in records where record.record.type == .commit {
-        for item in try items(of: record) {
+        for item in try CommitPayload.decode(record.record.payload) {
           switch item {
           case .ddl(let sql):
             try Changeset.apply(joined, to: db)
@@ -68,14 +59,6 @@ public enum Replay {
         }
       }
       try Changeset.apply(joined, to: db)
-    }
-  }
-
-  private static func items(of record: PositionedRecord) throws -> [CommitItem] {
-    do {
-      return try CommitPayload.decode(record.record.payload)
-    } catch {
-      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
   }
 }

@@ -25,7 +25,6 @@ enum ReplicateBenchmark {
     var seconds: Double
     var plainRate: Double
     var rounds: [Round]
-    var pacedRate: Double
     var lagMillis: [Double]  // sorted
 
     /// Medians over the rounds.
@@ -33,6 +32,8 @@ enum ReplicateBenchmark {
     var attachedRate: Double { median(rounds.map(\.attachedRate)) }
     var applyRate: Double { median(rounds.map(\.applyRate)) }
     var attachCost: Double { median(rounds.map(\.attachCost)) }
+    /// The rate of the lag measurement: half the attached rate.
+    var pacedRate: Double { attachedRate / 2 }
     func lag(_ q: Double) -> Double {
       lagMillis.isEmpty ? 0 : lagMillis[min(lagMillis.count - 1, Int(Double(lagMillis.count) * q))]
     }
@@ -56,6 +57,7 @@ enum ReplicateBenchmark {
     let port = Listener.ephemeralPort()
     let primary = dir + "/primary"
     let backup = backupRoot + "/backup"
+    let backupDatabase = backupRoot + "/backup.sqlite"
     try PrimarySetup.initPrimary(.init(node: primary, database: dir + "/primary.sqlite", listen: "127.0.0.1:\(port)"))
     let db = try AuditedDatabase.open(node: primary)
     defer { db.close() }
@@ -72,7 +74,7 @@ enum ReplicateBenchmark {
     defer { primaryDaemon.stop() }
     try BackupSetup.initBackup(
       .init(
-        node: backup, database: backupRoot + "/backup.sqlite", primary: "127.0.0.1:\(port)",
+        node: backup, database: backupDatabase, primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
     var backupDaemon: DaemonProcess? = try DaemonProcess(node: backup, log: dir + "/backup.log")
     defer { backupDaemon?.stop() }
@@ -96,13 +98,13 @@ enum ReplicateBenchmark {
         Round(aloneRate: alone.rate, attachedRate: attached.rate, applyRate: Double(attached.commits) / drained))
     }
 
-    let paced = median(measured.map(\.attachedRate)) / 2
+    var result = Result(seconds: seconds, plainRate: plain.rate, rounds: measured, lagMillis: [])
     progress("lag at half the attached rate…")
-    let lags = try pacedLag(
-      db: db, commit: commit, backupDatabase: backupRoot + "/backup.sqlite", rate: paced, seconds: seconds)
+    result.lagMillis = try pacedLag(
+      db: db, commit: commit, backupDatabase: backupDatabase, rate: result.pacedRate, seconds: seconds
+    ).sorted()
     progress("")
-    return Result(
-      seconds: seconds, plainRate: plain.rate, rounds: measured, pacedRate: paced, lagMillis: lags.sorted())
+    return result
   }
 
   static func timed(_ seconds: Double, _ body: () throws -> Void) throws -> CommitBenchmark.Measurement {
