@@ -11,7 +11,6 @@ public final class Connection: @unchecked Sendable {
   public let handle: OpaquePointer
   public let path: String
   private var authorizerBox: Unmanaged<AuthorizerBox>?
-  private var walHookBox: Unmanaged<WALHookBox>?
 
   public enum Mode { case readWrite, readOnly, readWriteCreate }
 
@@ -40,8 +39,6 @@ public final class Connection: @unchecked Sendable {
   deinit {
     clearCache()
     authorizerBox?.release()
-    if walHookBox != nil { sqlite3_wal_hook(handle, nil, nil) }
-    walHookBox?.release()
     sqlite3_close_v2(handle)
   }
 
@@ -196,34 +193,6 @@ public final class Connection: @unchecked Sendable {
         case .ignore: return SQLITE_IGNORE
         }
       }, box.toOpaque())
-  }
-}
-
-extension Connection {
-  final class WALHookBox {
-    let callback: (Int) -> Void
-    init(_ callback: @escaping (Int) -> Void) { self.callback = callback }
-  }
-
-  /// Calls `callback` with the WAL's length in frames after each commit, instead of
-  /// SQLite's automatic checkpoint (which is the same hook): whoever sets this
-  /// checkpoints.
-  public func setWALHook(_ callback: @escaping (Int) -> Void) {
-    walHookBox?.release()
-    let box = Unmanaged.passRetained(WALHookBox(callback))
-    walHookBox = box
-    sqlite3_wal_hook(
-      handle,
-      { context, _, _, frames in
-        Unmanaged<WALHookBox>.fromOpaque(context!).takeUnretainedValue().callback(Int(frames))
-        return SQLITE_OK
-      }, box.toOpaque())
-  }
-
-  /// Copies what it can of the WAL into the database without waiting for anyone.
-  public func checkpointPassive() throws {
-    try check(
-      sqlite3_wal_checkpoint_v2(handle, "main", SQLITE_CHECKPOINT_PASSIVE, nil, nil), "checkpoint \(path)")
   }
 }
 

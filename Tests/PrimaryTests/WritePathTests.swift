@@ -192,9 +192,9 @@ final class WritePathTests: XCTestCase {
     XCTAssertEqual(try n.replayChecksum(), try n.checksum())
   }
 
-  /// A checkpoint beside a writer that never pauses never catches up, and SQLite starts
-  /// the WAL over only when a transaction begins with all of it copied: the WAL grew by
-  /// every page written (hundreds of megabytes in a benchmark) until the writer finished.
+  /// SQLite starts the WAL over only when a transaction begins with all of it copied: a
+  /// checkpoint that falls behind a writer that never pauses lets the WAL grow by every
+  /// page written (hundreds of megabytes in a benchmark, once).
   func testTheWALStaysBoundedWhileAWriterNeverPauses() throws {
     let n = try TestNode(self, trailFileSize: 16 << 20)
     try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
@@ -209,9 +209,29 @@ final class WritePathTests: XCTestCase {
     }
     db.close()
     // 6,000 commits of a page-sized row write about 20,000 pages (80 MB) to the WAL; the
-    // writer finishes a checkpoint at 4,000 frames (16 MB), so the WAL restarts below that.
+    // writer checkpoints at 1,000 frames (4 MB), so the WAL restarts well below 24 MB.
     XCTAssertLessThan(largest, 24 << 20, "the WAL reached \(largest) bytes")
     XCTAssertGreaterThan(largest, 1 << 20)
+  }
+
+  /// Checkpoints copy the WAL into the database while the writer goes on. (A checkpoint
+  /// thread once answered every call with OK and copied nothing: its connection had never
+  /// read the database, so SQLite had not opened the WAL for it.)
+  func testCheckpointsCopyTheWALIntoTheDatabase() throws {
+    let n = try TestNode(self)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+    let db = try n.open()
+    defer { db.close() }
+    func databaseBytes() throws -> Int64 {
+      try FileManager.default.attributesOfItem(atPath: n.database)[.size] as? Int64 ?? 0
+    }
+    let before = try databaseBytes()
+    // About 2,000 frames: twice what starts a checkpoint.
+    for i in 0..<700 {
+      _ = try db.write { try $0.execute("INSERT INTO t VALUES (?, randomblob(3000))", [.integer(Int64(i))]) }
+    }
+    XCTAssertGreaterThan(
+      try databaseBytes(), before + 1_000_000, "the WAL's pages never reached the database (\(before) bytes before)")
   }
 
   func testAsyncWriteReturnsTheClosuresValue() async throws {
