@@ -194,9 +194,11 @@ final class Writer {
     var records: [PendingRecord] = []
     var committed: [(WriteRequest, Int?)] = []
     var txid = state.lastTxid
+    // A request alone in its group needs no savepoint: if it fails, the transaction goes.
+    let alone = batch.count == 1
     for request in batch {
       do {
-        try connection.run(cached: "SAVEPOINT understudy_w")
+        if !alone { try connection.run(cached: "SAVEPOINT understudy_w") }
         let transaction = Transaction(connection: connection, policy: policy, schema: schema, capture: capture)
         capture.isRecording = true
         defer {
@@ -206,7 +208,7 @@ final class Writer {
         do {
           try request.run(transaction)
           let items = try transaction.finish()
-          try connection.run(cached: "RELEASE understudy_w")
+          if !alone { try connection.run(cached: "RELEASE understudy_w") }
           if items.isEmpty {
             committed.append((request, nil))
           } else {
@@ -217,9 +219,14 @@ final class Writer {
             committed.append((request, records.count - 1))
           }
         } catch {
+          schema.invalidate()
+          if alone {
+            try? connection.execute("ROLLBACK")
+            request.finish(.failure(error))
+            return
+          }
           try connection.run(cached: "ROLLBACK TO understudy_w")
           try connection.run(cached: "RELEASE understudy_w")
-          schema.invalidate()
           request.finish(.failure(error))
         }
       } catch {

@@ -49,7 +49,7 @@ public enum Promotion {
     do {
       let state = try CommitState.read(db)
       if state.nodeID == from {
-        try state.rebased(nodeID: to, start: start).save(db)
+        try state.rebased(nodeID: to, start: start).saveWithNodeID(db)
       } else if state.nodeID != to {
         throw PrimaryError.foreignDatabase(database: database, belongsTo: state.nodeID.description, node: to)
       }

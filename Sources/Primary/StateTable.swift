@@ -52,18 +52,23 @@ public struct CommitState: Equatable, Sendable {
       ])
   }
 
+  /// Stores the positions, once per group commit; the row keeps its node id.
   public func save(_ db: Connection) throws {
     let statement = try db.cached(
-      "UPDATE understudy_state SET node_id = ?, last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1"
-    )
+      "UPDATE understudy_state SET last_txid = ?, last_sno = ?, last_rba = ?, end_sno = ?, end_rba = ? WHERE id = 1")
     try statement.bind([
-      .text(nodeID.description),
       .integer(Int64(lastTxid.rawValue)),
       last.map { .integer(Int64($0.sno)) } ?? .null,
       last.map { .integer(Int64($0.rba)) } ?? .null,
       .integer(Int64(end.sno)), .integer(Int64(end.rba)),
     ])
     try statement.run()
+  }
+
+  /// Stores the node id too: for a state `rebased` onto another node's trail.
+  public func saveWithNodeID(_ db: Connection) throws {
+    try db.query("UPDATE understudy_state SET node_id = ? WHERE id = 1", [.text(nodeID.description)])
+    try save(db)
   }
 
   /// The end of the last transaction the database committed: everything before it is

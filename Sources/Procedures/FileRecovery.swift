@@ -164,7 +164,7 @@ public enum FileRecovery {
         try Undo.undo(records, on: db)
         var recovered = state.rebased(nodeID: config.nodeId, start: journal.fresh)
         recovered.lastTxid = journal.lastTxid
-        try recovered.save(db)
+        try recovered.saveWithNodeID(db)
         try db.execute("COMMIT")
       } catch {
         try? db.execute("ROLLBACK")
