@@ -1,7 +1,8 @@
 // `bench replicate`: one primary and one backup on loopback, as real daemon processes.
-// In one run: plain SQLite's single-writer commit rate; then rounds of the primary alone
-// and with the backup attached, back to back, so that a disk whose speed drifts over
-// seconds (this one does, by a factor of two) weighs on both sides of each ratio; the
+// In one run: plain SQLite's single-writer commit rate; then the primary alone and with
+// the backup attached, in turns, each attached part against the alone parts on either
+// side of it, so that a disk whose speed drifts over seconds (this one does, by a factor
+// of two) weighs on both sides of each ratio; the
 // backup's apply rate while it drains each attached burst; and the commit-to-applied lag
 // of every commit at half the attached rate (exact percentiles over all samples).
 
@@ -81,22 +82,38 @@ enum ReplicateBenchmark {
     _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
 
-    var measured: [Round] = []
-    for round in 1...rounds {
-      backupDaemon?.stop()
-      backupDaemon = nil
-      progress("round \(round) of \(rounds): the primary alone…")
-      let alone = try timed(seconds) { _ = try commit() }
+    // Alone and attached alternate, A B A B … A, and each attached part is compared with
+    // the mean of the alone parts on either side of it: a disk whose speed drifts steadily
+    // then weighs the same on both sides of the ratio.
+    func startBackup() throws {
       backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
       _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)  // attached and caught up
+    }
+    func stopBackup() {
+      backupDaemon?.stop()
+      backupDaemon = nil
+    }
+    stopBackup()
+    progress("the primary alone…")
+    var aloneBefore = try timed(seconds) { _ = try commit() }
+    var measured: [Round] = []
+    for round in 1...rounds {
+      try startBackup()
       progress("round \(round) of \(rounds): with the backup attached…")
       let burstStart = Clock.monotonicSeconds()
       let attached = try timed(seconds) { _ = try commit() }
       _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
       let drained = Clock.monotonicSeconds() - burstStart
+      stopBackup()
+      progress("round \(round) of \(rounds): the primary alone…")
+      let aloneAfter = try timed(seconds) { _ = try commit() }
       measured.append(
-        Round(aloneRate: alone.rate, attachedRate: attached.rate, applyRate: Double(attached.commits) / drained))
+        Round(
+          aloneRate: (aloneBefore.rate + aloneAfter.rate) / 2, attachedRate: attached.rate,
+          applyRate: Double(attached.commits) / drained))
+      aloneBefore = aloneAfter
     }
+    try startBackup()
 
     var result = Result(seconds: seconds, plainRate: plain.rate, rounds: measured, lagMillis: [])
     progress("lag at half the attached rate…")

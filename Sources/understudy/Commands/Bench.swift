@@ -80,8 +80,10 @@ struct BenchReplicate: ParsableCommand {
 
   @Option(help: "Seconds per measurement.")
   var seconds: Double = 2
-  @Option(help: "Rounds of the primary alone then attached; the figures are their medians.")
-  var rounds: Int = 3
+  @Option(
+    help:
+      "Rounds of the backup attached, each between two parts of the primary alone; the figures are their medians.")
+  var rounds: Int = 5
   @Option(help: "Directory for the scratch nodes (default: a new temporary directory).")
   var dir: String?
   @Option(
@@ -139,7 +141,7 @@ struct BenchReplicate: ParsableCommand {
           ]))
       } else {
         Output.line(
-          "single-writer durable commits per second, \(seconds) s each, loopback; alone and attached are medians of \(r.rounds.count) rounds"
+          "single-writer durable commits per second, \(seconds) s each, loopback; medians of \(r.rounds.count) rounds, each attached part against the alone parts before and after it"
         )
         Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
         Output.line(
