@@ -19,8 +19,10 @@ let package = Package(
       name: "CUnderstudySQLite",
       providers: [.apt(["libsqlite3-dev"])]
     ),
+    // CRC-32C with the CPU's own instruction (SSE4.2), where it has one.
+    .target(name: "CCRC32C"),
     // The Master Audit Trail: positions, file and record format, writer, reader. No SQLite here.
-    .target(name: "AuditTrail"),
+    .target(name: "AuditTrail", dependencies: ["CCRC32C"]),
     // A thin, owned wrapper over SQLite connections, statements, sessions and changesets.
     .target(name: "SQLiteSupport", dependencies: ["CUnderstudySQLite"]),
     // A node on disk: its config, layout, lock, and the logical checksum of its database.

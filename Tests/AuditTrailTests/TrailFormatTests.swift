@@ -2,8 +2,33 @@ import Foundation
 import XCTest
 
 @testable import AuditTrail
+import TestSupport
 
 final class TrailFormatTests: XCTestCase {
+  func testTheCPUsCRC32CAgreesWithTheSoftwareOne() {
+    #if arch(x86_64)
+      if let cpu = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8), cpu.contains(" sse4_2") {
+        XCTAssertTrue(CRC32C.usesHardware, "this CPU has SSE4.2, but the checksum does not use it")
+      }
+    #endif
+    var rng = SeededGenerator(seed: 7)
+    let bytes = (0..<1100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    bytes.withUnsafeBytes { all in
+      XCTAssertEqual(CRC32C.softwareChecksum(UnsafeRawBufferPointer(rebasing: all[0..<9])), CRC32C.checksum(all[0..<9]))
+      // Every length up to 64 and a few longer ones, at every alignment, continuing a CRC.
+      for start in 0..<8 {
+        for count in Array(0...64) + [100, 255, 1000] {
+          let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + count)])
+          XCTAssertEqual(
+            CRC32C.checksum(slice, continuing: 0x1234_5678), CRC32C.softwareChecksum(slice, continuing: 0x1234_5678),
+            "\(count) bytes at offset \(start)")
+        }
+      }
+    }
+    XCTAssertEqual(
+      Array("123456789".utf8).withUnsafeBytes { CRC32C.softwareChecksum($0) }, 0xE306_9283)
+  }
+
   func testCRC32CMatchesTheStandardCheckValue() {
     XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
     XCTAssertEqual(CRC32C.checksum([UInt8]()), 0)
