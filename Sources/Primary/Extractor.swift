@@ -234,7 +234,15 @@ public final class Extractor {
       // gather for a moment: a send per commit cost both nodes a wake-up, a query and a
       // round of system calls per transaction.
       var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : Self.gatherInterval
-      let watched = batch.isEmpty ? commits?.fd : nil
+      var watched: Int32?
+      if let commits, batch.isEmpty {
+        // The watch is set only now, so a commit since the look above would not wake us.
+        commits.arm()
+        if let committed = try CommitState.committedEnd(database), committed > durable { wait = 0 }
+        watched = commits.fd
+      } else {
+        commits?.disarm()  // busy anyway: spare the writer an event per write
+      }
       while try link.socket.waitReadable(timeout: wait, orAlso: watched).socket {
         wait = 0
         switch try link.receive(timeout: 5) {
