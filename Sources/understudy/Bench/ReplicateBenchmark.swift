@@ -19,6 +19,9 @@ enum ReplicateBenchmark {
     var aloneRate: Double
     var attachedRate: Double
     var applyRate: Double
+    /// The backlog of the alone part before, over the time from starting the backup
+    /// daemon until it had applied all of it: what the backup applies when it is behind.
+    var catchUpRate: Double
     var attachCost: Double { 1 - attachedRate / aloneRate }
   }
 
@@ -32,6 +35,7 @@ enum ReplicateBenchmark {
     var aloneRate: Double { median(rounds.map(\.aloneRate)) }
     var attachedRate: Double { median(rounds.map(\.attachedRate)) }
     var applyRate: Double { median(rounds.map(\.applyRate)) }
+    var catchUpRate: Double { median(rounds.map(\.catchUpRate)) }
     var attachCost: Double { median(rounds.map(\.attachCost)) }
     /// The rate of the lag measurement: half the attached rate.
     var pacedRate: Double { attachedRate / 2 }
@@ -85,9 +89,12 @@ enum ReplicateBenchmark {
     // Alone and attached alternate, A B A B … A, and each attached part is compared with
     // the mean of the alone parts on either side of it: a disk whose speed drifts steadily
     // then weighs the same on both sides of the ratio.
-    func startBackup() throws {
+    /// Starts the backup and waits until it has caught up on `backlog` commits; their rate.
+    func startBackup(backlog: Int) throws -> Double {
+      let start = Clock.monotonicSeconds()
       backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
-      _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)  // attached and caught up
+      _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
+      return Double(backlog) / (Clock.monotonicSeconds() - start)
     }
     func stopBackup() {
       backupDaemon?.stop()
@@ -98,7 +105,7 @@ enum ReplicateBenchmark {
     var aloneBefore = try timed(seconds) { _ = try commit() }
     var measured: [Round] = []
     for round in 1...rounds {
-      try startBackup()
+      let catchUp = try startBackup(backlog: aloneBefore.commits)
       progress("round \(round) of \(rounds): with the backup attached…")
       let burstStart = Clock.monotonicSeconds()
       let attached = try timed(seconds) { _ = try commit() }
@@ -110,10 +117,10 @@ enum ReplicateBenchmark {
       measured.append(
         Round(
           aloneRate: (aloneBefore.rate + aloneAfter.rate) / 2, attachedRate: attached.rate,
-          applyRate: Double(attached.commits) / drained))
+          applyRate: Double(attached.commits) / drained, catchUpRate: catchUp))
       aloneBefore = aloneAfter
     }
-    try startBackup()
+    _ = try startBackup(backlog: aloneBefore.commits)
 
     var result = Result(seconds: seconds, plainRate: plain.rate, rounds: measured, lagMillis: [])
     progress("lag at half the attached rate…")

@@ -119,7 +119,8 @@ struct BenchReplicate: ParsableCommand {
             ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
             ("plainCommitsPerSecond", rounded(r.plainRate)), ("aloneCommitsPerSecond", rounded(r.aloneRate)),
             ("attachedCommitsPerSecond", rounded(r.attachedRate)), ("attachCost", rounded(r.attachCost, 1000)),
-            ("applyPerSecond", rounded(r.applyRate)), ("pacedCommitsPerSecond", rounded(r.pacedRate)),
+            ("applyPerSecond", rounded(r.applyRate)), ("catchUpPerSecond", rounded(r.catchUpRate)),
+            ("pacedCommitsPerSecond", rounded(r.pacedRate)),
             (
               "rounds",
               .array(
@@ -128,6 +129,7 @@ struct BenchReplicate: ParsableCommand {
                     ("aloneCommitsPerSecond", rounded($0.aloneRate)),
                     ("attachedCommitsPerSecond", rounded($0.attachedRate)),
                     ("attachCost", rounded($0.attachCost, 1000)), ("applyPerSecond", rounded($0.applyRate)),
+                    ("catchUpPerSecond", rounded($0.catchUpRate)),
                   ])
                 })
             ),
@@ -157,13 +159,17 @@ struct BenchReplicate: ParsableCommand {
             r.applyRate / r.attachedRate))
         Output.line(
           String(
+            format: "backup catching up on a backlog   %8.0f  (%.1f times the attached commit rate)", r.catchUpRate,
+            r.catchUpRate / r.attachedRate))
+        Output.line(
+          String(
             format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
             r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
         for (i, round) in r.rounds.enumerated() {
           Output.line(
             String(
-              format: "round %d: alone %.0f, attached %.0f (costs %.1f%%), apply %.0f", i + 1, round.aloneRate,
-              round.attachedRate, round.attachCost * 100, round.applyRate))
+              format: "round %d: alone %.0f, attached %.0f (costs %.1f%%), apply %.0f, catch-up %.0f", i + 1,
+              round.aloneRate, round.attachedRate, round.attachCost * 100, round.applyRate, round.catchUpRate))
         }
       }
     }
