@@ -25,8 +25,9 @@ final class Receiver: @unchecked Sendable {
   /// rate a sync per burst was a sync per commit, on a disk the primary may share. The
   /// price is at most this much more lag. At 5 ms rather than 2, `bench replicate`'s
   /// attach cost fell from a median of about 16% to 12% over ten rounds each, and spread
-  /// less; lag p99 stayed near 10 ms.
-  static let syncInterval = 0.005
+  /// less; lag p99 stayed near 10 ms. Now twice the extractor's gather interval, so
+  /// that a sync covers about two of its sends.
+  static let syncInterval = 0.010
   /// The primary heartbeats every half second; silence this long means the link is dead.
   static let silence = 5.0
 
