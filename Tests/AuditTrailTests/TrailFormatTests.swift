@@ -1,8 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import AuditTrail
-import TestSupport
 
 final class TrailFormatTests: XCTestCase {
   func testTheCPUsCRC32CAgreesWithTheSoftwareOne() {
