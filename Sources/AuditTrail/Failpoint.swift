@@ -4,6 +4,10 @@
 //
 //   after-trail-sync   the group's records are durable in the MAT, SQLite has not committed
 //   torn-trail-write   half of the group's bytes are written to the MAT, nothing synced
+//
+// And one switch, for a path a test on Linux cannot otherwise reach (N is ignored):
+//
+//   no-inotify         the extractor polls for commits, as where inotify is missing
 
 import Foundation
 

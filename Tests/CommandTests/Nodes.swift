@@ -26,10 +26,11 @@ final class Daemon {
   let node: String
   let process = Process()
 
-  init(node: String) throws {
+  init(node: String, environment: [String: String] = [:]) throws {
     self.node = node
     process.executableURL = URL(fileURLWithPath: understudyBinary)
     process.arguments = ["start", "--node", node]
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let log = node + ".log"
     if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
     let handle = FileHandle(forWritingAtPath: log)!

@@ -11,6 +11,75 @@ import TestSupport
 import XCTest
 
 final class ReplicationFaultTests: XCTestCase {
+  /// Where the database's directory cannot be watched, the extractor polls for commits.
+  func testTheExtractorPollsForCommitsWhereItCannotWatchTheDatabase() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    let primary = try Daemon(node: pair.primary, environment: ["UNDERSTUDY_FAILPOINT": "no-inotify:1"])
+    let backup = try Daemon(node: pair.backup)
+    try pair.waitForBackup()
+    // Each commit comes after a quiet spell (no acks in flight to wake the extractor), so
+    // only a poll finds it.
+    for i in 1...5 {
+      usleep(300_000)
+      try pair.sql("INSERT INTO t VALUES (\(i), 'row \(i)')")
+      // A poll every 2 ms finds it at once; without one it waits for the backup to give up
+      // on the silent link (5 s) and reconnect.
+      try pair.waitForBackup(timeout: 2)
+    }
+    try pair.assertSameContent()
+    try backup.stop()
+    try primary.stop()
+  }
+
+  /// A committed record the MAT no longer holds (its bytes zeroed after the commit) is
+  /// never shipped: the extractor sends what comes before it, then after two seconds of
+  /// the same damage logs 700 naming the file and position, and refuses the link.
+  func testAMATThatEndsBeforeTheCommittedEndIsRefusedNotShipped() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    let primary = try Daemon(node: pair.primary)
+    var backup = try Daemon(node: pair.backup)
+    try pair.waitForBackup()
+    try backup.stop()
+    var commits: [(position: String, end: String)] = []
+    for i in 1...3 {
+      let outcome = try understudy(["sql", "--node", pair.primary, "--json", "INSERT INTO t VALUES (\(i), 'row')"])
+      XCTAssertEqual(outcome.status, 0, outcome.stderr)
+      commits.append(
+        (try XCTUnwrap(positionText(outcome.json, "position")), try XCTUnwrap(positionText(outcome.json, "end"))))
+    }
+    // Zero the last record, as a damaged disk might lose it: the database says it is committed.
+    let last = try MATPosition(parsing: commits[2].position)
+    let lastEnd = try MATPosition(parsing: commits[2].end)
+    let file = TrailDirectory(path: pair.primary + "/mat").filePath(sno: last.sno)
+    let handle = try AuditTrail.FileHandle(path: file, flags: O_RDWR)
+    try handle.write([UInt8](repeating: 0, count: Int(lastEnd.rba - last.rba)), at: Int(last.rba))
+    try handle.syncData()
+
+    backup = try Daemon(node: pair.backup)
+    XCTAssertTrue(
+      try eventually(20) { events(pair.primary).contains { $0["code"] as? Int == 700 } },
+      "no 700 on the primary: \(events(pair.primary))")
+    let logged = try XCTUnwrap(events(pair.primary).first { $0["code"] as? Int == 700 }?["message"] as? String)
+    XCTAssertTrue(logged.contains(file), logged)
+    XCTAssertTrue(logged.contains(commits[2].position), logged)
+    XCTAssertTrue(logged.contains("the trail ends here"), logged)
+    XCTAssertTrue(
+      try eventually(10) {
+        events(pair.backup).contains {
+          $0["code"] as? Int == 9012 && ($0["message"] as? String)?.contains("MAT is damaged") == true
+        }
+      }, "the backup was not told why: \(events(pair.backup))")
+    // The two records before the damage arrived; the damaged one did not.
+    let status = try understudy(["status", "--node", pair.backup, "--json"])
+    XCTAssertEqual(positionText(status.json, "applied"), commits[2].position, status.stdout)
+    XCTAssertTrue(backup.isRunning, "the backup daemon keeps retrying")
+    XCTAssertTrue(primary.isRunning, "the primary daemon keeps serving")
+    try backup.stop()
+    try primary.stop()
+  }
+
   func testSIGKILLOfWriterPrimaryDaemonAndBackupDaemonLosesNothingAndAppliesNothingTwice() throws {
     let seed = testSeed("replication kills")
     var rng = SeededGenerator(seed: seed)
