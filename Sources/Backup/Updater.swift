@@ -66,36 +66,20 @@ public final class Updater: @unchecked Sendable {
         guard layout.image.fileExists(sno: state.end.sno) else { continue }
         reader = try TrailReader(directory: layout.image, from: state.end)
       }
-      var batch = state
-      var records: [PositionedRecord] = []
       let started = Clock.monotonicSeconds()
-      try db.execute("BEGIN IMMEDIATE")
-      do {
+      var taken = 0
+      let (records, batch) = try Self.applyBatch(db, after: state, events: events) {
         // Only as far as the receiver has synced: beyond it a record may be half written.
-        while reader!.position < acked, records.count < Self.maxBatch,
+        guard reader!.position < acked, taken < Self.maxBatch,
           Clock.monotonicSeconds() - started < Self.maxBatchSeconds
-        {
-          guard case .record(let record) = try reader!.next() else {
-            throw TrailError.corrupt(
-              file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
-              reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
-          }
-          try Self.admit(record, after: &batch)
-          records.append(record)
+        else { return nil }
+        guard case .record(let record) = try reader!.next() else {
+          throw TrailError.corrupt(
+            file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
+            reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
         }
-        if !records.isEmpty {
-          if let reason = try Replay.apply(records, to: db) {
-            events.log(
-              .batchAppliedOneByOne,
-              "the batch \(records[0].position) to \(batch.end) applied one transaction at a time; joined it failed: \(reason)"
-            )
-          }
-          try batch.save(db)
-        }
-        try db.execute("COMMIT")
-      } catch {
-        try? db.execute("ROLLBACK")
-        throw error
+        taken += 1
+        return record
       }
       if let newest = records.last?.record.commitMicros {
         state = batch
@@ -105,6 +89,36 @@ public final class Updater: @unchecked Sendable {
         }
       }
     }
+  }
+
+  /// Applies the records `next` hands out (until it returns nil) in one SQLite transaction,
+  /// with the position after them: all of them or none. Returns them and that position.
+  static func applyBatch(
+    _ db: Connection, after state: CommitState, events: EventLog?, next: () throws -> PositionedRecord?
+  ) throws -> (records: [PositionedRecord], state: CommitState) {
+    var batch = state
+    var records: [PositionedRecord] = []
+    try db.execute("BEGIN IMMEDIATE")
+    do {
+      while let record = try next() {
+        try admit(record, after: &batch)
+        records.append(record)
+      }
+      if !records.isEmpty {
+        if let reason = try Replay.apply(records, to: db) {
+          events?.log(
+            .batchAppliedOneByOne,
+            "the batch \(records[0].position) to \(batch.end) applied one transaction at a time; joined it failed: \(reason)"
+          )
+        }
+        try batch.save(db)
+      }
+      try db.execute("COMMIT")
+    } catch {
+      try? db.execute("ROLLBACK")
+      throw error
+    }
+    return (records, batch)
   }
 
   /// Checks that `record` is the next in MAT order after `state`, and advances `state`.
@@ -120,9 +134,12 @@ public final class Updater: @unchecked Sendable {
 
   /// Applies every whole record the image trail holds beyond the database's position, in
   /// batches that each commit with the position (so a kill loses nothing done). For
-  /// takeover: nothing more will be acknowledged, so what is on disk and whole is what
-  /// the backup has. A torn last record is not a transaction the backup holds.
-  public static func drain(image: TrailDirectory, database: String) throws -> (applied: Int, state: CommitState) {
+  /// takeover, which holds the node's daemon lock: nothing more will be acknowledged, so
+  /// what is on disk and whole is what the backup has. A torn last record is not a
+  /// transaction the backup holds.
+  public static func drain(image: TrailDirectory, database: String, events: EventLog? = nil) throws -> (
+    applied: Int, state: CommitState
+  ) {
     let db = try Connection(path: database)
     try db.execute("PRAGMA journal_mode = WAL")
     var state = try CommitState.read(databaseAt: database)
@@ -131,29 +148,18 @@ public final class Updater: @unchecked Sendable {
     var applied = 0
     var done = false
     while !done {
-      try db.execute("BEGIN IMMEDIATE")
-      do {
-        var batch = try CommitState.read(db)
-        var records: [PositionedRecord] = []
-        while records.count < maxBatch {
-          guard case .record(let record) = try reader.next() else {
-            done = true
-            break
-          }
-          try admit(record, after: &batch)
-          records.append(record)
+      var taken = 0
+      let (records, batch) = try applyBatch(db, after: state, events: events) {
+        guard taken < maxBatch else { return nil }
+        guard case .record(let record) = try reader.next() else {
+          done = true
+          return nil
         }
-        if !records.isEmpty {
-          try Replay.apply(records, to: db)
-          try batch.save(db)
-        }
-        try db.execute("COMMIT")
-        state = batch
-        applied += records.count
-      } catch {
-        try? db.execute("ROLLBACK")
-        throw error
+        taken += 1
+        return record
       }
+      state = batch
+      applied += records.count
     }
     return (applied, state)
   }

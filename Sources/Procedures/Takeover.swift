@@ -102,7 +102,7 @@ public enum Takeover {
       [("generation", .int(Int64(config.generation.rawValue)))])
 
     progress("applying what the image trail holds")
-    let (applied, state) = try Updater.drain(image: layout.image, database: config.database)
+    let (applied, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
     let db = try Connection(path: config.database, mode: .readOnly)
     let checksum = try DatabaseChecksum.compute(db).checksum
     let skipped = try Resolve.skipped(db)
