@@ -81,6 +81,14 @@ public final class TrailReader {
   /// reader at the end polls often, and listing the directory each time was most of a
   /// tailing extractor's CPU. Files are created by rename, which changes it.
   private var listedUnchangedSince: timespec?
+  /// Bytes read ahead from the current file: records are read from here, a syscall per
+  /// window rather than two per record. Only a record that checks out is taken from it;
+  /// anything else is read again from the file before it is believed, since the window
+  /// may predate a write in progress.
+  private var window: (sno: UInt32, start: Int, bytes: [UInt8])?
+  /// The window was read during the current step: its bytes are as fresh as a new read.
+  private var windowIsFresh = false
+  static let windowSize = 16 << 10
   /// The node whose trail this is, taken from the first file opened.
   public var nodeID: NodeID { file.header.nodeID }
   public var generation: Generation { file.header.generation }
@@ -119,6 +127,7 @@ public final class TrailReader {
   private struct WriteInProgress: Error {}
 
   private func read(final: Bool) throws -> Step {
+    windowIsFresh = false
     while true {
       let rba = Int(position.rba)
       if rba + TrailFormat.recordHeaderSize > file.size {
@@ -129,8 +138,12 @@ public final class TrailReader {
         }
         return .end(position)
       }
-      let header = try file.handle.read(count: TrailFormat.recordHeaderSize, at: rba)
+      let (header, headerCached) = try bytes(count: TrailFormat.recordHeaderSize, at: rba)
       guard let length = Record.claimedPayloadLength(header: header) else {
+        if headerCached {
+          window = nil
+          continue
+        }
         if try advanceIfNextFileExists() { continue }
         return .end(position)
       }
@@ -142,8 +155,13 @@ public final class TrailReader {
             : "record length \(length) runs past the end of the file (\(file.size) bytes)",
           final: final)
       }
-      let bytes = try file.handle.read(count: size, at: rba)
-      switch Record.decode(bytes) {
+      let (bytes, cached) = try self.bytes(count: size, at: rba)
+      let decoded = Record.decode(bytes)
+      if cached, case .failure = decoded {
+        window = nil
+        continue
+      }
+      switch decoded {
       case .failure(.unknownType(let type)):
         // Intact but not ours to read: never cut it as if it were torn.
         throw TrailError.corrupt(
@@ -167,6 +185,18 @@ public final class TrailReader {
         )
       }
     }
+  }
+
+  /// `count` bytes of the current file at `rba`, and whether they may be stale: they came
+  /// from a window read before this step.
+  private func bytes(count: Int, at rba: Int) throws -> (bytes: [UInt8], cached: Bool) {
+    if let w = window, w.sno == position.sno, rba >= w.start, rba + count <= w.start + w.bytes.count {
+      return (Array(w.bytes[(rba - w.start)..<(rba - w.start + count)]), !windowIsFresh)
+    }
+    let read = try file.handle.read(count: min(max(count, Self.windowSize), file.size - rba), at: rba)
+    window = (position.sno, rba, read)
+    windowIsFresh = true
+    return (Array(read.prefix(count)), false)
   }
 
   /// Reads every remaining record; stops at the end or a torn tail.
