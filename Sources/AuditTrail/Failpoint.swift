@@ -5,9 +5,10 @@
 //   after-trail-sync   the group's records are durable in the MAT, SQLite has not committed
 //   torn-trail-write   half of the group's bytes are written to the MAT, nothing synced
 //
-// And one switch, for a path a test on Linux cannot otherwise reach (N is ignored):
+// And switches, for paths a test cannot otherwise reach (N is ignored):
 //
-//   no-inotify         the extractor polls for commits, as where inotify is missing
+//   no-inotify           the extractor polls for commits, as where inotify is missing
+//   joined-apply-fails   a joined apply of a batch fails after changing its rows
 
 import Foundation
 
@@ -22,6 +23,13 @@ public enum Failpoint {
   nonisolated(unsafe) private static var hits = 0
 
   public static func isArmed(_ name: String) -> Bool { armed?.name == name }
+
+  /// What an armed switch throws where it makes something fail.
+  public struct Triggered: Error, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public var description: String { "failpoint \(name)" }
+  }
 
   /// Counts a pass through `name` and kills the process if this is the armed one.
   public static func reached(_ name: String) {

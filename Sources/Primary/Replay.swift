@@ -33,6 +33,7 @@ public enum Replay {
     try db.execute("SAVEPOINT understudy_replay")
     do {
       try applyJoined(records, to: db)
+      if Failpoint.isArmed("joined-apply-fails") { throw Failpoint.Triggered("joined-apply-fails") }
       try db.execute("RELEASE understudy_replay")
       return nil
     } catch {

@@ -80,6 +80,31 @@ final class ReplicationFaultTests: XCTestCase {
     try primary.stop()
   }
 
+  /// When a batch's joined apply fails (here by a switch, after it changed the rows), the
+  /// batch is rolled back and applied one transaction at a time, and 9032 says why.
+  func testAFailedJoinedApplyIsRolledBackAndAppliedOneByOne() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)", "INSERT INTO t VALUES (1, 0)")
+    let primary = try Daemon(node: pair.primary)
+    var backup = try Daemon(node: pair.backup)
+    try pair.waitForBackup()
+    try backup.stop()
+    // With the backup stopped the increments pile up, and arrive as batches.
+    let increments = try understudy(
+      ["sql", "--node", pair.primary, "--each-line"],
+      stdin: Array(repeating: "UPDATE t SET n = n + 1 WHERE id = 1", count: 50).joined(separator: "\n"))
+    XCTAssertEqual(increments.status, 0, increments.stderr)
+    backup = try Daemon(node: pair.backup, environment: ["UNDERSTUDY_FAILPOINT": "joined-apply-fails:1"])
+    try pair.waitForBackup()
+    try pair.assertSameContent("each increment applied once")
+    let logged = events(pair.backup).filter { $0["code"] as? Int == 9032 }
+    XCTAssertFalse(logged.isEmpty, "no 9032: \(events(pair.backup))")
+    XCTAssertTrue(
+      (logged.first?["message"] as? String)?.contains("failpoint joined-apply-fails") == true, "\(logged)")
+    try backup.stop()
+    try primary.stop()
+  }
+
   func testSIGKILLOfWriterPrimaryDaemonAndBackupDaemonLosesNothingAndAppliesNothingTwice() throws {
     let seed = testSeed("replication kills")
     var rng = SeededGenerator(seed: seed)
