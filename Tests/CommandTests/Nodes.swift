@@ -152,6 +152,13 @@ struct Pair {
     return try XCTUnwrap(positionText(outcome.json, "durableEnd"), outcome.stderr)
   }
 
+  /// Starts both daemons and waits until the backup has applied the primary's end.
+  func startDaemons(primaryEnvironment: [String: String] = [:]) throws -> (primary: Daemon, backup: Daemon) {
+    let daemons = (try Daemon(node: primary, environment: primaryEnvironment), try Daemon(node: backup))
+    try waitForBackup()
+    return daemons
+  }
+
   /// Waits until the backup has applied the primary's end; returns the `wait` outcome.
   @discardableResult
   func waitForBackup(timeout: Double = 60) throws -> Outcome {

@@ -15,9 +15,7 @@ final class ReplicationFaultTests: XCTestCase {
   func testTheExtractorPollsForCommitsWhereItCannotWatchTheDatabase() throws {
     let pair = try Pair(self)
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    let primary = try Daemon(node: pair.primary, environment: ["UNDERSTUDY_FAILPOINT": "no-inotify:1"])
-    let backup = try Daemon(node: pair.backup)
-    try pair.waitForBackup()
+    let (primary, backup) = try pair.startDaemons(primaryEnvironment: ["UNDERSTUDY_FAILPOINT": "no-inotify:1"])
     // Each commit comes after a quiet spell (no acks in flight to wake the extractor), so
     // only a poll finds it.
     for i in 1...5 {
@@ -38,9 +36,7 @@ final class ReplicationFaultTests: XCTestCase {
   func testAMATThatEndsBeforeTheCommittedEndIsRefusedNotShipped() throws {
     let pair = try Pair(self)
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    let primary = try Daemon(node: pair.primary)
-    var backup = try Daemon(node: pair.backup)
-    try pair.waitForBackup()
+    var (primary, backup) = try pair.startDaemons()
     try backup.stop()
     var commits: [(position: String, end: String)] = []
     for i in 1...3 {
@@ -85,9 +81,7 @@ final class ReplicationFaultTests: XCTestCase {
   func testAFailedJoinedApplyIsRolledBackAndAppliedOneByOne() throws {
     let pair = try Pair(self)
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER)", "INSERT INTO t VALUES (1, 0)")
-    let primary = try Daemon(node: pair.primary)
-    var backup = try Daemon(node: pair.backup)
-    try pair.waitForBackup()
+    var (primary, backup) = try pair.startDaemons()
     try backup.stop()
     // With the backup stopped the increments pile up, and arrive as batches.
     let increments = try understudy(
@@ -170,9 +164,7 @@ final class ReplicationFaultTests: XCTestCase {
     // whose writer was killed before SQLite's COMMIT is synced and shipped after a grace.
     let pair = try Pair(self)
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'committed')")
-    let primary = try Daemon(node: pair.primary)
-    let backup = try Daemon(node: pair.backup)
-    try pair.waitForBackup()
+    let (primary, backup) = try pair.startDaemons()
     let killed = try understudy(
       ["sql", "--node", pair.primary, "INSERT INTO t VALUES (2, 'in the MAT only')"],
       environment: ["UNDERSTUDY_FAILPOINT": "after-trail-sync:1"])
