@@ -26,14 +26,16 @@ public final class DirectoryWatch {
 
   deinit { close(fd) }
 
-  /// Watches the directory from now on. False if the watch cannot be set.
+  /// Watches the directory from now on. True if this call set the watch: a write just
+  /// before it woke nobody, so the caller looks once more. False if it was already set
+  /// (or cannot be).
   @discardableResult
   public func arm() -> Bool {
-    if watch == nil {
-      let wd = inotify_add_watch(fd, directory, UInt32(IN_MODIFY))
-      if wd >= 0 { watch = wd }
-    }
-    return watch != nil
+    guard watch == nil else { return false }
+    let wd = inotify_add_watch(fd, directory, UInt32(IN_MODIFY))
+    guard wd >= 0 else { return false }
+    watch = wd
+    return true
   }
 
   /// Stops watching (writes into the directory cost nothing again) and drops queued events.

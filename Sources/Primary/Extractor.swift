@@ -239,9 +239,8 @@ public final class Extractor {
       var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : Self.gatherInterval
       var watched: Int32?
       if let commits, batch.isEmpty {
-        // The watch is set only now, so a commit since the look above would not wake us.
-        commits.arm()
-        if let committed = try CommitState.committedEnd(database), committed > durable { wait = 0 }
+        // A watch set only now missed any commit since the look above: look once more.
+        if commits.arm(), let committed = try CommitState.committedEnd(database), committed > durable { wait = 0 }
         watched = commits.fd
       } else {
         commits?.disarm()  // busy anyway: spare the writer an event per write

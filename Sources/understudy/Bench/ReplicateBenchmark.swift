@@ -1,10 +1,11 @@
 // `bench replicate`: one primary and one backup on loopback, as real daemon processes.
 // In one run: plain SQLite's single-writer commit rate; then the primary alone and with
-// the backup attached, in turns, each attached part against the alone parts on either
-// side of it, so that a disk whose speed drifts over seconds (this one does, by a factor
-// of two) weighs on both sides of each ratio; the
-// backup's apply rate while it drains each attached burst; and the commit-to-applied lag
-// of every commit at half the attached rate (exact percentiles over all samples).
+// the backup attached in turns (A B A B … A), each attached part against the mean of the
+// alone parts on either side of it, so that a disk whose speed drifts over seconds (this
+// one does, by a factor of two) weighs the same on both sides of each ratio; the
+// backup's catch-up rate and its apply rate while it drains each attached burst; and the
+// commit-to-applied lag of every commit at half the attached rate (exact percentiles
+// over all samples).
 
 import AuditTrail
 import Backup
@@ -86,9 +87,6 @@ enum ReplicateBenchmark {
     _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
 
-    // Alone and attached alternate, A B A B … A, and each attached part is compared with
-    // the mean of the alone parts on either side of it: a disk whose speed drifts steadily
-    // then weighs the same on both sides of the ratio.
     /// Starts the backup and waits until it has caught up on `backlog` commits; their rate.
     func startBackup(backlog: Int) throws -> Double {
       let start = Clock.monotonicSeconds()
