@@ -116,6 +116,9 @@ final class Writer {
   var state: CommitState!
   /// Set when the MAT holds commits the database could not take; writes stop until reopen.
   var broken: String?
+  /// Set when the node stopped being the primary this writer was opened for; every
+  /// later write fails with it (a reopen reads the node afresh).
+  var retired: PrimaryError?
   /// Only the procedure that set the write block (a switchover writing its record) writes past it.
   var bypassWriteBlock = false
   private var dataVersion: SQLiteValue = .null
@@ -163,6 +166,7 @@ final class Writer {
   /// Starts the group's SQLite transaction. If another process committed since our
   /// last group, the state row moved: catch up before writing at the trail's end.
   private func begin() throws {
+    if let retired { throw retired }
     try connection.run(cached: "BEGIN IMMEDIATE")
     // Under the write lock: a block set before it was taken is seen, so a switchover's
     // last record or a takeover's fence really is last.
@@ -171,12 +175,43 @@ final class Writer {
     }
     // data_version moves only when another connection commits: then re-read the state.
     let version = try connection.cached("PRAGMA data_version")
-    let changed = try version.step() && version.column(0) != dataVersion
-    if changed {
-      dataVersion = version.column(0)
-      if try CommitState.read(connection) != state { _ = try catchUp() }
-      try schema.revalidate()
+    let current = try version.step() ? version.column(0) : .null
+    version.reset()
+    guard current != dataVersion else { return }
+    if try CommitState.read(connection) != state {
+      try checkStillPrimary()
+      _ = try catchUp()
     }
+    try schema.revalidate()
+    // Only once the new state is taken: a failed check is made again next time.
+    dataVersion = current
+  }
+
+  /// Someone else committed: a switchover, a takeover's fence or a recovery may have
+  /// made this node something other than the primary this writer was opened for. Its
+  /// cached trail and generation then mean nothing, so it stops for good.
+  private func checkStillPrimary() throws {
+    let now: NodeConfig
+    do { now = try layout.loadConfig() } catch { throw retire("its config cannot be read: \(error)") }
+    if now.role != .primary {
+      throw retire("it is a \(now.role) now" + (now.primary.map { " (its primary is \($0))" } ?? ""))
+    }
+    if now.generation != config.generation {
+      throw retire("its generation moved from \(config.generation) to \(now.generation)")
+    }
+    if let superseded = now.superseded {
+      throw retire("generation \(superseded.generation) took over from it")
+    }
+    let held = try CommitState.read(connection)
+    if held.nodeID != config.nodeId {
+      throw retire("its database follows node \(held.nodeID)'s trail")
+    }
+  }
+
+  private func retire(_ why: String) -> PrimaryError {
+    let error = PrimaryError.noLongerPrimary(node: layout.root, generation: config.generation, reason: why)
+    retired = error
+    return error
   }
 
   func commit(_ batch: [WriteRequest]) {

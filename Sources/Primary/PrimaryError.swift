@@ -17,6 +17,7 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case closed
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
+  case noLongerPrimary(node: String, generation: Generation, reason: String)
 
   public var description: String {
     switch self {
@@ -46,6 +47,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "name longer than 65535 bytes: \(name.prefix(40))…"
     case .writesBlocked(let node, let reason):
       "node \(node) does not accept writes: \(reason)"
+    case .noLongerPrimary(let node, let generation, let reason):
+      "node \(node) is no longer the primary of generation \(generation) that this writer opened: \(reason). Nothing more is committed here; write to the current primary"
     }
   }
 }

@@ -79,7 +79,8 @@ struct SQL: ParsableCommand {
     for line in LineReader(input) {
       number += 1
       let text = line.trimmingCharacters(in: .whitespaces)
-      if text.isEmpty || run.failed { continue }
+      if run.failed { break }  // the lines after the first failure are not run, nor read
+      if text.isEmpty { continue }
       window.wait()
       let lineNumber = number
       try db.submit(
@@ -146,6 +147,9 @@ final class EachLineRun: @unchecked Sendable {
         Output.line("line \(line): no changes")
       }
     case .failure(let error):
+      // Whatever failed (the line, its group, the node), nothing after it may commit:
+      // the writer runs the next group only after this completion returns.
+      stopped = true
       if failure == nil { failure = CommandError("line \(line): \(error)") }
     }
   }

@@ -1,0 +1,114 @@
+// The write path under faults a tired operator or a hostile environment brings: a writer
+// left open through a switchover, a disk that fills under it. Whatever happens, every
+// acknowledged transaction is kept, nothing the primary does not keep reaches a backup,
+// and `sql --each-line` stops at its first failing line.
+
+import Foundation
+import Node
+import TestSupport
+import XCTest
+
+final class WritePathFaultTests: XCTestCase {
+  /// Issue 12, item 1: a writer streaming through a switchover kept committing on the
+  /// demoted node. Its acknowledged lines must all be on the new primary, none may commit
+  /// on the old one after the hand-over, and the run stops at its first refused line.
+  func testAWriterStreamingThroughASwitchoverStopsAtItsFirstRefusal() throws {
+    let pair = try Pair(self, backupListens: true)
+    let daemons = try pair.startDaemons()
+    defer {
+      try? daemons.primary.stop()
+      try? daemons.backup.stop()
+    }
+    try pair.sql("CREATE TABLE sw(id INTEGER PRIMARY KEY)")
+    try pair.waitForBackup()
+
+    let writer = try LineFeeder(["sql", "--node", pair.primary, "--each-line", "--json"])
+    writer.feed(lines: 3000, every: 0.002) { "INSERT INTO sw VALUES (\($0))" }
+    usleep(800_000)
+    let over = try understudy(["switchover", "--node", pair.primary, "--timeout", "30", "--json"])
+    XCTAssertEqual(over.status, 0, over.stderr)
+    let output = writer.finish()
+
+    // Acknowledgements are a prefix 1…k, then at most one error, then nothing.
+    var acknowledged = 0
+    var errors = 0
+    for line in output.stdout.split(separator: "\n") {
+      let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+      if object["error"] != nil {
+        errors += 1
+        continue
+      }
+      guard errors == 0, object["line"] as? Int == acknowledged + 1 else {
+        XCTFail("after \(acknowledged) acknowledgements and \(errors) errors: \(line)")
+        break
+      }
+      acknowledged += 1
+    }
+    XCTAssertGreaterThan(acknowledged, 10, "the writer committed before the switchover")
+    XCTAssertLessThan(acknowledged, 3000, "the writer was stopped by the switchover")
+    XCTAssertEqual(errors, 1, output.stdout.suffix(500) + output.stderr)
+    XCTAssertNotEqual(output.status, 0)
+
+    // The new primary holds exactly the acknowledged rows; the demoted node follows it.
+    XCTAssertTrue(try eventually(20) { try role(pair.backup) == "primary" && role(pair.primary) == "backup" })
+    let count = try understudy(["query", "--node", pair.backup, "--json", "SELECT count(*) AS n, max(id) AS m FROM sw"])
+    let row = try XCTUnwrap(((count.json as? [String: Any])?["rows"] as? [[Int]])?.first, count.stdout + count.stderr)
+    XCTAssertEqual(row, [acknowledged, acknowledged], "the new primary holds exactly the acknowledged rows")
+    let write = try understudy(["sql", "--node", pair.backup, "--json", "INSERT INTO sw VALUES (100000)"])
+    XCTAssertEqual(write.status, 0, write.stderr)
+    let end = try XCTUnwrap(positionText(write.json, "end"))
+    let waited = try understudy(["wait", "--node", pair.primary, "--applied", end, "--timeout", "30"])
+    XCTAssertEqual(waited.status, 0, waited.stderr)
+    XCTAssertEqual(try pair.checksum(pair.primary), try pair.checksum(pair.backup), "the demoted node diverged")
+  }
+
+  private func role(_ node: String) throws -> String? {
+    (try understudy(["status", "--node", node, "--json"]).json as? [String: Any])?["role"] as? String
+  }
+}
+
+/// `understudy ARGS` fed lines on standard input at a pace, as a streaming application
+/// would; it may stop reading (a pipe it closed is no error for the feeder).
+final class LineFeeder: @unchecked Sendable {
+  // @unchecked: `process` and the pipes are set in init and only read afterwards; the
+  // feeding thread touches nothing but the write end.
+  let process = Process()
+  private let input = Pipe()
+  private let output = Pipe()
+  private let errors = Pipe()
+  private let fed = DispatchSemaphore(value: 0)
+
+  init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    process.executableURL = URL(fileURLWithPath: understudyBinary)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+  }
+
+  /// Writes `lines` lines from another thread, one every `every` seconds, then closes.
+  func feed(lines: Int, every: Double, _ line: @escaping @Sendable (Int) -> String) {
+    let handle = input.fileHandleForWriting
+    Thread { [fed] in
+      signal(SIGPIPE, SIG_IGN)
+      for i in 1...lines {
+        guard (try? handle.write(contentsOf: Data((line(i) + "\n").utf8))) != nil else { break }
+        if every > 0 { usleep(UInt32(every * 1e6)) }
+      }
+      try? handle.close()
+      fed.signal()
+    }.start()
+  }
+
+  func finish() -> Outcome {
+    let stdout = output.fileHandleForReading.readDataToEndOfFile()
+    let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    fed.wait()
+    return Outcome(
+      status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+      stderr: String(decoding: stderr, as: UTF8.self))
+  }
+}
