@@ -62,6 +62,34 @@ final class WritePathFaultTests: XCTestCase {
     XCTAssertEqual(try pair.checksum(pair.primary), try pair.checksum(pair.backup), "the demoted node diverged")
   }
 
+  /// A line refused before its statement ran (here: a write block, set and lifted while
+  /// the writer streams) stops the run like a failing statement: the lines after it would
+  /// otherwise commit once the block is gone, behind the error the caller was shown.
+  func testEachLineStopsAtALineRefusedBeforeItRan() throws {
+    let root = try temporaryDirectory(self)
+    let node = root + "/p"
+    XCTAssertEqual(try understudy(["init", "primary", "--node", node, "--db", root + "/p.db"]).status, 0)
+    XCTAssertEqual(try understudy(["sql", "--node", node, "CREATE TABLE t(id INTEGER PRIMARY KEY)"]).status, 0)
+    let writer = try LineFeeder(["sql", "--node", node, "--each-line", "--json"])
+    writer.feed(lines: 1500, every: 0.002) { "INSERT INTO t VALUES (\($0))" }
+    usleep(500_000)
+    let block = node + "/state/writes-blocked"
+    XCTAssertTrue(FileManager.default.createFile(atPath: block, contents: Data("test block\n".utf8)))
+    usleep(300_000)
+    unlink(block)
+    let output = writer.finish()
+    XCTAssertNotEqual(output.status, 0)
+    let objects = output.jsonLines.compactMap { $0 as? [String: Any] }
+    let acknowledged = objects.compactMap { $0["line"] as? Int }
+    let error = try XCTUnwrap(objects.last?["error"] as? String, output.stdout.suffix(300) + output.stderr)
+    XCTAssertTrue(error.contains("test block"), error)
+    // "line N: …": the failing line comes right after the acknowledged ones, and is the last.
+    let failing = Int(error.dropFirst(5).prefix { $0.isNumber })
+    XCTAssertEqual(acknowledged, Array(1..<(failing ?? 1)), "acknowledged lines are not 1…\(failing ?? 0) - 1")
+    let count = try understudy(["query", "--node", node, "--json", "SELECT count(*) FROM t"])
+    XCTAssertEqual(((count.json as? [String: Any])?["rows"] as? [[Int]])?.first, [acknowledged.count])
+  }
+
   private func role(_ node: String) throws -> String? {
     (try understudy(["status", "--node", node, "--json"]).json as? [String: Any])?["role"] as? String
   }

@@ -267,3 +267,33 @@ final class Results: @unchecked Sendable {
     }
   }
 }
+
+final class DemotedWriterTests: XCTestCase {
+  /// An open writer whose node was demoted behind its back (as a switchover's follow
+  /// does: the database tied to another node's trail, the config a backup's) commits
+  /// nothing more, however often it is asked, and the MAT stays as it was.
+  func testAnOpenWriterStopsForGoodOnceItsNodeIsNoLongerThePrimary() throws {
+    let n = try TestNode(self)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+    let db = try n.open()
+    defer { db.close() }
+    _ = try db.write { try $0.execute("INSERT INTO t VALUES (1)") }
+    let before = try n.trail().end
+
+    let other = NodeID()
+    try Promotion.rebase(
+      database: n.database, from: db.config.nodeId, to: other, start: MATPosition(sno: 7, rba: TrailFormat.firstRBA))
+    var config = try n.layout.loadConfig()
+    config.role = .backup
+    config.primary = "127.0.0.1:1"
+    try n.layout.saveConfig(config)
+
+    for attempt in 1...3 {
+      XCTAssertThrowsError(
+        try db.write { try $0.execute("INSERT INTO t VALUES (\(attempt + 1))") },
+        containing: ["no longer the primary", "backup"])
+    }
+    XCTAssertEqual(try n.trail().end, before, "nothing was written to the MAT")
+    XCTAssertEqual(try n.rows("SELECT count(*) FROM t"), [[.integer(1)]])
+  }
+}
