@@ -86,6 +86,11 @@ public final class TrailReader {
   /// anything else is read again from the file before it is believed, since the window
   /// may predate a write in progress.
   private var window: (sno: UInt32, start: Int, bytes: [UInt8])?
+  /// Nothing at or past this position is read ahead or kept in the window. A writer
+  /// undoes a batch whose append failed and writes other records at its positions, so
+  /// bytes past what is committed may still change; a window holding them would hand
+  /// out a record the trail no longer has. Nil: read ahead freely (a trail at rest).
+  public var readAheadLimit: MATPosition?
   /// The window was read during the current step: its bytes are as fresh as a new read.
   private var windowIsFresh = false
   static let windowSize = 16 << 10
@@ -193,13 +198,32 @@ public final class TrailReader {
     if let w = window, w.sno == position.sno, rba >= w.start, rba + count <= w.start + w.bytes.count {
       return (Array(w.bytes[(rba - w.start)..<(rba - w.start + count)]), !windowIsFresh)
     }
-    let read = try file.handle.read(count: min(max(count, Self.windowSize), file.size - rba), at: rba)
+    let ahead = min(Self.windowSize, file.size - rba, stableBytes(from: rba))
+    guard ahead >= count else {
+      window = nil
+      return (try file.handle.read(count: count, at: rba), false)
+    }
+    let read = try file.handle.read(count: ahead, at: rba)
     window = (position.sno, rba, read)
     windowIsFresh = true
     return (Array(read.prefix(count)), false)
   }
 
+  /// How many bytes from `rba` of the current file lie before `readAheadLimit`.
+  private func stableBytes(from rba: Int) -> Int {
+    guard let limit = readAheadLimit, limit.sno <= position.sno else { return Int.max }
+    return limit.sno < position.sno ? 0 : max(0, Int(limit.rba) - rba)
+  }
+
   /// Reads every remaining record; stops at the end or a torn tail.
+  /// Whether anything lies at the position, read from the file (not the window): a
+  /// record header's first bytes, or a later file. Moves nothing.
+  public func somethingFollows() throws -> Bool {
+    let rba = Int(position.rba)
+    if rba + 8 <= file.size, try file.handle.read(count: 8, at: rba).contains(where: { $0 != 0 }) { return true }
+    return directory.fileExists(sno: position.sno + 1)
+  }
+
   public func readAll() throws -> (records: [PositionedRecord], stop: Step) {
     var records: [PositionedRecord] = []
     while true {

@@ -20,6 +20,16 @@ public struct CommitInfo: Codable, Sendable, Equatable {
   public var position: MATPosition
   /// The position right after it.
   public var end: MATPosition
+  /// Set when the transaction is committed (durable in the MAT, invariant 1) but the
+  /// database could not take it yet, and why: the next write or open applies it.
+  public var pending: String?
+
+  public init(txid: TransactionID, position: MATPosition, end: MATPosition, pending: String? = nil) {
+    self.txid = txid
+    self.position = position
+    self.end = end
+    self.pending = pending
+  }
 }
 
 /// What `open` found and did.
@@ -114,8 +124,10 @@ final class Writer {
   let capture: ChangeCapture
   var trail: TrailWriter!
   var state: CommitState!
-  /// Set when the MAT holds commits the database could not take; writes stop until reopen.
-  var broken: String?
+  /// Set, with the reason, while the MAT holds commits the database could not take (its
+  /// COMMIT failed: a full disk, an I/O error). Each write first tries to take them in;
+  /// until that succeeds nothing new is written.
+  var behind: String?
   /// Set when the node stopped being the primary this writer was opened for; every
   /// later write fails with it (a reopen reads the node afresh).
   var retired: PrimaryError?
@@ -167,6 +179,9 @@ final class Writer {
   /// last group, the state row moved: catch up before writing at the trail's end.
   private func begin() throws {
     if let retired { throw retired }
+    if let reason = behind {
+      guard catchUpBehind() else { throw PrimaryError.databaseBehindMAT(database: config.database, reason: reason) }
+    }
     try connection.run(cached: "BEGIN IMMEDIATE")
     // Under the write lock: a block set before it was taken is seen, so a switchover's
     // last record or a takeover's fence really is last.
@@ -185,6 +200,33 @@ final class Writer {
     try schema.revalidate()
     // Only once the new state is taken: a failed check is made again next time.
     dataVersion = current
+  }
+
+  /// Under the write lock: records past the trail's end that no commit of this writer
+  /// put there. A writer in another process died between its MAT sync and its COMMIT,
+  /// or its COMMIT failed; they are durable, so committed, and may have been shipped.
+  /// Take them in rather than write over them.
+  private func takeInRecordsPastEnd() throws {
+    guard try trail.hasRecordsPastEnd() else { return }
+    try checkStillPrimary()
+    _ = try catchUp()
+    try schema.revalidate()
+  }
+
+  /// Applies the commits the MAT holds and the database lacks (after a failed COMMIT),
+  /// in a transaction of their own. True once the database has them all.
+  private func catchUpBehind() -> Bool {
+    do {
+      try connection.execute("BEGIN IMMEDIATE")
+      _ = try catchUp()
+      try connection.execute("COMMIT")
+      behind = nil
+      return true
+    } catch {
+      try? connection.execute("ROLLBACK")
+      behind = "\(error)"
+      return false
+    }
   }
 
   /// Someone else committed: a switchover, a takeover's fence or a recovery may have
@@ -215,12 +257,9 @@ final class Writer {
   }
 
   func commit(_ batch: [WriteRequest]) {
-    if let broken {
-      for r in batch { r.finish(.failure(PrimaryError.durableButNotApplied(reason: broken))) }
-      return
-    }
     do {
       try begin()
+      try takeInRecordsPastEnd()
     } catch {
       try? connection.execute("ROLLBACK")
       for r in batch { r.finish(.failure(error)) }
@@ -231,7 +270,7 @@ final class Writer {
     var txid = state.lastTxid
     // A request alone in its group needs no savepoint: if it fails, the transaction goes.
     let alone = batch.count == 1
-    for request in batch {
+    for (index, request) in batch.enumerated() {
       do {
         if !alone { try connection.run(cached: "SAVEPOINT understudy_w") }
         let transaction = Transaction(connection: connection, policy: policy, schema: schema, capture: capture)
@@ -265,10 +304,14 @@ final class Writer {
           request.finish(.failure(error))
         }
       } catch {
-        // The savepoint itself failed: the group's transaction cannot be trusted.
+        // The savepoint itself failed (SQLite rolled the whole transaction back: a full
+        // disk, an I/O error, OR ROLLBACK): nothing of the group is left, and nothing of
+        // it is durable. Every request hears so, the ones not run yet too.
         try? connection.execute("ROLLBACK")
-        for (r, _) in committed { r.finish(.failure(error)) }
+        let lost = PrimaryError.groupRolledBack(reason: "\(error)")
+        for (r, _) in committed { r.finish(.failure(lost)) }
         request.finish(.failure(error))
+        for r in batch[(index + 1)...] { r.finish(.failure(lost)) }
         return
       }
     }
@@ -284,35 +327,42 @@ final class Writer {
     if let last = appended.last {
       newState.advance(txid: txid, position: last.position, end: last.end)
     }
+    var pending: String?
     do {
       if !records.isEmpty { try newState.save(connection) }
       try connection.run(cached: "COMMIT")
       state = newState
     } catch {
-      // The MAT is the truth: these commits are durable there and a reopen replays them.
-      try? connection.execute("ROLLBACK")
-      broken = "\(error)"
-      for (r, index) in committed {
-        r.finish(
-          index == nil ? .success(nil) : .failure(PrimaryError.durableButNotApplied(reason: "\(error)")))
-      }
-      return
+      pending = committedButBehind(error)
     }
     for (r, index) in committed {
       r.finish(
         .success(
           index.map {
-            CommitInfo(txid: records[$0].txid, position: appended[$0].position, end: appended[$0].end)
+            CommitInfo(
+              txid: records[$0].txid, position: appended[$0].position, end: appended[$0].end, pending: pending)
           }))
     }
   }
 
+  /// The COMMIT after a MAT sync failed. The MAT is the truth: the records are durable
+  /// there, so their transactions are committed, whatever the database says. Take them in
+  /// at once if it can; otherwise say why, and the next write or open takes them in.
+  private func committedButBehind(_ error: Error) -> String? {
+    try? connection.execute("ROLLBACK")
+    behind = "\(error)"
+    return catchUpBehind() ? nil : behind
+  }
+
   /// One control record in a transaction of its own; it keeps the current txid.
   func appendControl(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {
-    if let broken { throw PrimaryError.durableButNotApplied(reason: broken) }
     bypassWriteBlock = true
     defer { bypassWriteBlock = false }
     try begin()
+    do { try takeInRecordsPastEnd() } catch {
+      try? connection.execute("ROLLBACK")
+      throw error
+    }
     let appended: AppendedRecord
     do {
       appended = try trail.append([
@@ -324,16 +374,15 @@ final class Writer {
     }
     var newState = state!
     newState.advance(txid: state.lastTxid, position: appended.position, end: appended.end)
+    var pending: String?
     do {
       try newState.save(connection)
       try connection.run(cached: "COMMIT")
+      state = newState
     } catch {
-      try? connection.execute("ROLLBACK")
-      broken = "\(error)"
-      throw PrimaryError.durableButNotApplied(reason: "\(error)")
+      pending = committedButBehind(error)
     }
-    state = newState
-    return CommitInfo(txid: newState.lastTxid, position: appended.position, end: appended.end)
+    return CommitInfo(txid: newState.lastTxid, position: appended.position, end: appended.end, pending: pending)
   }
 
   func shutdown() {

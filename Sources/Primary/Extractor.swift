@@ -4,9 +4,12 @@
 // committed is durable (invariant 1: the MAT sync comes first), so the extractor asks
 // the database's state row how far that is, rather than syncing the MAT itself: a sync
 // per batch doubled the disk's work while a backup was attached. A record that stays
-// beyond the committed end (its writer died between the MAT sync and the COMMIT, and
-// nobody has reopened the database yet) is synced and sent after a short grace. When
-// idle it sends a heartbeat at least every half second.
+// beyond the committed end (its writer died between the MAT sync and the COMMIT, or its
+// COMMIT failed) is synced and sent after a short grace, but only while the extractor
+// holds SQLite's write lock: a writer at work holds it from before its MAT write until
+// its COMMIT or the undo of an append that failed, so a record seen past the committed
+// end under the lock stays, and every later writer takes it in. When idle it sends a
+// heartbeat at least every half second.
 
 import AuditTrail
 import Crypto
@@ -118,6 +121,7 @@ public final class Extractor {
     var promoteSent = false
     let config = try layout.loadConfig()
     let database = try SQLiteSupport.Connection(path: config.database, mode: .readOnly)
+    let writeLock = try WriteLockProbe(database: config.database)
     let directory = (config.database as NSString).deletingLastPathComponent
     let commits =
       Failpoint.isArmed("no-inotify") ? nil : DirectoryWatch(directory: directory.isEmpty ? "." : directory)
@@ -156,6 +160,7 @@ public final class Extractor {
         durable = committed
         lastAdvance = Clock.monotonicSeconds()
       }
+      reader.readAheadLimit = durable
       read: while bytes < Self.batchBytes && reader.position < durable {
         do {
           switch try reader.next() {
@@ -179,7 +184,12 @@ public final class Extractor {
       // committed (recovery on open replays it); sync it here and send it.
       if batch.isEmpty, Clock.monotonicSeconds() - lastAdvance >= Self.commitGrace {
         lastAdvance = Clock.monotonicSeconds()
-        if case .record(let r)? = try? reader.next() {
+        // The lock only when there is something to decide: a writer waits while it is held.
+        if try reader.somethingFollows() {
+          try writeLock.whileHeld { db in
+          // Committed meanwhile: the next turn reads it the usual way.
+          if let committed = try CommitState.committedEnd(db), committed > durable { return }
+          guard case .record(let r)? = try? reader.next() else { return }
           // Earlier files were synced by the writer before it rolled over.
           let sno = r.position.sno
           if syncedFile?.sno != sno {
@@ -188,6 +198,7 @@ public final class Extractor {
           try syncedFile!.handle.syncData()
           durable = r.end
           try take(r)
+          }
         }
       }
       if !batch.isEmpty {
@@ -259,5 +270,28 @@ public final class Extractor {
         }
       }
     }
+  }
+}
+
+/// SQLite's write lock on the primary's database, taken only if free. A writer holds it
+/// from before its MAT write until after its COMMIT, or until it has undone an append
+/// that failed; while it is held here, nothing past the committed end can be undone.
+final class WriteLockProbe {
+  private let connection: SQLiteSupport.Connection
+
+  init(database: String) throws {
+    connection = try SQLiteSupport.Connection(path: database)
+    connection.setBusyTimeout(milliseconds: 0)
+  }
+
+  /// Runs `body` holding the lock; does nothing while a writer holds it.
+  func whileHeld(_ body: (SQLiteSupport.Connection) throws -> Void) throws {
+    do {
+      try connection.execute("BEGIN IMMEDIATE")
+    } catch let error as SQLiteError where error.isBusy {
+      return
+    }
+    defer { try? connection.execute("ROLLBACK") }
+    try body(connection)
   }
 }

@@ -13,7 +13,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case databaseAheadOfTrail(database: String, txid: TransactionID, position: MATPosition, trailEnd: MATPosition)
   case databaseDisagreesWithTrail(database: String, position: MATPosition, reason: String)
   case replayFailed(txid: TransactionID, position: MATPosition, reason: String)
-  case durableButNotApplied(reason: String)
+  case databaseBehindMAT(database: String, reason: String)
+  case groupRolledBack(reason: String)
   case closed
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
@@ -39,8 +40,10 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "\(database) disagrees with its Master Audit Trail at \(position): \(reason)"
     case .replayFailed(let txid, let position, let reason):
       "replaying transaction \(txid) at \(position) failed: \(reason)"
-    case .durableButNotApplied(let reason):
-      "the transaction is durable in the Master Audit Trail but the database commit failed (\(reason)); it will be replayed when the node is opened again"
+    case .groupRolledBack(let reason):
+      "not committed: SQLite rolled back the transaction this one shared a group commit with (\(reason)); nothing of it is durable, run it again"
+    case .databaseBehindMAT(let database, let reason):
+      "\(database) cannot take the transactions already committed in the Master Audit Trail (\(reason)); nothing new is written until it can. Free space on its disk: the next write or open applies them"
     case .closed:
       "the database is closed"
     case .nameTooLong(let name):

@@ -160,6 +160,44 @@ final class WritePathTests: XCTestCase {
     XCTAssertEqual(try n.replayChecksum(), try n.checksum())
   }
 
+  /// A statement that makes SQLite roll back the whole transaction (OR ROLLBACK here; a
+  /// full disk or an I/O error does the same) takes the group's savepoints with it. Every
+  /// request of the group must still hear its outcome (the ones after it were never
+  /// finished, and `sql --each-line` hung on a full disk), and nothing of it is durable.
+  func testATransactionRolledBackBySQLiteFailsItsWholeGroupAndEveryRequestHears() throws {
+    let n = try TestNode(self)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+    try n.write("INSERT INTO t VALUES (0)")
+    let before = try n.trail().end
+    let db = try n.open()
+    defer { db.close() }
+    let results = Results()
+    let group = DispatchGroup()
+    // Held in the first request's body, the rest queue up behind it as one group.
+    let gate = DispatchSemaphore(value: 0)
+    for i in 1...6 {
+      group.enter()
+      try db.submit(
+        { tx in
+          if i == 1 { gate.wait() }
+          try tx.execute(i == 4 ? "INSERT OR ROLLBACK INTO t VALUES (0)" : "INSERT INTO t VALUES (\(i))")
+        },
+        completion: {
+          results.add(i, $0)
+          group.leave()
+        })
+      if i == 1 { usleep(50_000) }
+    }
+    gate.signal()
+    XCTAssertEqual(group.wait(timeout: .now() + 10), .success, "a request of the group never heard its outcome")
+    // The first ran alone; the other five were one group, gone with the rollback.
+    XCTAssertEqual(results.succeeded.sorted(), [1])
+    XCTAssertEqual(try n.rows("SELECT id FROM t ORDER BY id"), [[.integer(0)], [.integer(1)]])
+    XCTAssertEqual(try n.trail().records.count, 3)
+    XCTAssertGreaterThan(try n.trail().end, before)
+    XCTAssertEqual(try n.replayChecksum(), try n.checksum())
+  }
+
   func testConcurrentWritersEachGetTheirOwnRecord() throws {
     let n = try TestNode(self, trailFileSize: 4096)
     try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, writer INTEGER)")

@@ -40,6 +40,7 @@ struct SQL: ParsableCommand {
       } else {
         let text = try file.map(readFile) ?? sql.map { $0.hasSuffix(";") ? $0 : $0 + ";" }.joined(separator: "\n")
         let (_, commit) = try db.write { try $0.execute(text) }
+        Self.warnIfPending(commit)
         if output.json {
           Output.json(Self.json(commit))
         } else if let commit {
@@ -58,7 +59,17 @@ struct SQL: ParsableCommand {
       ("position", commit?.position.json ?? .null),
       ("end", commit?.end.json ?? .null),
     ]
+    if let pending = commit?.pending { fields.append(("pending", .string(pending))) }
     return .object(fields)
+  }
+
+  /// A committed transaction the database could not take yet: committed all the same
+  /// (exit 0), with a warning on stderr saying so and what to do.
+  static func warnIfPending(_ commit: CommitInfo?, line: Int? = nil) {
+    guard let commit, let pending = commit.pending else { return }
+    Output.error(
+      (line.map { "line \($0): " } ?? "")
+        + "warning: transaction \(commit.txid) is committed (durable in the Master Audit Trail at \(commit.position)), but the database could not take it yet (\(pending)); the node's next write or open applies it, once there is space")
   }
 
   /// Lines are queued without waiting so that they share syncs (group commit); they
@@ -139,6 +150,7 @@ final class EachLineRun: @unchecked Sendable {
     defer { lock.unlock() }
     switch result {
     case .success(let commit):
+      SQL.warnIfPending(commit, line: line)
       if json {
         Output.json(SQL.json(commit, line: line))
       } else if let commit {
