@@ -9,6 +9,8 @@
 //
 //   no-inotify           the extractor polls for commits, as where inotify is missing
 //   joined-apply-fails   a joined apply of a batch fails after changing its rows
+//   slow-roll-over       the MAT writer pauses 100 ms before making a new file, as a slow
+//                        disk would while a group's earlier records are already synced
 
 import Foundation
 

@@ -161,6 +161,7 @@ public final class TrailWriter {
   }
 
   private func rollOver(minimumSize: Int) throws {
+    if Failpoint.isArmed("slow-roll-over") { usleep(100_000) }
     let sno = end.sno + 1
     let size = max(fileSize, minimumSize)
     let header = FileHeader(

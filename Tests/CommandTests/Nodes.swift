@@ -113,22 +113,25 @@ struct Pair {
   let root: String
   let port: Int
   let backupPort: Int?
-  var primary: String { root + "/primary" }
+  let primary: String
   var backup: String { root + "/backup" }
-  var primaryDB: String { root + "/primary.db" }
+  let primaryDB: String
   var backupDB: String { root + "/backup.db" }
 
   /// `backupConnectsTo`: a port the backup uses instead of the primary's (a proxy).
   /// `backupListens`: give the backup a listen address, so it can become a primary.
+  /// `primaryNode`, `primaryDatabase`: put them elsewhere (a small disk).
   init(
     _ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0, backupConnectsTo: Int? = nil,
-    backupListens: Bool = false
+    backupListens: Bool = false, primaryNode: String? = nil, primaryDatabase: String? = nil
   ) throws {
     root = try temporaryDirectory(test)
+    primary = primaryNode ?? root + "/primary"
+    primaryDB = primaryDatabase ?? root + "/primary.db"
     port = freePort()
     backupPort = backupListens ? freePort() : nil
     let p = try understudy([
-      "init", "primary", "--node", root + "/primary", "--db", root + "/primary.db", "--listen", "127.0.0.1:\(port)",
+      "init", "primary", "--node", primary, "--db", primaryDB, "--listen", "127.0.0.1:\(port)",
       "--trail-file-size", String(trailFileSize),
     ])
     XCTAssertEqual(p.status, 0, p.stderr)
@@ -136,7 +139,7 @@ struct Pair {
       [
         "init", "backup", "--node", root + "/backup", "--db", root + "/backup.db", "--primary",
         "127.0.0.1:\(backupConnectsTo ?? port)",
-        "--secret-file", root + "/primary/secret.key", "--retention", String(retention),
+        "--secret-file", primary + "/secret.key", "--retention", String(retention),
       ] + (backupPort.map { ["--listen", "127.0.0.1:\($0)"] } ?? []))
     XCTAssertEqual(b.status, 0, b.stderr)
   }

@@ -3,6 +3,7 @@
 // acknowledged transaction is kept, nothing the primary does not keep reaches a backup,
 // and `sql --each-line` stops at its first failing line.
 
+import AuditTrail
 import Foundation
 import Node
 import TestSupport
@@ -90,6 +91,83 @@ final class WritePathFaultTests: XCTestCase {
     XCTAssertEqual(((count.json as? [String: Any])?["rows"] as? [[Int]])?.first, [acknowledged.count])
   }
 
+  /// Issue 12, items 2, 3 and 14: the primary's database on a small filesystem that
+  /// fills (its node and MAT elsewhere). The transaction whose COMMIT fails is committed
+  /// all the same (durable in the MAT): `sql` says so and exits 0; the next is refused
+  /// with the path named and nothing durable; the backup holds exactly what the primary
+  /// keeps; and once there is space again, the next write takes the rest in by itself.
+  func testADatabaseDiskThatFillsLosesNothingAndResumesWhenThereIsSpace() throws {
+    let disk = try SmallDisk(self, megabytes: 6)
+    let pair = try Pair(self, primaryDatabase: disk.path + "/primary.db")
+    let daemons = try pair.startDaemons()
+    defer {
+      try? daemons.primary.stop()
+      try? daemons.backup.stop()
+    }
+    try pair.sql("CREATE TABLE d(id INTEGER PRIMARY KEY, b BLOB)")
+    let lines = (1...200).map { "INSERT INTO d VALUES (\($0), randomblob(100000))" }.joined(separator: "\n")
+    let run = try understudy(["sql", "--node", pair.primary, "--each-line", "--json"], stdin: lines + "\n")
+    XCTAssertEqual(run.status, 1, run.stderr)
+    let objects = run.jsonLines.compactMap { $0 as? [String: Any] }
+    let acknowledged = objects.compactMap { $0["line"] as? Int }
+    XCTAssertEqual(acknowledged, Array(1..<(acknowledged.count + 1)), String(run.stdout.suffix(400)))
+    XCTAssertGreaterThan(acknowledged.count, 0, run.stdout + run.stderr)
+    XCTAssertLessThan(acknowledged.count, 200, "the disk never filled")
+    let error = try XCTUnwrap(objects.last?["error"] as? String)
+    XCTAssertTrue(error.contains(disk.path), "the error names the database: \(error)")
+    try assertConforms(objects.first, to: "sql.schema.json")
+
+    // Whatever the last acknowledged line was told, it is committed: it reaches the backup.
+    try pair.waitForBackup()
+    let backupRows = try rows(pair.backup, "SELECT count(*), max(id) FROM d")
+    XCTAssertEqual(backupRows, [acknowledged.count, acknowledged.count], "the backup holds every acknowledged line")
+
+    try disk.grow(megabytes: 64)
+    let after = try understudy(["sql", "--node", pair.primary, "--json", "INSERT INTO d VALUES (1000, 'x')"])
+    XCTAssertEqual(after.status, 0, after.stderr)
+    XCTAssertNil((after.json as? [String: Any])?["pending"], after.stdout)
+    XCTAssertEqual(try rows(pair.primary, "SELECT count(*) FROM d"), [acknowledged.count + 1])
+    try pair.waitForBackup()
+    try pair.assertSameContent("after the disk had space again")
+  }
+
+  /// The MAT's own disk fills: a group whose MAT write fails is refused whole, naming the
+  /// file, and nothing of it reaches the backup (the extractor shipped a record of a
+  /// batch still being written, which the writer then undid and wrote over: the backup
+  /// applied a row the primary never kept, and the primary called its own MAT corrupt).
+  func testAMATDiskThatFillsShipsNothingThePrimaryDoesNotKeep() throws {
+    // Sized as the report had it. A slow disk (a failpoint's pause before each new MAT
+    // file) keeps a group's synced first records past the committed end for longer than
+    // the extractor's grace before the append fails.
+    let disk = try SmallDisk(self, megabytes: 40)
+    let pair = try Pair(self, trailFileSize: 4 << 20, primaryNode: disk.path + "/primary")
+    let daemons = try pair.startDaemons()
+    defer {
+      try? daemons.primary.stop()
+      try? daemons.backup.stop()
+    }
+    try pair.sql("CREATE TABLE d(id INTEGER PRIMARY KEY, b BLOB)")
+    let lines = (1...500).map { "INSERT INTO d VALUES (\($0), randomblob(100000))" }.joined(separator: "\n")
+    let run = try understudy(
+      ["sql", "--node", pair.primary, "--each-line", "--json"], stdin: lines + "\n",
+      environment: ["UNDERSTUDY_FAILPOINT": "slow-roll-over:1"])
+    XCTAssertEqual(run.status, 1, run.stderr)
+    let error = try XCTUnwrap(run.jsonLines.compactMap { ($0 as? [String: Any])?["error"] as? String }.last)
+    XCTAssertTrue(error.contains(disk.path) && error.contains("No space left"), error)
+    usleep(300_000)  // time for the extractor to ship anything it wrongly would
+    try disk.grow(megabytes: 64)
+    let after = try understudy(["sql", "--node", pair.primary, "--json", "INSERT INTO d VALUES (1000, 'x')"])
+    XCTAssertEqual(after.status, 0, after.stderr)
+    try pair.waitForBackup()
+    try pair.assertSameContent("the backup holds what the primary keeps")
+    XCTAssertNoThrow(try TrailVerification.verify(TrailDirectory(path: pair.primary + "/mat")), "the MAT reads whole")
+  }
+
+  private func rows(_ node: String, _ sql: String) throws -> [Int] {
+    let outcome = try understudy(["query", "--node", node, "--json", sql])
+    return try XCTUnwrap(((outcome.json as? [String: Any])?["rows"] as? [[Int]])?.first, outcome.stdout + outcome.stderr)
+  }
+
   private func role(_ node: String) throws -> String? {
     (try understudy(["status", "--node", node, "--json"]).json as? [String: Any])?["role"] as? String
   }
@@ -139,4 +217,36 @@ final class LineFeeder: @unchecked Sendable {
       status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
       stderr: String(decoding: stderr, as: UTF8.self))
   }
+}
+
+/// A tmpfs of a few megabytes that a test can fill for real (root only: skipped where it
+/// cannot be mounted), unmounted at teardown.
+struct SmallDisk {
+  let path: String
+
+  init(_ test: XCTestCase, megabytes: Int) throws {
+    path = try temporaryDirectory(test) + "/disk"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    let mount = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)m", "tmpfs", path])
+    guard mount == 0 else { throw XCTSkip("cannot mount a tmpfs here (not root?): a full disk needs one") }
+    let path = path
+    test.addTeardownBlock { _ = try? SmallDisk.run("/bin/umount", ["-l", path]) }
+  }
+
+  func grow(megabytes: Int) throws {
+    XCTAssertEqual(try Self.run("/bin/mount", ["-o", "remount,size=\(megabytes)m", path]), 0)
+  }
+
+  @discardableResult
+  private static func run(_ tool: String, _ arguments: [String]) throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: tool)
+    process.arguments = arguments
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return process.terminationStatus
+  }
+
+  private func run(_ tool: String, _ arguments: [String]) throws -> Int32 { try Self.run(tool, arguments) }
 }
