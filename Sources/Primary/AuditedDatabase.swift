@@ -299,6 +299,8 @@ final class Writer {
             request.finish(.failure(error))
             return
           }
+          // A full disk or an I/O error makes SQLite roll the whole transaction back.
+          guard !connection.isAutocommit else { throw GroupLost(cause: error) }
           try connection.run(cached: "ROLLBACK TO understudy_w")
           try connection.run(cached: "RELEASE understudy_w")
           request.finish(.failure(error))
@@ -308,9 +310,10 @@ final class Writer {
         // disk, an I/O error, OR ROLLBACK): nothing of the group is left, and nothing of
         // it is durable. Every request hears so, the ones not run yet too.
         try? connection.execute("ROLLBACK")
-        let lost = PrimaryError.groupRolledBack(reason: "\(error)")
+        let cause = (error as? GroupLost)?.cause ?? error
+        let lost = PrimaryError.groupRolledBack(database: config.database, reason: "\(cause)")
         for (r, _) in committed { r.finish(.failure(lost)) }
-        request.finish(.failure(error))
+        request.finish(.failure(cause))
         for r in batch[(index + 1)...] { r.finish(.failure(lost)) }
         return
       }
@@ -353,6 +356,9 @@ final class Writer {
     behind = "\(error)"
     return catchUpBehind() ? nil : behind
   }
+
+  /// A request's failure that took the group's whole transaction with it.
+  private struct GroupLost: Error { var cause: Error }
 
   /// One control record in a transaction of its own; it keeps the current txid.
   func appendControl(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {

@@ -14,7 +14,7 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case databaseDisagreesWithTrail(database: String, position: MATPosition, reason: String)
   case replayFailed(txid: TransactionID, position: MATPosition, reason: String)
   case databaseBehindMAT(database: String, reason: String)
-  case groupRolledBack(reason: String)
+  case groupRolledBack(database: String, reason: String)
   case closed
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
@@ -40,8 +40,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "\(database) disagrees with its Master Audit Trail at \(position): \(reason)"
     case .replayFailed(let txid, let position, let reason):
       "replaying transaction \(txid) at \(position) failed: \(reason)"
-    case .groupRolledBack(let reason):
-      "not committed: SQLite rolled back the transaction this one shared a group commit with (\(reason)); nothing of it is durable, run it again"
+    case .groupRolledBack(let database, let reason):
+      "not committed: SQLite rolled back the transaction on \(database) that this one shared a group commit with (\(reason)); nothing of it is durable"
     case .databaseBehindMAT(let database, let reason):
       "\(database) cannot take the transactions already committed in the Master Audit Trail (\(reason)); nothing new is written until it can. Free space on its disk: the next write or open applies them"
     case .closed:
