@@ -15,7 +15,8 @@ struct TakeoverCommand: ParsableCommand {
       database checksum there) or 858 (no such position, and why), starts generation g+1
       with the node's own MAT and accepts writes. Refused while the primary still answers,
       unless --force. Stops the backup daemon if it runs; `understudy start` then serves as
-      primary on the node's listen address. Safe to run again: it reports the same.
+      primary on the node's listen address. Safe to run again: it reports the same. A
+      second takeover started while one runs waits for it, says so, and reports its answer.
       """)
 
   @OptionGroup var node: NodeOption
@@ -25,7 +26,9 @@ struct TakeoverCommand: ParsableCommand {
 
   func run() throws {
     try reporting(json: output.json) {
-      let result = try Takeover.run(node: node.node, force: force) { Output.progress($0 + "\n", json: output.json) }
+      let result = try Takeover.run(
+        node: node.node, force: force, progress: { Output.progress($0 + "\n", json: output.json) },
+        waiting: { Output.error($0) })
       if output.json { return Output.json(result.json) }
       Output.line("takeover complete: generation \(result.generation)")
       Output.line("  735 safe MAT position      \(result.safe)")
