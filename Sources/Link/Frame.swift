@@ -130,19 +130,22 @@ public struct Frame: Sendable {
 
 /// What a backup accepts from its primary while streaming, judged on a frame's header
 /// (a plain function of the receiver's state, for `Connection.receive(limit:)`): the
-/// fixed-size frames at their size, records at most their position plus the room left
-/// in the image trail file they must extend (`roomInFile`, nil while no file is open),
-/// and no other type.
+/// fixed-size frames at their size, a refusal at most its capped reason, records at most
+/// their position plus the room left in the image trail file they must extend
+/// (`roomInFile`, nil while no file is open), and no other type.
 public enum StreamLimits {
   public static let heartbeatPayload = 28
   public static let fileStartPayload = TrailFormat.fileHeaderSize + 8
   public static let promotePayload = 20
+  /// A string as encoded: its count and at most 4096 bytes.
+  public static let refusalPayload = 2 + 4096
 
   public static func receiving(_ type: FrameType, roomInFile: Int?) -> Int? {
     switch type {
     case .heartbeat: heartbeatPayload
     case .fileStart: fileStartPayload
     case .promote: promotePayload
+    case .refusal: refusalPayload  // the primary's reason for ending the link
     case .records: roomInFile.map { 12 + min($0, Frame.maxRecordsPayload - 12) } ?? Frame.maxRecordsPayload
     default: nil
     }

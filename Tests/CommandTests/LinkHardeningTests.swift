@@ -72,6 +72,9 @@ final class LinkHardeningTests: XCTestCase {
     // Fixed-size frames at their size, unknown ones not at all.
     XCTAssertEqual(StreamLimits.receiving(.heartbeat, roomInFile: nil), Message.heartbeat(trailEnd: MATPosition(sno: 1, rba: 64), newestCommitMicros: 0, sentMicros: 0).frame.payload.count)
     XCTAssertNil(StreamLimits.receiving(.hello, roomInFile: nil))
+    // The primary's refusal (its reason, capped at 4096 bytes) still gets through.
+    let reason = Message.refusal(reason: String(repeating: "é", count: 5000)).frame.payload.count
+    XCTAssertLessThanOrEqual(reason, try XCTUnwrap(StreamLimits.receiving(.refusal, roomInFile: 0)))
     // Over the overall maximum, with no per-type limit.
     header.replaceSubrange(0..<4, with: [0xF0, 0xFF, 0xFF, 0xFF])
     var plain = FrameDecoder(peer: "p", maxPayload: Frame.maxStreamPayload)
