@@ -52,10 +52,11 @@ public final class Updater: @unchecked Sendable {
   /// I/O error), not because of what it holds: rolled back, and worth trying again.
   struct Blocked: Error, CustomStringConvertible {
     var database: String
-    var position: MATPosition
+    /// The first record not applied; nil if the database's own position was not read yet.
+    var position: MATPosition?
     var underlying: Error
     var description: String {
-      "the updater cannot write the backup database \(database) at \(position): "
+      "the updater cannot write the backup database \(database)\(position.map { " at \($0)" } ?? ""): "
         + ((underlying as? SQLiteError).map { "\($0.meaning) (\($0))" } ?? "\(underlying)")
     }
   }
@@ -80,16 +81,16 @@ public final class Updater: @unchecked Sendable {
           self.progress.update { $0.updaterWaiting = nil }
           self.events.log(
             .updaterStarted,
-            "updater resumed: the backup database \(self.database) takes writes again (it was blocked at \(blocked.position))"
+            "updater resumed: the backup database \(self.database) takes writes again (it was blocked\(blocked.position.map { " at \($0)" } ?? ""))"
           )
         }
         return
       } catch let blocked as Blocked {
         let message =
-          "\(blocked); rolled back. It retries by itself (at least every \(Int(Self.retryMost)) s) and goes on once the database can be written: free space there"
+          "\(blocked); rolled back. It retries by itself (backing off from \(Self.retryFirst) s to \(Int(Self.retryMost)) s) and goes on once the database can be written: free space there"
         progress.update { $0.updaterWaiting = message }
         if blockedSince == nil {
-          events.log(.fileError, message, [("position", blocked.position.json)])
+          events.log(.fileError, message, blocked.position.map { [("position", $0.json)] } ?? [])
         }
         blockedSince = blocked
         stop.sleep(backoff)
@@ -107,7 +108,8 @@ public final class Updater: @unchecked Sendable {
     do {
       try applyConnected(state: &state, applied: applied)
     } catch let error where Self.isResourceFailure(error) {
-      throw Blocked(database: database, position: state?.end ?? progress.snapshot.applied ?? .init(sno: 1, rba: 64), underlying: error)
+      throw Blocked(
+        database: database, position: state?.end ?? progress.snapshot.applied, underlying: error)
     }
   }
 

@@ -119,7 +119,8 @@ public struct Frame: Sendable {
         what = "frame"
       }
       buffer.removeAll(keepingCapacity: true)
-      try socket.receive(upTo: min(wanted, FrameDecoder.chunk), appendingTo: &buffer, deadline: waitUntil, waitingFor: what)
+      try socket.receive(
+        upTo: min(wanted, FrameDecoder.chunk), appendingTo: &buffer, deadline: waitUntil, waitingFor: what)
       if let frame = try decoder.feed(buffer[...]) { return frame }
       if payloadDeadline == nil, let length = decoder.length {
         payloadDeadline = max(deadline, Clock.monotonicSeconds() + payloadSeconds(length: length))
@@ -224,7 +225,8 @@ public struct FrameDecoder {
       guard length <= max else {
         throw LinkError.badFrame(
           peer: peer,
-          reason: "\(type) frame of \(length) bytes is longer than a legitimate one can be here (at most \(max)); refused on its header"
+          reason:
+            "\(type) frame of \(length) bytes is longer than a legitimate one can be here (at most \(max)); refused on its header"
         )
       }
     }

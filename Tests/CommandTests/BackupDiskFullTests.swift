@@ -70,7 +70,8 @@ final class BackupDiskFullTests: XCTestCase {
     // The primary commits far more than the backup's disk can hold now.
     for i in 0..<12 {
       try pair.sql(
-        "INSERT INTO t VALUES (\(2 * i + 1), randomblob(100000))", "INSERT INTO t VALUES (\(2 * i + 2), randomblob(100000))")
+        "INSERT INTO t VALUES (\(2 * i + 1), randomblob(100000))",
+        "INSERT INTO t VALUES (\(2 * i + 2), randomblob(100000))")
     }
     let end = try pair.primaryEnd()
     XCTAssertTrue(
@@ -96,7 +97,9 @@ final class BackupDiskFullTests: XCTestCase {
     try pair.waitForBackup(timeout: 60)
     try pair.assertSameContent()
     XCTAssertTrue(try status(pair.backup)["updaterWaiting"] is NSNull)
-    XCTAssertTrue(events(pair.backup).contains { $0["code"] as? Int == 773 && ($0["message"] as? String ?? "").contains("resumed") })
+    XCTAssertTrue(
+      events(pair.backup).contains { $0["code"] as? Int == 773 && ($0["message"] as? String ?? "").contains("resumed") }
+    )
     XCTAssertFalse(events(pair.backup).contains { [821, 9030].contains($0["code"] as? Int ?? 0) })
     for e in events(pair.backup) where [700, 773].contains(e["code"] as? Int ?? 0) {
       print("disk full: \(e["code"]!) \(e["message"]!)")

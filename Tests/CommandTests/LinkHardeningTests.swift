@@ -7,9 +7,10 @@ import AuditTrail
 import Foundation
 import Link
 import Node
-@testable import Primary
 import TestSupport
 import XCTest
+
+@testable import Primary
 
 final class LinkHardeningTests: XCTestCase {
   func frames() -> [Frame] {
@@ -70,7 +71,10 @@ final class LinkHardeningTests: XCTestCase {
       XCTAssertTrue(text.contains("at most \(12 + 65536 - 64)"), text)
     }
     // Fixed-size frames at their size, unknown ones not at all.
-    XCTAssertEqual(StreamLimits.receiving(.heartbeat, roomInFile: nil), Message.heartbeat(trailEnd: MATPosition(sno: 1, rba: 64), newestCommitMicros: 0, sentMicros: 0).frame.payload.count)
+    XCTAssertEqual(
+      StreamLimits.receiving(.heartbeat, roomInFile: nil),
+      Message.heartbeat(trailEnd: MATPosition(sno: 1, rba: 64), newestCommitMicros: 0, sentMicros: 0).frame.payload
+        .count)
     XCTAssertNil(StreamLimits.receiving(.hello, roomInFile: nil))
     // The primary's refusal (its reason, capped at 4096 bytes) still gets through.
     let reason = Message.refusal(reason: String(repeating: "é", count: 5000)).frame.payload.count

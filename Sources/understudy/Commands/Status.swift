@@ -53,7 +53,8 @@ struct Status: ParsableCommand {
       s.linkStalledSince.map { "stalled since \(isoTime(micros: $0)) (connected, but nothing arrives)" }
       ?? (s.connected ? "connected" : "not connected")
     Output.line(
-      "daemon      \(s.daemonRunning ? "running" : "not running"), link \(link)" + (s.lastError.map { " (\($0))" } ?? ""))
+      "daemon      \(s.daemonRunning ? "running" : "not running"), link \(link)"
+        + (s.lastError.map { " (\($0))" } ?? ""))
     Output.line("acked       \(s.acked.map(\.description) ?? "-") (image trail durable end)")
     Output.line("applied     \(s.applied.map(\.description) ?? "- (not copied yet)")")
     Output.line("safe        \(s.safe.map(\.description) ?? "-")")
