@@ -71,6 +71,31 @@ final class TakeoverConcurrencyTests: XCTestCase {
     XCTAssertEqual(third.status, 0, third.stderr)
     XCTAssertEqual(third.stdout, succeeded[0].stdout)
   }
+
+  /// While another takeover holds the node (here the test holds its lock, as a running
+  /// takeover does), a takeover says so, naming the holder, and waits; then finishes.
+  func testATakeoverWaitsForOneThatIsRunningAndSaysSo() throws {
+    let pair = try Pair(self, backupListens: true)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t VALUES (1, 'one')")
+    let (primary, backup) = try pair.startDaemons()
+    let end = try pair.primaryEnd()
+    primary.kill()
+    try backup.stop()
+
+    let fd = open(pair.backup + "/state/takeover.lock", O_RDWR | O_CREAT, 0o644)
+    XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+    _ = Array("\(getpid())\n".utf8).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    let run = try launch(["takeover", "--node", pair.backup, "--json"])
+    sleep(2)
+    XCTAssertFalse(
+      events(pair.backup).contains { $0["code"] as? Int == 9050 }, "it took over while another takeover ran")
+    close(fd)  // the other takeover ends
+    let result = run()
+    XCTAssertEqual(result.status, 0, result.stderr)
+    XCTAssertTrue(
+      result.stderr.contains("another takeover of \(pair.backup) is running (pid \(getpid())); waiting"), result.stderr)
+    XCTAssertEqual(positionText(result.json, "fileRecovery"), end, result.stdout)
+  }
 }
 
 extension TakeoverConcurrencyTests.Finished {
