@@ -17,6 +17,10 @@ final class TakeoverConcurrencyTests: XCTestCase {
 
   /// Starts `understudy ARGS` and returns a way to wait for it.
   func launch(_ arguments: [String]) throws -> () -> Finished {
+    try launchProcess(arguments).wait
+  }
+
+  func launchProcess(_ arguments: [String]) throws -> (pid: Int32, wait: () -> Finished) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: understudyBinary)
     process.arguments = arguments
@@ -26,14 +30,17 @@ final class TakeoverConcurrencyTests: XCTestCase {
     process.standardError = err
     process.standardInput = FileHandle.nullDevice
     try process.run()
-    return {
-      let stdout = out.fileHandleForReading.readDataToEndOfFile()
-      let stderr = err.fileHandleForReading.readDataToEndOfFile()
-      process.waitUntilExit()
-      return Finished(
-        status: process.terminationStatus, signalled: process.terminationReason == .uncaughtSignal,
-        stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-    }
+    return (
+      process.processIdentifier,
+      {
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Finished(
+          status: process.terminationStatus, signalled: process.terminationReason == .uncaughtSignal,
+          stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+      }
+    )
   }
 
   func testTwoTakeoversAtOnceNeitherIsKilledAndBothGiveTheSameAnswer() throws {
@@ -85,13 +92,18 @@ final class TakeoverConcurrencyTests: XCTestCase {
     let fd = open(pair.backup + "/state/takeover.lock", O_RDWR | O_CREAT, 0o644)
     XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
     _ = Array("\(getpid())\n".utf8).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-    let run = try launch(["takeover", "--node", pair.backup, "--json"])
-    sleep(2)
+    let (pid, run) = try launchProcess(["takeover", "--node", pair.backup, "--json"])
+    sleep(1)
+    // As `understudy stop` or another takeover would signal it: it must not die of it.
+    kill(pid, SIGTERM)
+    sleep(1)
     XCTAssertFalse(
       events(pair.backup).contains { $0["code"] as? Int == 9050 }, "it took over while another takeover ran")
     close(fd)  // the other takeover ends
     let result = run()
+    XCTAssertFalse(result.signalled, "killed by signal \(result.status)")
     XCTAssertEqual(result.status, 0, result.stderr)
+    XCTAssertTrue(result.stderr.contains("SIGTERM ignored"), result.stderr)
     XCTAssertTrue(
       result.stderr.contains("another takeover of \(pair.backup) is running (pid \(getpid())); waiting"), result.stderr)
     XCTAssertEqual(positionText(result.json, "fileRecovery"), end, result.stdout)

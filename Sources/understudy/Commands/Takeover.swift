@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import AuditTrail
+import Foundation
 import Node
 import Procedures
 
@@ -25,6 +26,19 @@ struct TakeoverCommand: ParsableCommand {
   var force = false
 
   func run() throws {
+    // `understudy stop`, or another procedure stopping "the daemon", signals the pid in
+    // the daemon lock's pid file, which names this takeover while it holds the lock: a
+    // SIGTERM must not end it halfway with no word. It says so and finishes; SIGINT or
+    // SIGKILL still interrupt it (a re-run then finishes the same way).
+    signal(SIGTERM, SIG_IGN)
+    let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+    terminate.setEventHandler { [node = node.node] in
+      Output.error(
+        "takeover of \(node): SIGTERM ignored; a takeover finishes what it started (interrupt it with SIGINT or SIGKILL; running it again is safe and gives the same answer)"
+      )
+    }
+    terminate.resume()
+    defer { terminate.cancel() }
     try reporting(json: output.json) {
       let result = try Takeover.run(
         node: node.node, force: force, progress: { Output.progress($0 + "\n", json: output.json) },
