@@ -92,6 +92,10 @@ public final class ImageTrailWriter {
     self.end = end
   }
 
+  /// Bytes left in the open file after the end (nil before one is open): the most a
+  /// records frame may carry next.
+  public var roomInFile: Int? { file == nil ? nil : max(0, fileSize - Int(end.rba)) }
+
   private func openFile(sno: UInt32) throws {
     let handle = try FileHandle(path: directory.filePath(sno: sno), flags: O_RDWR)
     file = handle

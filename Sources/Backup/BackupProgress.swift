@@ -22,6 +22,10 @@ public final class BackupProgress: @unchecked Sendable {
     public var lastError: String?
     public var updaterStopped: String?
     public var copying: Double?
+    /// When the receiver last took a whole frame off the link (wall clock), for `status`.
+    public var lastFrameMicros: Int64?
+    /// Why the updater is waiting to retry (a full disk), while it is.
+    public var updaterWaiting: String?
   }
 
   public var snapshot: Snapshot {
@@ -34,6 +38,13 @@ public final class BackupProgress: @unchecked Sendable {
     condition.lock()
     change(&state)
     condition.broadcast()
+    condition.unlock()
+  }
+
+  /// The receiver took a frame: only a time for `status`, so nobody waiting is woken.
+  func frameArrived() {
+    condition.lock()
+    state.lastFrameMicros = Clock.nowMicros()
     condition.unlock()
   }
 
@@ -69,6 +80,8 @@ public final class BackupProgress: @unchecked Sendable {
       ("lastError", s.lastError.map(JSON.string) ?? .null),
       ("updaterStopped", s.updaterStopped.map(JSON.string) ?? .null),
       ("copying", s.copying.map(JSON.double) ?? .null),
+      ("lastFrameMicros", s.lastFrameMicros.map { .int($0) } ?? .null),
+      ("updaterWaiting", s.updaterWaiting.map(JSON.string) ?? .null),
     ])
     let path = Self.runtimePath(layout)
     let temp = path + ".tmp"

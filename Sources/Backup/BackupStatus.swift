@@ -28,6 +28,12 @@ public struct BackupStatus: Sendable {
   public var backlogBytes: Int
   public var lastError: String?
   public var updaterStopped: String?
+  /// Connected, but no whole frame for more than `stalledAfter`: when the last one came.
+  public var linkStalledSince: Int64?
+  public var updaterWaiting: String?
+
+  /// Four of the primary's heartbeat intervals.
+  public static let stalledAfter = 2.0
 
   struct Runtime: Decodable {
     var connected: Bool
@@ -38,6 +44,8 @@ public struct BackupStatus: Sendable {
     var rtdUpdater: Double
     var lastError: String?
     var updaterStopped: String?
+    var lastFrameMicros: Int64?
+    var updaterWaiting: String?
   }
 
   public static func read(node: String) throws -> BackupStatus {
@@ -79,7 +87,12 @@ public struct BackupStatus: Sendable {
       lastTxid: state?.lastTxid, safe: SafePosition.read(layout)?.safe, primaryTrailEnd: runtime?.primaryTrailEnd,
       rtdReceiver: running ? runtime?.rtdReceiver ?? 0 : 0, rtdUpdater: running ? runtime?.rtdUpdater ?? 0 : 0,
       backlogRecords: records, backlogBytes: bytes, lastError: running ? runtime?.lastError : nil,
-      updaterStopped: running ? runtime?.updaterStopped : nil)
+      updaterStopped: running ? runtime?.updaterStopped : nil,
+      linkStalledSince: running && runtime?.connected == true
+        ? runtime?.lastFrameMicros.flatMap {
+          Double(Clock.nowMicros() - $0) / 1e6 > stalledAfter ? $0 : nil
+        } : nil,
+      updaterWaiting: running ? runtime?.updaterWaiting : nil)
   }
 
   public var json: JSON {
@@ -94,6 +107,8 @@ public struct BackupStatus: Sendable {
       ("rtdSeconds", .object([("receiver", .double(rtdReceiver)), ("updater", .double(rtdUpdater))])),
       ("backlog", .object([("records", .int(Int64(backlogRecords))), ("bytes", .int(Int64(backlogBytes)))])),
       ("lastError", lastError.map(JSON.string) ?? .null), ("updaterStopped", updaterStopped.map(JSON.string) ?? .null),
+      ("linkStalledSince", linkStalledSince.map { .string(isoTime(micros: $0)) } ?? .null),
+      ("updaterWaiting", updaterWaiting.map(JSON.string) ?? .null),
     ])
   }
 }

@@ -132,6 +132,7 @@ final class Receiver: @unchecked Sendable {
     progress.update {
       $0.connected = true
       $0.lastError = nil
+      $0.lastFrameMicros = Clock.nowMicros()
     }
     established = true
 
@@ -140,7 +141,11 @@ final class Receiver: @unchecked Sendable {
     var lastSentApplied: MATPosition?
     var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
-      let message = try link.receive(timeout: Self.silence)
+      // A header claiming more than a legitimate primary can send here is refused at once.
+      let message = try link.receive(timeout: Self.silence) {
+        StreamLimits.receiving($0, roomInFile: image.roomInFile)
+      }
+      progress.frameArrived()
       switch message {
       case .fileStart(let header, let size):
         try image.beginFile(header: header, size: Int(size))

@@ -44,11 +44,76 @@ public final class Updater: @unchecked Sendable {
     }
   }
 
+  /// Backoff between attempts while the database cannot be written.
+  static let retryFirst = 0.5
+  static let retryMost = 5.0
+
+  /// A batch that failed because the database could not be written (a full disk, an
+  /// I/O error), not because of what it holds: rolled back, and worth trying again.
+  struct Blocked: Error, CustomStringConvertible {
+    var database: String
+    /// The first record not applied; nil if the database's own position was not read yet.
+    var position: MATPosition?
+    var underlying: Error
+    var description: String {
+      "the updater cannot write the backup database \(database)\(position.map { " at \($0)" } ?? ""): "
+        + ((underlying as? SQLiteError).map { "\($0.meaning) (\($0))" } ?? "\(underlying)")
+    }
+  }
+
+  /// A database that cannot be written right now (`SQLiteError.isResourceFailure`: a
+  /// full disk is SQLITE_FULL, an ENOSPC on the WAL an SQLITE_IOERR_WRITE).
+  static func isResourceFailure(_ error: Error) -> Bool { (error as? SQLiteError)?.isResourceFailure == true }
+
+  /// Applies until stopped. A blocked batch leaves nothing behind (the connection is
+  /// closed, whatever SQLite had already rolled back); it is tried again with backoff from
+  /// the database's own position, and `status` shows why meanwhile (`updaterWaiting`).
   private func applyLoop() throws {
+    var backoff = Self.retryFirst
+    var blockedSince: Blocked?
+    while !stop.isSet {
+      do {
+        try applyConnected {
+          // A batch went in: the database takes writes again.
+          guard let blocked = blockedSince else { return }
+          blockedSince = nil
+          backoff = Self.retryFirst
+          self.progress.update { $0.updaterWaiting = nil }
+          self.events.log(
+            .updaterStarted,
+            "updater resumed: the backup database \(self.database) takes writes again (it was blocked\(blocked.position.map { " at \($0)" } ?? ""))"
+          )
+        }
+        return
+      } catch let blocked as Blocked {
+        let message =
+          "\(blocked); rolled back. It retries by itself (backing off from \(Self.retryFirst) s to \(Int(Self.retryMost)) s) and goes on once the database can be written: free space there"
+        progress.update { $0.updaterWaiting = message }
+        if blockedSince == nil {
+          events.log(.fileError, message, blocked.position.map { [("position", $0.json)] } ?? [])
+        }
+        blockedSince = blocked
+        stop.sleep(backoff)
+        backoff = min(backoff * 2, Self.retryMost)
+      }
+    }
+  }
+
+  private func applyConnected(applied: () -> Void) throws {
     while !FileManager.default.fileExists(atPath: database) {  // the initial copy is running
       if stop.isSet { return }
       stop.sleep(0.1)
     }
+    var state = CommitState?.none
+    do {
+      try applyConnected(state: &state, applied: applied)
+    } catch let error where Self.isResourceFailure(error) {
+      throw Blocked(
+        database: database, position: state?.end ?? progress.snapshot.applied, underlying: error)
+    }
+  }
+
+  private func applyConnected(state current: inout CommitState?, applied: () -> Void) throws {
     let db = try Connection(path: database)
     try db.execute("PRAGMA journal_mode = WAL")
     // The image trail is synced before the updater sees it, so losing the database's
@@ -57,6 +122,7 @@ public final class Updater: @unchecked Sendable {
     try db.execute("BEGIN")
     var state = try CommitState.read(db)
     try db.execute("COMMIT")
+    current = state
     progress.update { $0.applied = state.end }
     var reader: TrailReader?
 
@@ -83,10 +149,12 @@ public final class Updater: @unchecked Sendable {
       }
       if let newest = records.last?.record.commitMicros {
         state = batch
+        current = state
         progress.update {
           $0.applied = batch.end
           $0.appliedCommitMicros = newest
         }
+        applied()
       }
     }
   }
@@ -115,7 +183,9 @@ public final class Updater: @unchecked Sendable {
       }
       try db.execute("COMMIT")
     } catch {
-      try? db.execute("ROLLBACK")
+      // On a full disk or an I/O error SQLite may already have rolled the transaction
+      // back by itself; then there is nothing to roll back.
+      if !db.isAutocommit { try? db.execute("ROLLBACK") }
       throw error
     }
     return (records, batch)

@@ -1,6 +1,8 @@
 // Frames, byte for byte as in Schemas/link-protocol.md: a 9-byte header (payload length
 // u32, CRC-32C u32 over the type byte and the payload, type u8) and the payload. The
-// length is checked against the reader's limit before anything is allocated.
+// length is checked against the reader's limit for that type as soon as the header is
+// in, and the payload buffer grows only as its bytes arrive: a length field is a claim,
+// not a promise, and must not cost memory or minutes of waiting.
 
 import AuditTrail
 import Foundation
@@ -53,9 +55,22 @@ public struct Frame: Sendable {
   public static let headerSize = 9
   /// What a primary accepts from a backup: only small control frames travel that way.
   public static let maxControlPayload = 64 << 10
-  /// What a backup accepts from its primary: the largest record, plus room for framing.
-  /// (A batch stops growing past 1 MiB, so a frame holds at most that plus one record.)
-  public static let maxStreamPayload = TrailFormat.maxPayload + (4 << 20)
+  /// The extractor's batch stops growing once it holds this many bytes of records
+  /// (`Extractor.batchBytes`; a test keeps the two equal).
+  public static let extractorBatchBytes = 1 << 20
+  /// The largest records frame a primary sends: the position, a batch one byte short of
+  /// full (records are 8-aligned, so 8 short), and then the largest record.
+  public static let maxRecordsPayload =
+    12 + (extractorBatchBytes - TrailFormat.alignment) + TrailFormat.recordHeaderSize + TrailFormat.maxPayload
+  /// What a backup accepts from its primary: the largest legitimate frame, a records
+  /// frame (copy-data chunks are 256 KiB). Anything longer is refused on its header.
+  public static let maxStreamPayload = maxRecordsPayload
+  /// Once a frame's header is in, a wait for more of its payload that sees no byte for
+  /// this long is a stalled link.
+  public static let progressTimeout = 5.0
+  /// And the whole payload has at most 5 s plus 1 s per million bytes, never more than
+  /// this: a length field that lies cannot hold the link for minutes, whatever trickles in.
+  public static let maxPayloadSeconds = 60.0
 
   public var type: FrameType
   public var payload: [UInt8]
@@ -79,29 +94,146 @@ public struct Frame: Sendable {
     CRC32C.checksum(payload, continuing: CRC32C.checksum([type]))
   }
 
-  /// Reads one frame; every problem names the peer and says what was wrong.
-  public static func read(from socket: Socket, maxPayload: Int, deadline: Double) throws -> Frame {
-    let header = try socket.receive(exactly: headerSize, deadline: deadline, waitingFor: "frame")
-    let length = Int(header.readLE(UInt32.self, at: 0))
-    let crc = header.readLE(UInt32.self, at: 4)
-    guard length <= maxPayload else {
-      throw LinkError.badFrame(peer: socket.peer, reason: "frame of \(length) bytes is over the limit of \(maxPayload)")
+  /// How long the payload of a frame of `length` bytes may take once its header is in.
+  public static func payloadSeconds(length: Int) -> Double { min(5 + Double(length) / 1_000_000, maxPayloadSeconds) }
+
+  /// Reads one frame; every problem names the peer and says what was wrong. `limit` bounds
+  /// the payload of each type further (nil: only `maxPayload`); it returns nil for a type
+  /// that is not accepted at all.
+  public static func read(
+    from socket: Socket, maxPayload: Int, deadline: Double, limit: ((FrameType) -> Int?)? = nil
+  ) throws -> Frame {
+    var decoder = FrameDecoder(peer: socket.peer, maxPayload: maxPayload, limit: limit)
+    var buffer: [UInt8] = []
+    var payloadDeadline: Double?
+    while true {
+      let wanted = decoder.wanted
+      let waitUntil: Double
+      let what: String
+      if let end = payloadDeadline {
+        // No byte for `progressTimeout`, or the whole payload late: stalled either way.
+        waitUntil = min(end, Clock.monotonicSeconds() + progressTimeout)
+        what = "more of a \(decoder.type!) frame's payload (stalled at \(decoder.received) of \(decoder.length!) bytes)"
+      } else {
+        waitUntil = deadline
+        what = "frame"
+      }
+      buffer.removeAll(keepingCapacity: true)
+      try socket.receive(
+        upTo: min(wanted, FrameDecoder.chunk), appendingTo: &buffer, deadline: waitUntil, waitingFor: what)
+      if let frame = try decoder.feed(buffer[...]) { return frame }
+      if payloadDeadline == nil, let length = decoder.length {
+        payloadDeadline = max(deadline, Clock.monotonicSeconds() + payloadSeconds(length: length))
+      }
     }
-    guard let type = FrameType(rawValue: header[8]) else {
-      throw LinkError.badFrame(peer: socket.peer, reason: "unknown frame type \(header[8])")
+  }
+}
+
+/// What a backup accepts from its primary while streaming, judged on a frame's header
+/// (a plain function of the receiver's state, for `Connection.receive(limit:)`): the
+/// fixed-size frames at their size, a refusal at most its capped reason, records at most
+/// their position plus the room left in the image trail file they must extend
+/// (`roomInFile`, nil while no file is open), and no other type.
+public enum StreamLimits {
+  public static let heartbeatPayload = 28
+  public static let fileStartPayload = TrailFormat.fileHeaderSize + 8
+  public static let promotePayload = 20
+  /// A string as encoded: its count and at most 4096 bytes.
+  public static let refusalPayload = 2 + 4096
+
+  public static func receiving(_ type: FrameType, roomInFile: Int?) -> Int? {
+    switch type {
+    case .heartbeat: heartbeatPayload
+    case .fileStart: fileStartPayload
+    case .promote: promotePayload
+    case .refusal: refusalPayload  // the primary's reason for ending the link
+    case .records: roomInFile.map { 12 + min($0, Frame.maxRecordsPayload - 12) } ?? Frame.maxRecordsPayload
+    default: nil
     }
-    // Once a frame has started, its payload gets time in proportion to its size (at
-    // least 1 MB/s), so a slow link is not mistaken for a dead one.
-    let payloadDeadline = max(deadline, Clock.monotonicSeconds() + 5 + Double(length) / 1_000_000)
-    let payload = try socket.receive(exactly: length, deadline: payloadDeadline, waitingFor: "\(type) frame payload")
-    let computed = checksum(type: header[8], payload: payload)
+  }
+}
+
+/// Decodes one frame from bytes fed as they arrive, in pieces of any size (at most
+/// `wanted` at a time, so nothing of the next frame is taken). The header is judged as
+/// soon as it is whole: the length against the overall limit and the type's own, the type
+/// known. The payload is kept as it comes, never allocated ahead of it.
+public struct FrameDecoder {
+  /// The most read (and allocated) ahead of the bytes in one step.
+  public static let chunk = 256 << 10
+
+  let peer: String
+  let maxPayload: Int
+  let limit: ((FrameType) -> Int?)?
+  private var header: [UInt8] = []
+  private var payload: [UInt8] = []
+  /// The payload's length and type, once the header is whole and accepted.
+  public private(set) var length: Int?
+  public private(set) var type: FrameType?
+  private var crc: UInt32 = 0
+
+  public init(peer: String, maxPayload: Int, limit: ((FrameType) -> Int?)? = nil) {
+    self.peer = peer
+    self.maxPayload = maxPayload
+    self.limit = limit
+  }
+
+  /// Payload bytes received so far.
+  public var received: Int { payload.count }
+
+  /// How many more bytes belong to this frame.
+  public var wanted: Int {
+    guard let length else { return Frame.headerSize - header.count }
+    return length - payload.count
+  }
+
+  /// Takes the next bytes of the frame (at most `wanted`); returns the frame once whole.
+  public mutating func feed(_ bytes: ArraySlice<UInt8>) throws -> Frame? {
+    precondition(bytes.count <= wanted, "fed past the end of a frame")
+    var rest = bytes
+    if length == nil {
+      let take = rest.prefix(Frame.headerSize - header.count)
+      header.append(contentsOf: take)
+      rest = rest.dropFirst(take.count)
+      guard header.count == Frame.headerSize else { return nil }
+      try acceptHeader()
+    }
+    payload.append(contentsOf: rest)
+    guard payload.count == length, let type else { return nil }
+    let computed = Frame.checksum(type: type.rawValue, payload: payload)
     guard computed == crc else {
       throw LinkError.badFrame(
-        peer: socket.peer,
+        peer: peer,
         reason:
           "\(type) frame checksum mismatch (stored \(String(crc, radix: 16)), computed \(String(computed, radix: 16)))")
     }
     return Frame(type, payload)
+  }
+
+  private mutating func acceptHeader() throws {
+    let length = Int(header.readLE(UInt32.self, at: 0))
+    guard length <= maxPayload else {
+      throw LinkError.badFrame(
+        peer: peer, reason: "frame of \(length) bytes is over the limit of \(maxPayload); refused on its header")
+    }
+    guard let type = FrameType(rawValue: header[8]) else {
+      throw LinkError.badFrame(peer: peer, reason: "unknown frame type \(header[8]) (frame of \(length) bytes)")
+    }
+    if let limit {
+      guard let max = limit(type) else {
+        throw LinkError.badFrame(peer: peer, reason: "unexpected \(type) frame (of \(length) bytes) here")
+      }
+      guard length <= max else {
+        throw LinkError.badFrame(
+          peer: peer,
+          reason:
+            "\(type) frame of \(length) bytes is longer than a legitimate one can be here (at most \(max)); refused on its header"
+        )
+      }
+    }
+    crc = header.readLE(UInt32.self, at: 4)
+    self.length = length
+    self.type = type
+    payload.reserveCapacity(min(length, Self.chunk))
   }
 }
 

@@ -238,9 +238,11 @@ public final class Connection: @unchecked Sendable {
     try socket.send(bytes)
   }
 
-  /// The next message; a refusal from the peer is thrown as `refusedByPeer`.
-  public func receive(timeout: Double) throws -> Message {
-    let frame = try Frame.read(from: socket, maxPayload: maxPayload, deadline: Clock.monotonicSeconds() + timeout)
+  /// The next message; a refusal from the peer is thrown as `refusedByPeer`. `limit`
+  /// bounds each type's payload further, on the header (see `Frame.read`).
+  public func receive(timeout: Double, limit: ((FrameType) -> Int?)? = nil) throws -> Message {
+    let frame = try Frame.read(
+      from: socket, maxPayload: maxPayload, deadline: Clock.monotonicSeconds() + timeout, limit: limit)
     let message = try Message(decoding: frame, peer: socket.peer)
     if case .refusal(let reason) = message { throw LinkError.refusedByPeer(peer: socket.peer, reason: reason) }
     return message

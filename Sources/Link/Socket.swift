@@ -98,23 +98,29 @@ public final class Socket: @unchecked Sendable {
     }
   }
 
-  /// Reads exactly `count` bytes, each wait bounded by `deadline` (monotonic seconds).
-  public func receive(exactly count: Int, deadline: Double, waitingFor what: String) throws -> [UInt8] {
-    var buffer = [UInt8](repeating: 0, count: count)
-    var got = 0
-    while got < count {
+  /// Reads what one recv gives, at most `count` bytes (at least one), appending it to
+  /// `buffer`; the wait is bounded by `deadline` (monotonic seconds). Only as much is
+  /// allocated as is asked for, so a caller can grow a buffer as bytes arrive.
+  public func receive(upTo count: Int, appendingTo buffer: inout [UInt8], deadline: Double, waitingFor what: String)
+    throws
+  {
+    precondition(count > 0)
+    let start = buffer.count
+    while true {
       guard try waitReadable(timeout: deadline - Clock.monotonicSeconds()) else {
         throw LinkError.timeout(peer: peer, waitingFor: what)
       }
-      let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + got, count - got, 0) }
+      buffer.append(contentsOf: repeatElement(0, count: count))
+      let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress! + start, count, 0) }
+      let error = errno
+      buffer.removeLast(count - max(n, 0))
       if n == 0 { throw LinkError.closed(peer: peer) }
       if n < 0 {
-        if errno == EINTR || errno == EAGAIN { continue }
-        throw LinkError.io(peer: peer, operation: "recv", errno: errno)
+        if error == EINTR || error == EAGAIN { continue }
+        throw LinkError.io(peer: peer, operation: "recv", errno: error)
       }
-      got += n
+      return
     }
-    return buffer
   }
 
   struct Resolved {

@@ -10,6 +10,8 @@ public enum Replay {
   public static func apply(_ record: PositionedRecord, to db: Connection) throws {
     do {
       try applyJoined([record], to: db)
+    } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
+      throw error  // the database could not be written (a full disk): not this record's fault
     } catch {
       throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
@@ -37,6 +39,13 @@ public enum Replay {
       try db.execute("RELEASE understudy_replay")
       return nil
     } catch {
+      // A full disk or an I/O error is not the joining's fault, and SQLite may have rolled
+      // back the caller's whole transaction, savepoint and all: hand it up as it is.
+      if db.isAutocommit { throw error }
+      if let sqlite = error as? SQLiteError, sqlite.isResourceFailure {
+        try? db.execute("ROLLBACK TO understudy_replay")
+        throw error
+      }
       try db.execute("ROLLBACK TO understudy_replay")
       try db.execute("RELEASE understudy_replay")
       for record in records { try apply(record, to: db) }

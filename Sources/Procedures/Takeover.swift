@@ -48,6 +48,8 @@ public struct TakeoverResult: Codable, Sendable, Equatable {
 public enum TakeoverError: Error, CustomStringConvertible {
   case primaryReachable(node: String, primary: String, how: String)
   case noDatabase(node: String, database: String)
+  case anotherTakeover(node: String, pid: Int32?, seconds: Double)
+  case lockFile(path: String, reason: String)
 
   public var description: String {
     switch self {
@@ -55,6 +57,9 @@ public enum TakeoverError: Error, CustomStringConvertible {
       "refusing takeover on \(node): its primary \(primary) is not lost (\(how)). Takeover with a live primary makes two primaries; if you mean it, run `understudy takeover --node \(node) --force`, or use `understudy switchover` on the primary"
     case .noDatabase(let node, let database):
       "node \(node) cannot take over: it has no database yet (\(database)); its initial copy never finished"
+    case .lockFile(let path, let reason): "takeover lock \(path): \(reason)"
+    case .anotherTakeover(let node, let pid, let seconds):
+      "another takeover of \(node) is running\(pid.map { " (pid \($0))" } ?? "") and did not finish within \(Int(seconds)) s; wait for it, or run `understudy takeover --node \(node)` again once it has ended (re-running is safe and gives the same answer)"
     }
   }
 }
@@ -71,8 +76,18 @@ public enum Takeover {
 
   static func journalPath(_ layout: NodeLayout) -> String { layout.state + "/takeover.json" }
 
-  public static func run(node: String, force: Bool, progress: (String) -> Void = { _ in }) throws -> TakeoverResult {
+  /// `waiting` hears, once, that another takeover of the node runs and this one waits for it.
+  public static func run(
+    node: String, force: Bool, progress: (String) -> Void = { _ in }, waiting: (String) -> Void = { _ in }
+  ) throws -> TakeoverResult {
     let layout = NodeLayout(root: node)
+    _ = try layout.loadConfig()  // a node that is not one fails here, before any lock file is made
+    // One takeover of a node at a time, from before it reads the node's role: a second one
+    // started meanwhile would signal the first (it holds the daemon lock, whose pid file then
+    // names it) or, once the first is done, take over the new primary again. It waits,
+    // then finds the first one's answer in the journal.
+    let exclusive = try TakeoverLock.acquire(layout, waiting: waiting)
+    defer { withExtendedLifetime(exclusive) {} }
     var config = try layout.loadConfig()
     let events = EventLog(layout: layout, node: config.nodeId.description)
     if let journal = try StateFile.read(Journal.self, at: journalPath(layout)), journal.phase == "complete",
@@ -97,6 +112,9 @@ public enum Takeover {
     let lock = try DaemonLock.acquire(layout)
     defer { withExtendedLifetime(lock) {} }
     config = try layout.loadConfig()
+    guard config.role == .backup else {
+      throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "takeover")
+    }
     events.log(
       .takeoverStarted, "takeover: primary \(config.primary ?? "?") is lost; applying the image trail",
       [("generation", .int(Int64(config.generation.rawValue)))])
@@ -217,5 +235,61 @@ public enum Takeover {
       throw TakeoverError.primaryReachable(
         node: layout.root, primary: primary, how: "it answered a handshake as node \(peer.nodeID)")
     }
+  }
+}
+
+/// `NODE/state/takeover.lock`: held by a running takeover for its whole run, with its pid
+/// in the file. The kernel drops it when the process dies, so a killed takeover leaves
+/// nothing stale; the next run finishes its journal.
+final class TakeoverLock {
+  private let fd: Int32
+
+  private init(fd: Int32) { self.fd = fd }
+  deinit { close(fd) }
+
+  static func path(_ layout: NodeLayout) -> String { layout.state + "/takeover.lock" }
+
+  /// Takes the lock, waiting up to `timeout` seconds for a takeover that holds it (and
+  /// telling `waiting` so, once).
+  static func acquire(_ layout: NodeLayout, timeout: Double = 600, waiting: (String) -> Void) throws
+    -> TakeoverLock
+  {
+    let path = path(layout)
+    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+      throw TakeoverError.lockFile(path: path, reason: "cannot open it: " + String(cString: strerror(errno)))
+    }
+    let deadline = Clock.monotonicSeconds() + timeout
+    var told = false
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+      guard errno == EWOULDBLOCK || errno == EINTR else {
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        throw TakeoverError.lockFile(path: path, reason: "cannot lock it: " + reason)
+      }
+      let holder = holderPid(fd)
+      guard Clock.monotonicSeconds() < deadline else {
+        close(fd)
+        throw TakeoverError.anotherTakeover(node: layout.root, pid: holder, seconds: timeout)
+      }
+      if !told {
+        told = true
+        waiting(
+          "another takeover of \(layout.root) is running\(holder.map { " (pid \($0))" } ?? ""); waiting for it to finish, then reporting its answer"
+        )
+      }
+      usleep(50_000)
+    }
+    let pid = Array("\(getpid())\n".utf8)
+    _ = ftruncate(fd, 0)
+    _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    return TakeoverLock(fd: fd)
+  }
+
+  private static func holderPid(_ fd: Int32) -> Int32? {
+    var buffer = [UInt8](repeating: 0, count: 32)
+    let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+    guard n > 0 else { return nil }
+    return Int32(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
   }
 }

@@ -59,6 +59,15 @@ public struct SQLiteError: Error, CustomStringConvertible {
   public var description: String { "\(context): \(message) (SQLite code \(code))" }
 
   public var isBusy: Bool { code & 0xFF == SQLITE_BUSY || code & 0xFF == SQLITE_LOCKED }
+
+  /// The database could not be written right now, whatever was being written: a full
+  /// disk, an I/O error, no memory, a lock held elsewhere, a file that cannot be opened.
+  /// SQLite's words for the code ("database or disk is full"); the message may not say it.
+  public var meaning: String { String(cString: sqlite3_errstr(code)) }
+
+  public var isResourceFailure: Bool {
+    [SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CANTOPEN].contains(code & 0xFF)
+  }
 }
 
 /// `"name"` with embedded quotes doubled: safe to splice into SQL.

@@ -49,8 +49,11 @@ struct Status: ParsableCommand {
     Output.line("node        \(s.node) (id \(s.nodeId))")
     Output.line("role        backup of \(s.primary), context '\(s.context)', generation \(s.generation)")
     Output.line("database    \(s.database)")
+    let link =
+      s.linkStalledSince.map { "stalled since \(isoTime(micros: $0)) (connected, but nothing arrives)" }
+      ?? (s.connected ? "connected" : "not connected")
     Output.line(
-      "daemon      \(s.daemonRunning ? "running" : "not running"), link \(s.connected ? "connected" : "not connected")"
+      "daemon      \(s.daemonRunning ? "running" : "not running"), link \(link)"
         + (s.lastError.map { " (\($0))" } ?? ""))
     Output.line("acked       \(s.acked.map(\.description) ?? "-") (image trail durable end)")
     Output.line("applied     \(s.applied.map(\.description) ?? "- (not copied yet)")")
@@ -60,5 +63,6 @@ struct Status: ParsableCommand {
     )
     Output.line("backlog     \(s.backlogRecords) records, \(s.backlogBytes) bytes")
     if let stopped = s.updaterStopped { Output.line("UPDATER STOPPED: \(stopped)") }
+    if let waiting = s.updaterWaiting { Output.line("UPDATER WAITING: \(waiting)") }
   }
 }

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import AuditTrail
+import Foundation
 import Node
 import Procedures
 
@@ -15,7 +16,8 @@ struct TakeoverCommand: ParsableCommand {
       database checksum there) or 858 (no such position, and why), starts generation g+1
       with the node's own MAT and accepts writes. Refused while the primary still answers,
       unless --force. Stops the backup daemon if it runs; `understudy start` then serves as
-      primary on the node's listen address. Safe to run again: it reports the same.
+      primary on the node's listen address. Safe to run again: it reports the same. A
+      second takeover started while one runs waits for it, says so, and reports its answer.
       """)
 
   @OptionGroup var node: NodeOption
@@ -24,8 +26,23 @@ struct TakeoverCommand: ParsableCommand {
   var force = false
 
   func run() throws {
+    // `understudy stop`, or another procedure stopping "the daemon", signals the pid in
+    // the daemon lock's pid file, which names this takeover while it holds the lock: a
+    // SIGTERM must not end it halfway with no word. It says so and finishes; SIGINT or
+    // SIGKILL still interrupt it (a re-run then finishes the same way).
+    signal(SIGTERM, SIG_IGN)
+    let terminate = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+    terminate.setEventHandler { [node = node.node] in
+      Output.error(
+        "takeover of \(node): SIGTERM ignored; a takeover finishes what it started (interrupt it with SIGINT or SIGKILL; running it again is safe and gives the same answer)"
+      )
+    }
+    terminate.resume()
+    defer { terminate.cancel() }
     try reporting(json: output.json) {
-      let result = try Takeover.run(node: node.node, force: force) { Output.progress($0 + "\n", json: output.json) }
+      let result = try Takeover.run(
+        node: node.node, force: force, progress: { Output.progress($0 + "\n", json: output.json) },
+        waiting: { Output.error($0) })
       if output.json { return Output.json(result.json) }
       Output.line("takeover complete: generation \(result.generation)")
       Output.line("  735 safe MAT position      \(result.safe)")
