@@ -19,13 +19,19 @@ public struct KnownBackup: Codable, Sendable, Equatable {
 public enum Fencing {
   static func knownPath(_ layout: NodeLayout) -> String { layout.state + "/backups.json" }
 
-  public static func knownBackups(_ layout: NodeLayout) -> [KnownBackup] {
-    (try? StateFile.read([KnownBackup].self, at: knownPath(layout))) ?? []
+  /// The backups to ask. No file: this primary has served no backup that said where it
+  /// would serve. A file that cannot be read stops fencing, so it is an error naming it.
+  public static func knownBackups(_ layout: NodeLayout) throws -> [KnownBackup] {
+    do {
+      return try StateFile.read([KnownBackup].self, at: knownPath(layout)) ?? []
+    } catch let error as StateFileError {
+      throw FencingError.unreadableBackups(node: layout.root, error)
+    }
   }
 
   /// Remembers a backup's listen address (durably, only when it is new or moved).
   static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
-    var known = knownBackups(layout)
+    var known = try knownBackups(layout)
     guard !known.contains(backup) else { return }
     known.removeAll { $0.node == backup.node }
     known.append(backup)
@@ -33,11 +39,17 @@ public enum Fencing {
   }
 
   /// The first known backup that now answers as a primary of a newer generation.
-  public static func findNewerGeneration(_ layout: NodeLayout, _ config: NodeConfig) -> (LinkPeer, String)? {
-    guard let key = try? Secret.load(path: layout.secretKey) else { return nil }
+  public static func findNewerGeneration(_ layout: NodeLayout, _ config: NodeConfig) throws -> (LinkPeer, String)? {
+    let key = try Secret.load(path: layout.secretKey)
     let me = LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
-    for backup in knownBackups(layout) {
-      guard let address = try? HostPort(parsing: backup.listen),
+    for (index, backup) in try knownBackups(layout).enumerated() {
+      guard let address = try? HostPort(parsing: backup.listen) else {
+        throw FencingError.unreadableBackups(
+          node: layout.root,
+          StateFileError(path: knownPath(layout), reason: "entry \(index): '\(backup.listen)' is not HOST:PORT"))
+      }
+      // Not answering is no news: the backup may be down or not serve yet.
+      guard
         let peer = try? Handshake.probe(
           address, as: me, reason: "generation check by the primary of generation \(config.generation)", timeout: 1),
         peer.generation > config.generation

@@ -54,7 +54,7 @@ public struct NodeStatus: Sendable {
       node: layout.root, nodeId: config.nodeId, role: config.role, generation: config.generation,
       database: config.database, trailEnd: end, durableEnd: end, databaseEnd: state.end, lastTxid: txid,
       trailFiles: try layout.mat.snos().count, tornTail: torn,
-      backups: DaemonLock.isHeld(layout) ? PrimaryServer.readAttached(layout) : [],
+      backups: DaemonLock.isHeld(layout) ? try PrimaryServer.readAttached(layout) : [],
       writesBlocked: WriteBlock.reason(layout))
   }
 
