@@ -43,6 +43,7 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case switchoverComplete = 9062
   case switchoverAbandoned = 9063
   case eventLogRepaired = 9005
+  case supersedeRefused = 9070
 }
 
 public struct Event: Sendable {

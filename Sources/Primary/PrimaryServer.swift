@@ -35,7 +35,7 @@ public final class PrimaryServer: @unchecked Sendable {
     // Bring the database up to its MAT first (cuts a torn tail a crashed writer left).
     try AuditedDatabase.open(node: layout.root).close()
     // Taken over while this daemon was down? Then it must not serve at all.
-    if let (peer, address) = try Fencing.findNewerGeneration(layout, config) {
+    if let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal) {
       let updated = try Fencing.supersede(
         layout, generation: peer.generation, by: peer.nodeID, address: address, events: events)
       throw FencingError.superseded(node: layout.root, updated.superseded!)
@@ -49,7 +49,8 @@ public final class PrimaryServer: @unchecked Sendable {
       if isSuperseded { break }
       if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
         lastProbe = Clock.monotonicSeconds()
-        if attachedCount == 0, let (peer, address) = try Fencing.findNewerGeneration(layout, config) {
+        if attachedCount == 0, let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal)
+        {
           try newerGeneration(peer, address: address)
           break
         }
@@ -94,6 +95,16 @@ public final class PrimaryServer: @unchecked Sendable {
   /// No file: no daemon runs, or none has had a backup attached since it started.
   public static func readAttached(_ layout: NodeLayout) throws -> [AttachedBackup] {
     try StateFile.read([AttachedBackup].self, at: attachedPath(layout)) ?? []
+  }
+
+  /// Each refused claim of a newer generation is logged once per daemon run (9070); the
+  /// probe repeats every few seconds.
+  private var refusedClaims: Set<String> = []
+  private func noteRefusal(_ refusal: Fencing.Refusal) {
+    lock.lock()
+    let new = refusedClaims.insert("\(refusal.peer.nodeID) \(refusal.peer.generation) \(refusal.reason)").inserted
+    lock.unlock()
+    if new { Fencing.log(refusal, events) }
   }
 
   /// The backup took over in a planned switchover: record it and stop serving; the
@@ -165,12 +176,26 @@ public final class PrimaryServer: @unchecked Sendable {
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {
-        try newerGeneration(peer, address: nil)
+        // A generation announced on the link is a claim, not evidence: only a known
+        // backup that answers as the next primary with this node's MAT as its base is.
+        if let (proven, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal) {
+          try newerGeneration(proven, address: address)
+          throw link.refusing(
+            "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
+          )
+        }
+        noteRefusal(
+          .init(
+            peer: peer, address: link.peer,
+            reason:
+              "it announced that generation on the link as a backup, and no backup this node knows answers as the primary of generation \(config.generation.next) with a base in this node's MAT"
+          ))
         throw link.refusing(
-          "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
+          "this backup announces generation \(peer.generation), but the primary of generation \(config.generation) has no evidence of a newer generation: refused (event 9070). If this backup took over, start it as a primary on its listen address"
         )
       }
       var request = try link.receive(timeout: Handshake.stepTimeout)
+      if case .baseQuery = request { return try answerBaseQuery(from: peer, on: link) }
       if case .listening(let address) = request {
         try Fencing.remember(KnownBackup(node: peer.nodeID, listen: address), layout)
         request = try link.receive(timeout: Handshake.stepTimeout)
@@ -233,6 +258,20 @@ public final class PrimaryServer: @unchecked Sendable {
     lock.lock()
     attached[link.peer] = nil
     lock.unlock()
+  }
+
+  /// An old primary asks how this generation began, before it accepts being superseded.
+  private func answerBaseQuery(from peer: LinkPeer, on link: Link.Connection) throws {
+    guard let base = config.generationBase, base.generation == config.generation else {
+      throw link.refusing(
+        "this primary's generation \(config.generation) did not begin with a takeover or switchover: it has no base")
+    }
+    try link.send(
+      .base(
+        .init(
+          generation: base.generation, matStart: base.matStart, priorNode: base.priorNode, priorTxid: base.priorTxid,
+          priorEnd: base.priorEnd, checksum: base.checksum)))
+    link.socket.shutdown()
   }
 
   /// A node recovered to this generation's base asks to follow: it may if its database
