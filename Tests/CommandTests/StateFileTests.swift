@@ -26,7 +26,9 @@ final class StateFileTests: XCTestCase {
     try Data(#"[{"listen": "127.0.0.1:174"#.utf8).write(to: URL(fileURLWithPath: known))
     let servedBefore = events(pair.primary).filter { $0["code"] as? Int == 9001 }.count
     primary = try Daemon(node: pair.primary)
-    XCTAssertTrue(eventually(10) { !primary.isRunning }, "the old primary serves without knowing its backups")
+    guard eventually(10, { !primary.isRunning }) else {
+      return XCTFail("the old primary serves without knowing its backups: \(events(pair.primary).suffix(2))")
+    }
     XCTAssertNotEqual(primary.process.terminationStatus, 0)
     let log = try String(contentsOfFile: pair.primary + ".log", encoding: .utf8)
     XCTAssertTrue(log.contains(known), "the error does not name \(known): \(log.suffix(800))")
