@@ -71,7 +71,8 @@ public final class DaemonLock: @unchecked Sendable {
     }
     guard let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else {
       throw Problem.io(
-        "the daemon's pid file \(path) holds no pid (\(text.utf8.count) bytes); find the daemon with `ps` and stop it by its pid")
+        "the daemon's pid file \(path) holds no pid (\(text.utf8.count) bytes); find the daemon with `ps` and stop it by its pid"
+      )
     }
     return pid
   }

@@ -96,12 +96,14 @@ public enum Fencing {
     let p = base.priorEnd
     let segmentStart = config.matStart ?? MATPosition(sno: 1, rba: TrailFormat.firstRBA)
     guard p >= segmentStart else {
-      return "its base \(p) lies before this node's MAT segment of generation \(config.generation), which starts at \(segmentStart)"
+      return
+        "its base \(p) lies before this node's MAT segment of generation \(config.generation), which starts at \(segmentStart)"
     }
     let status = try NodeStatus.read(node: layout.root)
     guard p <= status.trailEnd else { return "its base \(p) lies beyond this node's MAT end \(status.trailEnd)" }
     let mat = layout.mat
-    guard mat.fileExists(sno: p.sno), case .success(let header) = FileHeader.decode(try mat.headerAndSize(sno: p.sno).header),
+    guard mat.fileExists(sno: p.sno),
+      case .success(let header) = FileHeader.decode(try mat.headerAndSize(sno: p.sno).header),
       header.nodeID == config.nodeId, header.generation == config.generation
     else { return "its base \(p) is not in a MAT file of this node's generation \(config.generation)" }
     // From a record boundary, whole records lead exactly to the MAT's end.
@@ -111,17 +113,23 @@ public enum Fencing {
       var firstCommit: TransactionID?
       var reached: MATPosition?
       loop: while true {
-        switch try? reader.next() {
-        case .record(let r)?:
+        // A record that does not decode from there: not a boundary (or damage, named).
+        let step: TrailReader.Step
+        do {
+          step = try reader.next()
+        } catch {
+          return "its base \(p) is not a record boundary of this node's MAT (reading from it: \(error))"
+        }
+        switch step {
+        case .record(let r):
           if firstCommit == nil, r.record.type == .commit { firstCommit = r.record.txid }
           if r.end == status.trailEnd {
             reached = r.end
             break loop
           }
-        case .end(let e)?, .tornTail(let e, _)?:
+        case .end(let e), .tornTail(let e, _):
           reached = e
           break loop
-        case nil: break loop
         }
       }
       guard reached == status.trailEnd else { return "its base \(p) is not a record boundary of this node's MAT" }

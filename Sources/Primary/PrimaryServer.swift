@@ -49,7 +49,8 @@ public final class PrimaryServer: @unchecked Sendable {
       if isSuperseded { break }
       if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
         lastProbe = Clock.monotonicSeconds()
-        if attachedCount == 0, let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal)
+        if attachedCount == 0,
+          let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal)
         {
           try newerGeneration(peer, address: address)
           break
