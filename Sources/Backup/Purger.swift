@@ -42,6 +42,7 @@ final class Purger {
     let now = Date()
     for sno in try layout.image.snos() where sno < applied.sno {
       let path = layout.image.filePath(sno: sno)
+      // An age that cannot be read counts as new: the file is kept, never removed early.
       let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
       guard now.timeIntervalSince(modified) >= Double(retention) else { continue }
       if unlink(path) == 0 { removed.append(TrailFormat.fileName(sno: sno)) }

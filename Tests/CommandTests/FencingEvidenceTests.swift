@@ -4,7 +4,9 @@
 // backup's address claiming the next generation with no base or a false one, is refused
 // (9070) and the primary keeps taking writes. Real takeovers still fence (ProcedureTests).
 
+import AuditTrail
 import Foundation
+import Link
 import TestSupport
 import XCTest
 
@@ -88,6 +90,35 @@ final class FencingEvidenceTests: XCTestCase {
     try pair.sql("INSERT INTO t VALUES (2, 'still the primary')")
     XCTAssertNil(try jsonObject(pair.primary + "/understudy.json")["superseded"])
     try primary.stop()
+  }
+
+  /// The base query and answer ride on follow-request and follow-accept by payload size;
+  /// the plain messages decode as before, and a size of neither kind is a bad frame.
+  func testBaseQueryAndAnswerShareFollowFramesCompatibly() throws {
+    let base = Message.GenerationBase(
+      generation: Generation(3), matStart: MATPosition(sno: 7, rba: 64), priorNode: NodeID(),
+      priorTxid: TransactionID(41), priorEnd: MATPosition(sno: 6, rba: 9000), checksum: "abc123")
+    let query = Message.baseQuery.frame
+    XCTAssertEqual(query.type, .followRequest)
+    XCTAssertEqual(query.payload, [])
+    guard case .baseQuery = try Message(decoding: query, peer: "test") else { return XCTFail("not a base query") }
+    let answer = Message.base(base).frame
+    XCTAssertEqual(answer.type, .followAccept)
+    XCTAssertEqual(answer.payload.count, 58 + 6)
+    guard case .base(let decoded) = try Message(decoding: answer, peer: "test") else { return XCTFail("not a base") }
+    XCTAssertEqual(decoded, base)
+    let accept = Message.followAccept(matStart: MATPosition(sno: 7, rba: 64)).frame
+    XCTAssertEqual(accept.payload.count, 12)
+    guard case .followAccept(let start) = try Message(decoding: accept, peer: "test") else {
+      return XCTFail("a plain follow-accept no longer decodes")
+    }
+    XCTAssertEqual(start, MATPosition(sno: 7, rba: 64))
+    let request = Message.followRequest(
+      .init(priorNode: base.priorNode, priorTxid: base.priorTxid, priorEnd: base.priorEnd, checksum: ""))
+    guard case .followRequest = try Message(decoding: request.frame, peer: "test") else {
+      return XCTFail("a follow-request with an empty checksum is not a base query")
+    }
+    XCTAssertThrowsError(try Message(decoding: Frame(.followAccept, Array(answer.payload.prefix(30))), peer: "test"))
   }
 
   private func base(_ node: String, txid: Int, sno: Int, rba: Int) -> [String: Any] {
