@@ -34,7 +34,14 @@ final class StateFileTests: XCTestCase {
     XCTAssertTrue(log.contains(known), "the error does not name \(known): \(log.suffix(800))")
     XCTAssertTrue(log.contains("must not serve"), String(log.suffix(800)))
     XCTAssertEqual(events(pair.primary).filter { $0["code"] as? Int == 9001 }.count, servedBefore, "it served")
-    // The new primary is untouched, and the old one still says why when asked to recover.
+    // Status shows it (and nothing else breaks); recover says it too.
+    let status = try understudy(["status", "--node", pair.primary, "--json"])
+    XCTAssertEqual(status.status, 0, status.stderr)
+    try assertConforms(status.json, to: "status.schema.json")
+    let problem = (status.json as? [String: Any])?["fencingProblem"] as? String ?? ""
+    XCTAssertTrue(problem.contains(known), status.stdout)
+    let text = try understudy(["status", "--node", pair.primary])
+    XCTAssertTrue(text.stdout.contains("FENCING BROKEN: cannot read \(known)"), text.stdout)
     let recover = try understudy(["recover", "--node", pair.primary, "--to-mat", "1:64"])
     XCTAssertEqual(recover.status, 1, recover.stdout)
     XCTAssertTrue(recover.stderr.contains(known), recover.stderr)
