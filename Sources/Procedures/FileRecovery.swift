@@ -113,7 +113,9 @@ public enum FileRecovery {
     } else {
       if config.superseded == nil {
         progress("asking the backups this node served whether one took over")
-        guard let (peer, address) = try Fencing.findNewerGeneration(layout, config) else {
+        guard
+          let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: { Fencing.log($0, events) })
+        else {
           throw FileRecoveryError.stillPrimary(
             node: node, generation: config.generation, asked: try Fencing.knownBackups(layout).map(\.listen))
         }
