@@ -29,7 +29,7 @@ public final class BackupDaemon: @unchecked Sendable {
     let receiver = try Receiver(
       layout: layout, events: events, stop: stop, progress: progress, showProgress: showProgress)
     let updater = Updater(layout: layout, database: config.database, events: events, stop: stop, progress: progress)
-    let purger = Purger(layout: layout, retention: config.retention, events: events)
+    let purger = try Purger(layout: layout, retention: config.retention, events: events)
     events.log(
       .daemonStarted, "backup daemon started; primary \(config.primary ?? "?"), context '\(config.contextName)'")
     let done = DispatchGroup()

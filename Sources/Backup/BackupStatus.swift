@@ -55,8 +55,15 @@ public struct BackupStatus: Sendable {
       throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "backup status")
     }
     let running = DaemonLock.isHeld(layout)
-    let runtime = FileManager.default.contents(atPath: BackupProgress.runtimePath(layout)).flatMap {
-      try? JSONDecoder().decode(Runtime.self, from: $0)
+    // What the running daemon reports. Unreadable while it runs is an error (takeover
+    // decides on `connected`); left by a daemon that is gone, it is only news, shown.
+    var runtime: Runtime?
+    var runtimeProblem: String?
+    do {
+      runtime = try StateFile.read(Runtime.self, at: BackupProgress.runtimePath(layout))
+    } catch {
+      if running { throw error }
+      runtimeProblem = "\(error)"
     }
     var state: CommitState?
     if FileManager.default.fileExists(atPath: config.database) {
@@ -84,9 +91,9 @@ public struct BackupStatus: Sendable {
       node: layout.root, nodeId: config.nodeId, generation: config.generation, database: config.database,
       context: config.contextName, primary: config.primary ?? "", daemonRunning: running,
       connected: running && (runtime?.connected ?? false), acked: acked, applied: state?.end,
-      lastTxid: state?.lastTxid, safe: SafePosition.read(layout)?.safe, primaryTrailEnd: runtime?.primaryTrailEnd,
+      lastTxid: state?.lastTxid, safe: try SafePosition.read(layout)?.safe, primaryTrailEnd: runtime?.primaryTrailEnd,
       rtdReceiver: running ? runtime?.rtdReceiver ?? 0 : 0, rtdUpdater: running ? runtime?.rtdUpdater ?? 0 : 0,
-      backlogRecords: records, backlogBytes: bytes, lastError: running ? runtime?.lastError : nil,
+      backlogRecords: records, backlogBytes: bytes, lastError: running ? runtime?.lastError : runtimeProblem,
       updaterStopped: running ? runtime?.updaterStopped : nil,
       linkStalledSince: running && runtime?.connected == true
         ? runtime?.lastFrameMicros.flatMap {

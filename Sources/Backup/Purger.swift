@@ -13,9 +13,9 @@ public struct SafePosition: Codable, Sendable, Equatable {
 
   static func path(_ layout: NodeLayout) -> String { layout.state + "/safe.json" }
 
-  public static func read(_ layout: NodeLayout) -> SafePosition? {
-    guard let data = FileManager.default.contents(atPath: path(layout)) else { return nil }
-    return try? JSONDecoder().decode(SafePosition.self, from: data)
+  /// No file: the purger has recorded nothing yet (no transaction applied).
+  public static func read(_ layout: NodeLayout) throws -> SafePosition? {
+    try StateFile.read(SafePosition.self, at: path(layout))
   }
 }
 
@@ -25,24 +25,24 @@ final class Purger {
   let events: EventLog
   private var recorded: MATPosition?
 
-  init(layout: NodeLayout, retention: Int, events: EventLog) {
+  init(layout: NodeLayout, retention: Int, events: EventLog) throws {
     self.layout = layout
     self.retention = retention
     self.events = events
-    recorded = SafePosition.read(layout)?.safe
+    recorded = try SafePosition.read(layout)?.safe
   }
 
   func tick(applied: MATPosition?) throws {
     guard let applied else { return }
     if recorded != applied {
-      let data = try JSONEncoder().encode(SafePosition(safe: applied, recordedMicros: Clock.nowMicros()))
-      try DurableFile.create(path: SafePosition.path(layout), contents: Array(data))
+      try StateFile.write(SafePosition(safe: applied, recordedMicros: Clock.nowMicros()), to: SafePosition.path(layout))
       recorded = applied
     }
     var removed: [String] = []
     let now = Date()
     for sno in try layout.image.snos() where sno < applied.sno {
       let path = layout.image.filePath(sno: sno)
+      // An age that cannot be read counts as new: the file is kept, never removed early.
       let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
       guard now.timeIntervalSince(modified) >= Double(retention) else { continue }
       if unlink(path) == 0 { removed.append(TrailFormat.fileName(sno: sno)) }

@@ -109,6 +109,32 @@ public enum Handshake {
     return peer
   }
 
+  /// As `probe`, and when `ask(peer)` holds, also asks the peer how its generation began
+  /// (base-query). nil base: it has none (it says why) or does not understand the question.
+  public static func probeBase(
+    _ address: HostPort, as me: LinkIdentity, reason: String, timeout: Double = 2, ask: (LinkPeer) -> Bool
+  ) throws -> (LinkPeer, base: Message.GenerationBase?, why: String?) {
+    let socket = try Socket.connect(to: address, timeout: timeout)
+    let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+    defer { socket.shutdown() }
+    let peer = try connect(link, as: me)
+    guard ask(peer) else {
+      link.refuse(reason)
+      return (peer, nil, nil)
+    }
+    try link.send(.baseQuery)
+    do {
+      let answer = try link.receive(timeout: max(timeout, 2))
+      link.refuse(reason)
+      guard case .base(let base) = answer else { return (peer, nil, "it answered the base query with \(answer.type)") }
+      return (peer, base, nil)
+    } catch LinkError.refusedByPeer(_, let why) {
+      return (peer, nil, why)
+    } catch {
+      return (peer, nil, "no answer to the base query: \(error)")
+    }
+  }
+
   static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
     var diff: UInt8 = 0

@@ -47,6 +47,36 @@ public enum Message: Sendable {
   case promote(generation: Generation, end: MATPosition)
   /// Backup → primary: done; its own MAT starts at `matStart`. The old primary follows it.
   case promoted(matStart: MATPosition)
+  /// Prober → primary, instead of start: how did your generation begin? An old primary
+  /// asks before it accepts being superseded. On the wire a follow-request with an empty
+  /// payload (a real one never is), so no frame type is added.
+  case baseQuery
+  /// Primary → prober: the base of its generation. On the wire a follow-accept with the
+  /// base after `matStart` (a plain follow-accept is exactly 12 bytes).
+  case base(GenerationBase)
+
+  /// How a generation began: node `priorNode`'s MAT up to `priorEnd`, after transaction
+  /// `priorTxid`, with this logical checksum; its own MAT starts at `matStart`.
+  public struct GenerationBase: Sendable, Equatable {
+    public var generation: Generation
+    public var matStart: MATPosition
+    public var priorNode: NodeID
+    public var priorTxid: TransactionID
+    public var priorEnd: MATPosition
+    public var checksum: String
+
+    public init(
+      generation: Generation, matStart: MATPosition, priorNode: NodeID, priorTxid: TransactionID,
+      priorEnd: MATPosition, checksum: String
+    ) {
+      self.generation = generation
+      self.matStart = matStart
+      self.priorNode = priorNode
+      self.priorTxid = priorTxid
+      self.priorEnd = priorEnd
+      self.checksum = checksum
+    }
+  }
 
   public struct FollowRequest: Sendable, Equatable {
     public var priorNode: NodeID
@@ -99,6 +129,8 @@ public enum Message: Sendable {
     case .followAccept: .followAccept
     case .promote: .promote
     case .promoted: .promoted
+    case .baseQuery: .followRequest
+    case .base: .followAccept
     }
   }
 
@@ -153,6 +185,14 @@ public enum Message: Sendable {
       w.u64(generation.rawValue)
       w.position(end)
     case .promoted(let start): w.position(start)
+    case .baseQuery: break
+    case .base(let b):
+      w.position(b.matStart)
+      w.u64(b.generation.rawValue)
+      w.raw(b.priorNode.bytes)
+      w.u64(b.priorTxid.rawValue)
+      w.position(b.priorEnd)
+      w.string(b.checksum)
     }
     return Frame(type, w.bytes)
   }
@@ -204,12 +244,19 @@ public enum Message: Sendable {
     case .copyData: self = .copyData(offset: try r.u64(), bytes: r.rest())
     case .copyEnd: self = .copyEnd(sha256: try r.raw(32))
     case .listening: self = .listening(address: try r.string())
+    case .followRequest where frame.payload.isEmpty: self = .baseQuery
     case .followRequest:
       self = .followRequest(
         FollowRequest(
           priorNode: NodeID(bytes: try r.raw(16)[...]), priorTxid: TransactionID(try r.u64()),
           priorEnd: try r.position(), checksum: try r.string()))
-    case .followAccept: self = .followAccept(matStart: try r.position())
+    case .followAccept where frame.payload.count == 12: self = .followAccept(matStart: try r.position())
+    case .followAccept:
+      let matStart = try r.position()
+      self = .base(
+        GenerationBase(
+          generation: Generation(try r.u64()), matStart: matStart, priorNode: NodeID(bytes: try r.raw(16)[...]),
+          priorTxid: TransactionID(try r.u64()), priorEnd: try r.position(), checksum: try r.string()))
     case .promote: self = .promote(generation: Generation(try r.u64()), end: try r.position())
     case .promoted: self = .promoted(matStart: try r.position())
     }

@@ -36,7 +36,7 @@ public final class DaemonLock: @unchecked Sendable {
     guard fd >= 0 else { throw Problem.io("cannot open \(lockPath(layout)): errno \(errno)") }
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
       close(fd)
-      throw Problem.alreadyRunning(node: layout.root, pid: runningPid(layout))
+      throw Problem.alreadyRunning(node: layout.root, pid: try runningPid(layout))
     }
     try DurableFile.create(path: pidPath(layout), contents: Array("\(getpid())\n".utf8))
     return DaemonLock(fd: fd)
@@ -58,9 +58,23 @@ public final class DaemonLock: @unchecked Sendable {
     return true
   }
 
-  static func runningPid(_ layout: NodeLayout) -> Int32? {
-    guard let text = try? String(contentsOfFile: pidPath(layout), encoding: .utf8) else { return nil }
-    return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+  /// nil: no pid file (a daemon starting has not written it yet). A pid file that does
+  /// not hold a pid is an error naming it: `stop` must not guess whom to signal.
+  static func runningPid(_ layout: NodeLayout) throws -> Int32? {
+    let path = pidPath(layout)
+    let text: String
+    do {
+      text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+      guard FileManager.default.fileExists(atPath: path) else { return nil }
+      throw Problem.io("cannot read the daemon's pid file \(path): \(error.localizedDescription)")
+    }
+    guard let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else {
+      throw Problem.io(
+        "the daemon's pid file \(path) holds no pid (\(text.utf8.count) bytes); find the daemon with `ps` and stop it by its pid"
+      )
+    }
+    return pid
   }
 
   /// Stops the node's daemon if one runs; returns its pid then.
@@ -75,7 +89,10 @@ public final class DaemonLock: @unchecked Sendable {
 
   /// Asks the node's daemon to stop (SIGTERM) and waits until it has released the lock.
   public static func stop(_ layout: NodeLayout, timeout: Double) throws -> Int32 {
-    guard isHeld(layout), let pid = runningPid(layout) else { throw Problem.notRunning(node: layout.root) }
+    guard isHeld(layout) else { throw Problem.notRunning(node: layout.root) }
+    guard let pid = try runningPid(layout) else {
+      throw Problem.io("the daemon of node \(layout.root) has not written its pid to \(pidPath(layout)) yet; try again")
+    }
     guard kill(pid, SIGTERM) == 0 else { throw Problem.io("cannot signal pid \(pid): errno \(errno)") }
     let deadline = Clock.monotonicSeconds() + timeout
     while isHeld(layout) {

@@ -42,6 +42,8 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case switchoverCommitted = 9061
   case switchoverComplete = 9062
   case switchoverAbandoned = 9063
+  case eventLogRepaired = 9005
+  case supersedeRefused = 9070
 }
 
 public struct Event: Sendable {
@@ -76,11 +78,15 @@ public final class EventLog: Sendable {
   /// event log must not stop replication.
   public func log(_ code: EventCode, _ message: String, _ fields: [(String, JSON)] = []) {
     let event = Event(code: code.rawValue, timeMicros: Clock.nowMicros(), node: node, message: message, fields: fields)
-    let line = Array((event.json.serialized() + "\n").utf8)
-    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+    var line = Array((event.json.serialized() + "\n").utf8)
+    let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
     if fd >= 0 {
+      // Writers in other processes append too: the tail check and the append are one step.
+      flock(fd, LOCK_EX)
+      line = repairTail(fd) + line
       let written = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
       if written != line.count || fdatasync(fd) != 0 { reportFailure() }
+      flock(fd, LOCK_UN)
       close(fd)
     } else {
       reportFailure()
@@ -88,6 +94,47 @@ public final class EventLog: Sendable {
     if echo {
       FileHandle.standardError.write(Data("understudy: \(code.rawValue) \(message)\n".utf8))
     }
+  }
+
+  /// A log that does not end with a newline was cut mid-line (a crash, a full disk): the
+  /// next event would glue onto the partial line and both would be lost to every reader.
+  /// The partial line moves to `events.jsonl.broken-OFFSET` and the log is cut back to
+  /// its last whole line; returns the 9005 line that says so (or, if the bytes cannot be
+  /// kept aside, a newline that ends the partial line, leaving it as it is).
+  private func repairTail(_ fd: Int32) -> [UInt8] {
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_size > 0 else { return [] }
+    let size = Int(info.st_size)
+    var last: UInt8 = 0
+    guard pread(fd, &last, 1, off_t(size - 1)) == 1, last != UInt8(ascii: "\n") else { return [] }
+    var cut = 0
+    var end = size
+    scan: while end > 0 {
+      let start = max(0, end - 65536)
+      var chunk = [UInt8](repeating: 0, count: end - start)
+      guard pread(fd, &chunk, chunk.count, off_t(start)) == chunk.count else { return Array("\n".utf8) }
+      if let newline = chunk.lastIndex(of: UInt8(ascii: "\n")) {
+        cut = start + newline + 1
+        break scan
+      }
+      end = start
+    }
+    var broken = [UInt8](repeating: 0, count: size - cut)
+    let aside = "\(path).broken-\(cut)"
+    guard pread(fd, &broken, broken.count, off_t(cut)) == broken.count else { return Array("\n".utf8) }
+    do {
+      try DurableFile.create(path: aside, contents: broken)
+    } catch {
+      return Array("\n".utf8)
+    }
+    guard ftruncate(fd, off_t(cut)) == 0 else { return Array("\n".utf8) }
+    let name = (aside as NSString).lastPathComponent
+    let event = Event(
+      code: EventCode.eventLogRepaired.rawValue, timeMicros: Clock.nowMicros(), node: node,
+      message:
+        "the event log ended in a partial line (\(broken.count) bytes at offset \(cut), cut by a crash or a full disk); kept aside in \(name)",
+      fields: [("bytes", .int(Int64(broken.count))), ("files", .array([.string(name)]))])
+    return Array((event.json.serialized() + "\n").utf8)
   }
 
   private func reportFailure() {

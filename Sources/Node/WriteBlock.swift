@@ -24,7 +24,11 @@ public enum WriteBlock {
   public static func reason(_ layout: NodeLayout) -> String? {
     let file = path(layout)
     guard access(file, F_OK) == 0 else { return nil }
-    let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "writes are blocked (\(file))"
-    return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    // A block whose reason cannot be read still blocks: the file's presence is the block.
+    do {
+      return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    } catch {
+      return "writes are blocked (\(file) exists, but its reason cannot be read: \(error.localizedDescription))"
+    }
   }
 }

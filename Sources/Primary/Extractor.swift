@@ -232,7 +232,7 @@ public final class Extractor {
           .heartbeat(trailEnd: reader.position, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
         lastHeartbeat = now
         // A committed switchover to this backup, whose record it has applied: hand over.
-        if !promoteSent, let plan = SwitchoverJournal.read(layout), plan.phase == .committed,
+        if !promoteSent, let plan = try SwitchoverJournal.read(layout), plan.phase == .committed,
           plan.target == peer.nodeID, let end = plan.end, applied == end
         {
           try link.send(.promote(generation: plan.generation, end: end))

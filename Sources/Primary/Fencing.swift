@@ -19,32 +19,134 @@ public struct KnownBackup: Codable, Sendable, Equatable {
 public enum Fencing {
   static func knownPath(_ layout: NodeLayout) -> String { layout.state + "/backups.json" }
 
-  public static func knownBackups(_ layout: NodeLayout) -> [KnownBackup] {
-    (try? StateFile.read([KnownBackup].self, at: knownPath(layout))) ?? []
+  /// The backups to ask. No file: this primary has served no backup that said where it
+  /// would serve. A file that cannot be read stops fencing, so it is an error naming it.
+  public static func knownBackups(_ layout: NodeLayout) throws -> [KnownBackup] {
+    do {
+      return try StateFile.read([KnownBackup].self, at: knownPath(layout)) ?? []
+    } catch let error as StateFileError {
+      throw FencingError.unreadableBackups(node: layout.root, error)
+    }
   }
 
   /// Remembers a backup's listen address (durably, only when it is new or moved).
   static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
-    var known = knownBackups(layout)
+    var known = try knownBackups(layout)
     guard !known.contains(backup) else { return }
     known.removeAll { $0.node == backup.node }
     known.append(backup)
     try StateFile.write(known, to: knownPath(layout))
   }
 
-  /// The first known backup that now answers as a primary of a newer generation.
-  public static func findNewerGeneration(_ layout: NodeLayout, _ config: NodeConfig) -> (LinkPeer, String)? {
-    guard let key = try? Secret.load(path: layout.secretKey) else { return nil }
+  /// A newer generation that answered a probe but whose claim this node refused.
+  public struct Refusal: Sendable {
+    public var peer: LinkPeer
+    public var address: String
+    public var reason: String
+  }
+
+  /// The first known backup that now answers as the primary of the next generation and
+  /// proves it began from this node's MAT (see `check`). Others that claim a newer
+  /// generation are passed to `refused`; a backup that does not answer is skipped.
+  public static func findNewerGeneration(
+    _ layout: NodeLayout, _ config: NodeConfig, refused: (Refusal) -> Void = { _ in }
+  ) throws -> (LinkPeer, String)? {
+    let key = try Secret.load(path: layout.secretKey)
     let me = LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
-    for backup in knownBackups(layout) {
-      guard let address = try? HostPort(parsing: backup.listen),
-        let peer = try? Handshake.probe(
-          address, as: me, reason: "generation check by the primary of generation \(config.generation)", timeout: 1),
+    for (index, backup) in try knownBackups(layout).enumerated() {
+      guard let address = try? HostPort(parsing: backup.listen) else {
+        throw FencingError.unreadableBackups(
+          node: layout.root,
+          StateFileError(path: knownPath(layout), reason: "entry \(index): '\(backup.listen)' is not HOST:PORT"))
+      }
+      // Not answering is no news: the backup may be down or not serve yet.
+      guard
+        let (peer, base, why) = try? Handshake.probeBase(
+          address, as: me, reason: "generation check by the primary of generation \(config.generation)", timeout: 1,
+          ask: { $0.generation > config.generation }),
         peer.generation > config.generation
       else { continue }
+      if let problem = try check(base, why: why, of: peer, layout, config) {
+        refused(Refusal(peer: peer, address: backup.listen, reason: problem))
+        continue
+      }
       return (peer, backup.listen)
     }
     return nil
+  }
+
+  /// Why `peer`'s claim to have superseded this node does not hold, or nil if it does:
+  /// its generation is the next one, and its base is a record boundary of this node's
+  /// current MAT segment whose last transaction is the base's. The base's checksum is not
+  /// compared: this node cannot cheaply compute its database's checksum at an earlier
+  /// position, so the position and transaction id stand in for it.
+  static func check(
+    _ base: Message.GenerationBase?, why: String?, of peer: LinkPeer, _ layout: NodeLayout, _ config: NodeConfig
+  ) throws -> String? {
+    guard peer.generation == config.generation.next else {
+      return "generation \(peer.generation) is not the next after this node's \(config.generation)"
+    }
+    guard let base else { return "it shows no base for its generation (\(why ?? "no answer"))" }
+    guard base.generation == peer.generation else {
+      return "its base is of generation \(base.generation), not of its generation \(peer.generation)"
+    }
+    guard base.priorNode == config.nodeId else {
+      return "its generation began from node \(base.priorNode)'s MAT, not this node's (\(config.nodeId))"
+    }
+    let p = base.priorEnd
+    let segmentStart = config.matStart ?? MATPosition(sno: 1, rba: TrailFormat.firstRBA)
+    guard p >= segmentStart else {
+      return
+        "its base \(p) lies before this node's MAT segment of generation \(config.generation), which starts at \(segmentStart)"
+    }
+    let status = try NodeStatus.read(node: layout.root)
+    guard p <= status.trailEnd else { return "its base \(p) lies beyond this node's MAT end \(status.trailEnd)" }
+    let mat = layout.mat
+    guard mat.fileExists(sno: p.sno),
+      case .success(let header) = FileHeader.decode(try mat.headerAndSize(sno: p.sno).header),
+      header.nodeID == config.nodeId, header.generation == config.generation
+    else { return "its base \(p) is not in a MAT file of this node's generation \(config.generation)" }
+    // From a record boundary, whole records lead exactly to the MAT's end.
+    var txidAtBase = status.lastTxid
+    if p != status.trailEnd {
+      let reader = try TrailReader(directory: mat, from: p)
+      var firstCommit: TransactionID?
+      var reached: MATPosition?
+      loop: while true {
+        // A record that does not decode from there: not a boundary (or damage, named).
+        let step: TrailReader.Step
+        do {
+          step = try reader.next()
+        } catch {
+          return "its base \(p) is not a record boundary of this node's MAT (reading from it: \(error))"
+        }
+        switch step {
+        case .record(let r):
+          if firstCommit == nil, r.record.type == .commit { firstCommit = r.record.txid }
+          if r.end == status.trailEnd {
+            reached = r.end
+            break loop
+          }
+        case .end(let e), .tornTail(let e, _):
+          reached = e
+          break loop
+        }
+      }
+      guard reached == status.trailEnd else { return "its base \(p) is not a record boundary of this node's MAT" }
+      if let firstCommit { txidAtBase = TransactionID(firstCommit.rawValue - 1) }
+    }
+    guard txidAtBase == base.priorTxid else {
+      return "at its base \(p) this node's MAT holds transaction \(txidAtBase), not \(base.priorTxid)"
+    }
+    return nil
+  }
+
+  /// Logs a refused claim (9070).
+  public static func log(_ refusal: Refusal, _ events: EventLog) {
+    events.log(
+      .supersedeRefused,
+      "node \(refusal.peer.nodeID) at \(refusal.address) claims generation \(refusal.peer.generation), but this primary (still serving) does not accept being superseded: \(refusal.reason)",
+      [("generation", .int(Int64(refusal.peer.generation.rawValue))), ("listen", .string(refusal.address))])
   }
 
   /// Records that generation `generation` (node `by`, at `address`) replaced this

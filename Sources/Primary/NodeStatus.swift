@@ -25,6 +25,9 @@ public struct NodeStatus: Sendable {
   public var backups: [AttachedBackup]
   /// Why writes are refused (a switchover in progress, a takeover elsewhere), if they are.
   public var writesBlocked: String?
+  /// Why this primary cannot learn of a takeover (`state/backups.json` unreadable), if so:
+  /// its daemon refuses to serve until the file is repaired.
+  public var fencingProblem: String?
 
   public static func read(node: String) throws -> NodeStatus {
     let layout = NodeLayout(root: node)
@@ -54,8 +57,17 @@ public struct NodeStatus: Sendable {
       node: layout.root, nodeId: config.nodeId, role: config.role, generation: config.generation,
       database: config.database, trailEnd: end, durableEnd: end, databaseEnd: state.end, lastTxid: txid,
       trailFiles: try layout.mat.snos().count, tornTail: torn,
-      backups: DaemonLock.isHeld(layout) ? PrimaryServer.readAttached(layout) : [],
-      writesBlocked: WriteBlock.reason(layout))
+      backups: DaemonLock.isHeld(layout) ? try PrimaryServer.readAttached(layout) : [],
+      writesBlocked: WriteBlock.reason(layout), fencingProblem: fencingProblem(layout))
+  }
+
+  static func fencingProblem(_ layout: NodeLayout) -> String? {
+    do {
+      _ = try Fencing.knownBackups(layout)
+      return nil
+    } catch {
+      return "\(error)"
+    }
   }
 
   public var json: JSON {
@@ -76,6 +88,7 @@ public struct NodeStatus: Sendable {
           })
       ),
       ("writesBlocked", writesBlocked.map(JSON.string) ?? .null),
+      ("fencingProblem", fencingProblem.map(JSON.string) ?? .null),
     ])
   }
 }

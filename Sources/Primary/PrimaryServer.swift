@@ -35,7 +35,7 @@ public final class PrimaryServer: @unchecked Sendable {
     // Bring the database up to its MAT first (cuts a torn tail a crashed writer left).
     try AuditedDatabase.open(node: layout.root).close()
     // Taken over while this daemon was down? Then it must not serve at all.
-    if let (peer, address) = Fencing.findNewerGeneration(layout, config) {
+    if let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal) {
       let updated = try Fencing.supersede(
         layout, generation: peer.generation, by: peer.nodeID, address: address, events: events)
       throw FencingError.superseded(node: layout.root, updated.superseded!)
@@ -49,7 +49,9 @@ public final class PrimaryServer: @unchecked Sendable {
       if isSuperseded { break }
       if Clock.monotonicSeconds() - lastProbe >= Self.probeInterval {
         lastProbe = Clock.monotonicSeconds()
-        if attachedCount == 0, let (peer, address) = Fencing.findNewerGeneration(layout, config) {
+        if attachedCount == 0,
+          let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal)
+        {
           try newerGeneration(peer, address: address)
           break
         }
@@ -74,7 +76,7 @@ public final class PrimaryServer: @unchecked Sendable {
   }
 
   /// The attached backups and their acknowledgements, for `status` and `switchover`
-  /// (`state/attached.json`, rewritten when it changes; not synced: it is news, not state).
+  /// (`state/attached.json`, rewritten when it changes; `switchover` decides on it).
   private var published: [AttachedBackup]?
   private func publishAttached() {
     lock.lock()
@@ -82,21 +84,42 @@ public final class PrimaryServer: @unchecked Sendable {
     lock.unlock()
     guard now != published else { return }
     published = now
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    try? encoder.encode(now).write(to: URL(fileURLWithPath: Self.attachedPath(layout)), options: .atomic)
+    do {
+      try StateFile.write(now, to: Self.attachedPath(layout))
+    } catch {
+      events.log(.fileError, "cannot record the attached backups in \(Self.attachedPath(layout)): \(error)")
+    }
   }
 
   public static func attachedPath(_ layout: NodeLayout) -> String { layout.state + "/attached.json" }
 
-  public static func readAttached(_ layout: NodeLayout) -> [AttachedBackup] {
-    (try? StateFile.read([AttachedBackup].self, at: attachedPath(layout))) ?? []
+  /// No file: no daemon runs, or none has had a backup attached since it started.
+  public static func readAttached(_ layout: NodeLayout) throws -> [AttachedBackup] {
+    try StateFile.read([AttachedBackup].self, at: attachedPath(layout)) ?? []
+  }
+
+  /// Each refused claim of a newer generation is logged once per daemon run (9070); the
+  /// probe repeats every few seconds.
+  private var refusedClaims: Set<String> = []
+  private func noteRefusal(_ refusal: Fencing.Refusal) {
+    lock.lock()
+    let new = refusedClaims.insert("\(refusal.peer.nodeID) \(refusal.peer.generation) \(refusal.reason)").inserted
+    lock.unlock()
+    if new { Fencing.log(refusal, events) }
   }
 
   /// The backup took over in a planned switchover: record it and stop serving; the
   /// daemon then makes this node its backup.
   func promoted(_ peer: LinkPeer, at start: MATPosition?) {
-    guard var plan = SwitchoverJournal.read(layout), plan.target == peer.nodeID else { return }
+    let journal: SwitchoverJournal?
+    do {
+      journal = try SwitchoverJournal.read(layout)
+    } catch {
+      events.log(.fileError, "cannot read the switchover's journal: \(error)")
+      stop.stop("switchover journal unreadable")
+      return
+    }
+    guard var plan = journal, plan.target == peer.nodeID else { return }
     plan.phase = .promoted
     do {
       try plan.save(layout)
@@ -129,7 +152,7 @@ public final class PrimaryServer: @unchecked Sendable {
   /// A node of a newer generation showed itself: the backup this node switched over to
   /// (whose answer the link lost), or else a takeover, which fences this node.
   func newerGeneration(_ peer: LinkPeer, address: String?) throws {
-    if let plan = SwitchoverJournal.read(layout), plan.phase == .committed || plan.phase == .promoted,
+    if let plan = try SwitchoverJournal.read(layout), plan.phase == .committed || plan.phase == .promoted,
       plan.target == peer.nodeID, plan.generation == peer.generation
     {
       if plan.phase == .committed { promoted(peer, at: nil) }
@@ -154,12 +177,26 @@ public final class PrimaryServer: @unchecked Sendable {
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {
-        try newerGeneration(peer, address: nil)
+        // A generation announced on the link is a claim, not evidence: only a known
+        // backup that answers as the next primary with this node's MAT as its base is.
+        if let (proven, address) = try Fencing.findNewerGeneration(layout, config, refused: noteRefusal) {
+          try newerGeneration(proven, address: address)
+          throw link.refusing(
+            "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
+          )
+        }
+        noteRefusal(
+          .init(
+            peer: peer, address: link.peer,
+            reason:
+              "it announced that generation on the link as a backup, and no backup this node knows answers as the primary of generation \(config.generation.next) with a base in this node's MAT"
+          ))
         throw link.refusing(
-          "the backup has seen generation \(peer.generation), this primary is at \(config.generation): this node has been taken over"
+          "this backup announces generation \(peer.generation), but the primary of generation \(config.generation) has no evidence of a newer generation: refused (event 9070). If this backup took over, start it as a primary on its listen address"
         )
       }
       var request = try link.receive(timeout: Handshake.stepTimeout)
+      if case .baseQuery = request { return try answerBaseQuery(from: peer, on: link) }
       if case .listening(let address) = request {
         try Fencing.remember(KnownBackup(node: peer.nodeID, listen: address), layout)
         request = try link.receive(timeout: Handshake.stepTimeout)
@@ -224,6 +261,20 @@ public final class PrimaryServer: @unchecked Sendable {
     lock.unlock()
   }
 
+  /// An old primary asks how this generation began, before it accepts being superseded.
+  private func answerBaseQuery(from peer: LinkPeer, on link: Link.Connection) throws {
+    guard let base = config.generationBase, base.generation == config.generation else {
+      throw link.refusing(
+        "this primary's generation \(config.generation) did not begin with a takeover or switchover: it has no base")
+    }
+    try link.send(
+      .base(
+        .init(
+          generation: base.generation, matStart: base.matStart, priorNode: base.priorNode, priorTxid: base.priorTxid,
+          priorEnd: base.priorEnd, checksum: base.checksum)))
+    link.socket.shutdown()
+  }
+
   /// A node recovered to this generation's base asks to follow: it may if its database
   /// is exactly what this generation started from (position, transaction and checksum).
   private func answer(_ follow: Message.FollowRequest, from peer: LinkPeer, on link: Link.Connection) throws {
@@ -255,6 +306,8 @@ public final class PrimaryServer: @unchecked Sendable {
 
 public enum FencingError: Error, CustomStringConvertible {
   case superseded(node: String, NodeConfig.Superseded)
+  /// `state/backups.json` cannot be read: this node cannot ask whether it was taken over.
+  case unreadableBackups(node: String, StateFileError)
 
   public var description: String {
     switch self {
@@ -264,6 +317,8 @@ public enum FencingError: Error, CustomStringConvertible {
       } else {
         "node \(node) was taken over by generation \(s.generation.map(\.description) ?? "?")\(s.address.map { " at \($0)" } ?? "") (event 829); it must not serve. Run file recovery to the 888 position: `understudy recover --node \(node) --to-mat SNO:RBA`, then `understudy follow`"
       }
+    case .unreadableBackups(let node, let error):
+      "cannot read \(error.path) (\(error.reason)): it lists where the backups of node \(node) serve once they take over, so without it this primary cannot tell whether one did and must not serve. Repair it (a JSON array of {\"node\": ID, \"listen\": \"HOST:PORT\"}, one per backup) or, only if no backup of this node has taken over, remove it: each backup adds itself again when it connects"
     }
   }
 }

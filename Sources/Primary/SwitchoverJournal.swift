@@ -43,8 +43,9 @@ public struct SwitchoverJournal: Codable, Sendable, Equatable {
 
   public static func path(_ layout: NodeLayout) -> String { layout.state + "/switchover.json" }
 
-  public static func read(_ layout: NodeLayout) -> SwitchoverJournal? {
-    try? StateFile.read(SwitchoverJournal.self, at: path(layout))
+  /// No file: no switchover was ever started on this node.
+  public static func read(_ layout: NodeLayout) throws -> SwitchoverJournal? {
+    try StateFile.read(SwitchoverJournal.self, at: path(layout))
   }
 
   public func save(_ layout: NodeLayout) throws { try StateFile.write(self, to: Self.path(layout)) }

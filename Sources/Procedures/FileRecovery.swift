@@ -113,9 +113,11 @@ public enum FileRecovery {
     } else {
       if config.superseded == nil {
         progress("asking the backups this node served whether one took over")
-        guard let (peer, address) = Fencing.findNewerGeneration(layout, config) else {
+        guard
+          let (peer, address) = try Fencing.findNewerGeneration(layout, config, refused: { Fencing.log($0, events) })
+        else {
           throw FileRecoveryError.stillPrimary(
-            node: node, generation: config.generation, asked: Fencing.knownBackups(layout).map(\.listen))
+            node: node, generation: config.generation, asked: try Fencing.knownBackups(layout).map(\.listen))
         }
         config = try Fencing.supersede(
           layout, generation: peer.generation, by: peer.nodeID, address: address, events: events)

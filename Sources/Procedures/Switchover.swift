@@ -65,18 +65,18 @@ public enum Switchover {
     let events = EventLog(layout: layout, node: config.nodeId.description)
 
     var plan: SwitchoverJournal
-    if let open = SwitchoverJournal.read(layout), open.isOpen, open.generation == config.generation.next {
+    if let open = try SwitchoverJournal.read(layout), open.isOpen, open.generation == config.generation.next {
       plan = open  // an interrupted run: go on from where it stood
     } else {
       // The daemon publishes its attached backups every 0.2 s: give a fresh link a moment.
-      var attached = PrimaryServer.readAttached(layout).first
+      var attached = try PrimaryServer.readAttached(layout).first
       let patience = Clock.monotonicSeconds() + min(timeout, 5)
       while attached == nil && Clock.monotonicSeconds() < patience {
         usleep(50_000)
-        attached = PrimaryServer.readAttached(layout).first
+        attached = try PrimaryServer.readAttached(layout).first
       }
       guard let backup = attached else { throw SwitchoverError.noBackup(node: node) }
-      guard let listen = Fencing.knownBackups(layout).first(where: { $0.node == backup.nodeID })?.listen else {
+      guard let listen = try Fencing.knownBackups(layout).first(where: { $0.node == backup.nodeID })?.listen else {
         throw SwitchoverError.noListenAddress(node: node, backup: backup.nodeID)
       }
       plan = SwitchoverJournal(generation: config.generation.next, target: backup.nodeID, targetListen: listen)
@@ -107,7 +107,7 @@ public enum Switchover {
       let deadline = Clock.monotonicSeconds() + timeout
       var applied: MATPosition?
       while true {
-        applied = PrimaryServer.readAttached(layout).first { $0.nodeID == plan.target }?.applied
+        applied = try PrimaryServer.readAttached(layout).first { $0.nodeID == plan.target }?.applied
         if let applied, applied >= plan.end! { break }
         if Clock.monotonicSeconds() > deadline {
           try abandon(layout, &plan, events: events)
@@ -131,7 +131,7 @@ public enum Switchover {
         throw SwitchoverError.unfinished(node: node, phase: plan.phase.rawValue)
       }
       usleep(50_000)
-      plan = SwitchoverJournal.read(layout) ?? plan
+      plan = try SwitchoverJournal.read(layout) ?? plan
     }
     let after = try layout.loadConfig()
     return SwitchoverResult(
@@ -158,12 +158,12 @@ public enum Switchover {
   public static func finishInterrupted(_ layout: NodeLayout, events: EventLog) throws {
     try PromotionJournal.finish(layout, events: events)
     let config = try layout.loadConfig()
-    guard config.role == .primary, var plan = SwitchoverJournal.read(layout),
+    guard config.role == .primary, var plan = try SwitchoverJournal.read(layout),
       plan.generation == config.generation.next
     else { return }
     if plan.phase == .committed {
       // Did the backup take over before this node heard it say so?
-      guard let (peer, _) = Fencing.findNewerGeneration(layout, config), peer.nodeID == plan.target,
+      guard let (peer, _) = try Fencing.findNewerGeneration(layout, config), peer.nodeID == plan.target,
         peer.generation == plan.generation
       else { return }
       plan.phase = .promoted

@@ -37,6 +37,7 @@ struct Status: ParsableCommand {
         )
       }
       if let blocked = s.writesBlocked { Output.line("WRITES BLOCKED: \(blocked)") }
+      if let problem = s.fencingProblem { Output.line("FENCING BROKEN: \(problem)") }
     }
   }
 
