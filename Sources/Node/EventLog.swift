@@ -44,6 +44,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case switchoverAbandoned = 9063
   case eventLogRepaired = 9005
   case supersedeRefused = 9070
+  case matFilesPurged = 9041
+  case backupDroppedFromRetention = 9042
+  case primaryDatabaseBehind = 9043
+  case primaryDatabaseCaughtUp = 9044
 }
 
 public struct Event: Sendable {

@@ -42,6 +42,12 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   /// Set on a primary that learned a newer generation took over (event 829); after file
   /// recovery it also holds the position recovered to. Writes are refused until `follow`.
   public var superseded: Superseded?
+  /// As a primary: keep MAT files this many seconds at least, for audit, even once no
+  /// backup needs them (nil: no window; files go as soon as nothing needs them).
+  public var matRetentionSeconds: Int?
+  /// As a primary: the most MAT one backup may hold back, in bytes; past it that backup
+  /// is no longer kept for (event 9042) and needs a full copy. nil: no cap.
+  public var maxRetainedBytes: Int?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600

@@ -216,18 +216,36 @@ final class Writer {
   /// Applies the commits the MAT holds and the database lacks (after a failed COMMIT),
   /// in a transaction of their own. True once the database has them all.
   private func catchUpBehind() -> Bool {
+    let wasBehind = loggedBehind
     do {
       try connection.execute("BEGIN IMMEDIATE")
-      _ = try catchUp()
+      let outcome = try catchUp()
       try connection.execute("COMMIT")
       behind = nil
+      if wasBehind {
+        loggedBehind = false
+        events.log(
+          .primaryDatabaseCaughtUp, "\(config.database) took in the commits it lacked, up to \(outcome.trailEnd); writes go on",
+          [("position", outcome.trailEnd.json)])
+      }
       return true
     } catch {
       try? connection.execute("ROLLBACK")
       behind = "\(error)"
+      if !wasBehind {
+        loggedBehind = true
+        events.log(
+          .primaryDatabaseBehind,
+          "\(config.database) cannot take transactions already committed in the MAT up to \(trail.end) (\(error)); nothing new is written until it can",
+          [("position", trail.end.json)])
+      }
       return false
     }
   }
+
+  /// Whether 9043 was logged and 9044 not yet: each transition is logged once.
+  private var loggedBehind = false
+  private lazy var events = EventLog(layout: layout, node: config.nodeId.description)
 
   /// Someone else committed: a switchover, a takeover's fence or a recovery may have
   /// made this node something other than the primary this writer was opened for. Its

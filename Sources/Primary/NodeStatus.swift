@@ -28,6 +28,12 @@ public struct NodeStatus: Sendable {
   /// Why this primary cannot learn of a takeover (`state/backups.json` unreadable), if so:
   /// its daemon refuses to serve until the file is repaired.
   public var fencingProblem: String?
+  /// The MAT on disk: its bytes, and the first position still kept (older files were
+  /// purged once nothing needed them).
+  public var matBytes: Int
+  public var oldestKept: MATPosition?
+  /// The backups the MAT is kept for, and from where.
+  public var retainedFor: [RetainedBackup]
 
   public static func read(node: String) throws -> NodeStatus {
     let layout = NodeLayout(root: node)
@@ -53,12 +59,14 @@ public struct NodeStatus: Sendable {
     }
     // Whatever a writer has written is durable once its file is synced; a reader may sync it too.
     try FileHandle(path: layout.mat.filePath(sno: end.sno), flags: O_RDONLY).syncData()
+    let footprint = try MATRetention.footprint(layout)
     return NodeStatus(
       node: layout.root, nodeId: config.nodeId, role: config.role, generation: config.generation,
       database: config.database, trailEnd: end, durableEnd: end, databaseEnd: state.end, lastTxid: txid,
       trailFiles: try layout.mat.snos().count, tornTail: torn,
       backups: DaemonLock.isHeld(layout) ? try PrimaryServer.readAttached(layout) : [],
-      writesBlocked: WriteBlock.reason(layout), fencingProblem: fencingProblem(layout))
+      writesBlocked: WriteBlock.reason(layout), fencingProblem: fencingProblem(layout), matBytes: footprint.bytes,
+      oldestKept: footprint.oldest, retainedFor: try MATRetention.registered(layout))
   }
 
   static func fencingProblem(_ layout: NodeLayout) -> String? {
@@ -89,6 +97,14 @@ public struct NodeStatus: Sendable {
       ),
       ("writesBlocked", writesBlocked.map(JSON.string) ?? .null),
       ("fencingProblem", fencingProblem.map(JSON.string) ?? .null),
+      ("matBytes", .int(Int64(matBytes))), ("oldestKept", oldestKept?.json ?? .null),
+      (
+        "retainedFor",
+        .array(
+          retainedFor.map {
+            .object([("nodeId", .string($0.node.description)), ("needs", $0.needs.json)])
+          })
+      ),
     ])
   }
 }

@@ -15,6 +15,7 @@ public final class PrimaryServer: @unchecked Sendable {
   private let lock = NSLock()
   private var attached: [String: AttachedBackup] = [:]
   private let extractors = DispatchGroup()
+  private let purger: MATPurger
 
   public init(layout: NodeLayout, events: EventLog, stop: StopFlag) throws {
     self.layout = layout
@@ -22,6 +23,7 @@ public final class PrimaryServer: @unchecked Sendable {
     self.events = events
     self.stop = stop
     self.key = try Secret.load(path: layout.secretKey)
+    self.purger = try MATPurger(layout: layout, config: config, events: events)
   }
 
   /// Runs until `stop` is set. Throws if the node cannot serve at all.
@@ -57,6 +59,12 @@ public final class PrimaryServer: @unchecked Sendable {
         }
       }
       publishAttached()
+      do {
+        try purger.tick()
+      } catch {
+        // Nothing is removed that is needed; a failure only keeps more (a full disk stays full).
+        events.log(.fileError, "the MAT purge failed: \(error)")
+      }
       guard let socket = try listener.accept(timeout: 0.2) else { continue }
       let connection = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
       extractors.enter()
@@ -212,6 +220,7 @@ public final class PrimaryServer: @unchecked Sendable {
         onAck: { [self] backup in
           lock.lock()
           attached[backup.peer] = backup
+          if let acked = backup.acked { purger.note(backup.nodeID, needs: acked) }
           lock.unlock()
         })
       extractor.onPromoted = { [self] start in promoted(peer, at: start) }
@@ -219,7 +228,12 @@ public final class PrimaryServer: @unchecked Sendable {
         events.log(
           .initialCopyStarted, "sending a snapshot of \(config.database) to \(link.peer)",
           [("peer", .string(link.peer))])
+        // Kept for from before the snapshot's position, so nothing it needs goes meanwhile.
+        if let committed = try CommitState.read(databaseAt: config.database).last {
+          purger.note(peer.nodeID, needs: committed)
+        }
         let position = try extractor.sendSnapshot(database: config.database)
+        purger.note(peer.nodeID, needs: position)
         events.log(
           .initialCopyComplete, "snapshot sent to \(link.peer), consistent with MAT position \(position)",
           [("peer", .string(link.peer)), ("position", position.json)])
@@ -243,6 +257,7 @@ public final class PrimaryServer: @unchecked Sendable {
       events.log(
         .extractorSynchronized, "extractor synch established SNO \(from.sno) RBA \(from.rba) with \(link.peer)",
         [("peer", .string(link.peer)), ("position", from.json)])
+      purger.note(peer.nodeID, needs: from)
       try extractor.stream(from: from, lastCRC: lastCRC)
     } catch let error as LinkError {
       switch error {

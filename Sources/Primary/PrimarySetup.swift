@@ -15,11 +15,16 @@ public enum PrimarySetup {
     /// A key file to install as the node's `secret.key`; a random key when nil.
     public var secretFile: String?
     public var context: String?
+    /// See NodeConfig.matRetentionSeconds and maxRetainedBytes.
+    public var matRetentionSeconds: Int?
+    public var maxRetainedBytes: Int?
 
     public init(
       node: String, database: String, listen: String? = nil, trailFileSize: Int = TrailFormat.defaultFileSize,
-      secretFile: String? = nil, context: String? = nil
+      secretFile: String? = nil, context: String? = nil, matRetentionSeconds: Int? = nil, maxRetainedBytes: Int? = nil
     ) {
+      self.matRetentionSeconds = matRetentionSeconds
+      self.maxRetainedBytes = maxRetainedBytes
       self.node = node
       self.database = database
       self.listen = listen
@@ -40,6 +45,14 @@ public enum PrimarySetup {
         path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
     }
     if let listen = options.listen { _ = try HostPort(parsing: listen) }
+    if let seconds = options.matRetentionSeconds, seconds < 0 {
+      throw NodeError.badConfig(path: layout.config, reason: "MAT retention \(seconds) s is negative")
+    }
+    if let bytes = options.maxRetainedBytes, bytes < options.trailFileSize {
+      throw NodeError.badConfig(
+        path: layout.config,
+        reason: "max retained bytes \(bytes) is below one trail file (\(options.trailFileSize) bytes): no backup could ever be kept for")
+    }
     if let context = options.context { try NodeSetup.checkContext(context) }
     let secret = try options.secretFile.map { path in Array(try Secret.load(path: path)) + [0x0A] } ?? Secret.generate()
 
@@ -62,12 +75,14 @@ public enum PrimarySetup {
       try AddedColumnDefaults.materialize(since: try AddedColumnDefaults.snapshot(db).mapValues { _ in [] }, db)
       try db.execute("COMMIT")
       let nodeID = NodeID()
-      let config = NodeConfig(
+      var config = NodeConfig(
         format: NodeConfig.currentFormat, nodeId: nodeID, role: .primary, database: database, listen: options.listen,
         generation: Generation(1), trailFileSize: options.trailFileSize, createdMicros: Clock.nowMicros(),
         base: .init(
           position: MATPosition(sno: 1, rba: TrailFormat.firstRBA), checksum: base.checksum, empty: base.tables.isEmpty),
         context: options.context)
+      config.matRetentionSeconds = options.matRetentionSeconds
+      config.maxRetainedBytes = options.maxRetainedBytes
       _ = try TrailWriter.create(
         directory: layout.mat, nodeID: nodeID, generation: config.generation, fileSize: options.trailFileSize)
       try layout.saveConfig(config)

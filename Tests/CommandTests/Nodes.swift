@@ -123,7 +123,8 @@ struct Pair {
   /// `primaryNode`, `primaryDatabase`: put them elsewhere (a small disk).
   init(
     _ test: XCTestCase, trailFileSize: Int = 65536, retention: Int = 0, backupConnectsTo: Int? = nil,
-    backupListens: Bool = false, primaryNode: String? = nil, primaryDatabase: String? = nil
+    backupListens: Bool = false, primaryNode: String? = nil, primaryDatabase: String? = nil,
+    primaryOptions: [String] = []
   ) throws {
     root = try temporaryDirectory(test)
     primary = primaryNode ?? root + "/primary"
@@ -133,7 +134,7 @@ struct Pair {
     let p = try understudy([
       "init", "primary", "--node", primary, "--db", primaryDB, "--listen", "127.0.0.1:\(port)",
       "--trail-file-size", String(trailFileSize),
-    ])
+    ] + primaryOptions)
     XCTAssertEqual(p.status, 0, p.stderr)
     let b = try understudy(
       [

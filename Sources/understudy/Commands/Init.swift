@@ -25,6 +25,10 @@ struct InitPrimary: ParsableCommand {
   var secretFile: String?
   @Option(help: "The replication context's name; the backup must use the same.")
   var context: String?
+  @Option(help: "Keep MAT files at least this many seconds, for audit, once no backup needs them (default: none).")
+  var matRetention: Int?
+  @Option(help: "The most MAT one backup may hold back, in bytes; past it, it needs a full copy (default: no cap).")
+  var maxRetainedBytes: Int?
   @OptionGroup var output: JSONFlag
 
   func run() throws {
@@ -32,7 +36,7 @@ struct InitPrimary: ParsableCommand {
       let config = try PrimarySetup.initPrimary(
         .init(
           node: node.node, database: database, listen: listen, trailFileSize: trailFileSize, secretFile: secretFile,
-          context: context))
+          context: context, matRetentionSeconds: matRetention, maxRetainedBytes: maxRetainedBytes))
       let base = config.base!
       if output.json {
         Output.json(

@@ -31,6 +31,8 @@ struct Status: ParsableCommand {
         "database at \(s.databaseEnd)"
           + (s.databaseEnd < s.trailEnd ? " (behind its trail: the next open replays the rest)" : ""))
       if let torn = s.tornTail { Output.line("torn tail   at \(torn) (cut at the next open)") }
+      Output.line("MAT kept    \(s.matBytes) bytes from \(s.oldestKept.map(\.description) ?? "-")")
+      for r in s.retainedFor { Output.line("kept for    backup \(r.node) from \(r.needs)") }
       for b in s.backups {
         Output.line(
           "backup      \(b.nodeID) at \(b.peer): acked \(b.acked.map(\.description) ?? "-"), applied \(b.applied.map(\.description) ?? "-")"
