@@ -139,13 +139,19 @@ public final class Updater: @unchecked Sendable {
         guard reader!.position < acked, taken < Self.maxBatch,
           Clock.monotonicSeconds() - started < Self.maxBatchSeconds
         else { return nil }
-        guard case .record(let record) = try reader!.next() else {
+        switch try reader!.next() {
+        case .record(let record):
+          taken += 1
+          return record
+        case .end(let end) where end >= acked:
+          // The synced end is the start of a file announced with nothing in it yet (the
+          // primary died between the file's announcement and its records).
+          return nil
+        case .end, .tornTail:
           throw TrailError.corrupt(
             file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
             reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
         }
-        taken += 1
-        return record
       }
       if let newest = records.last?.record.commitMicros {
         state = batch

@@ -20,6 +20,8 @@ public struct RetainedBackup: Codable, Sendable, Equatable {
   /// Where the backup's image trail ends (its last acknowledgement, or where it started).
   public var needs: MATPosition
   public var updatedMicros: Int64
+  /// Set when the byte cap dropped it: it holds nothing back until it registers anew.
+  public var droppedMicros: Int64?
 }
 
 public enum MATRetention {
@@ -32,15 +34,23 @@ public enum MATRetention {
 
   /// The MAT files on disk: their total size and the first position still kept.
   public static func footprint(_ layout: NodeLayout) throws -> (bytes: Int, oldest: MATPosition?) {
-    let snos = try layout.mat.snos()
     var bytes = 0
-    for sno in snos { bytes += try fileSize(layout.mat.filePath(sno: sno)) }
-    return (bytes, snos.first.map { MATPosition(sno: $0, rba: TrailFormat.firstRBA) })
+    var oldest: UInt32?
+    for sno in try layout.mat.snos() {
+      guard let size = try fileSize(layout.mat.filePath(sno: sno)) else { continue }  // purged meanwhile
+      bytes += size
+      oldest = oldest ?? sno
+    }
+    return (bytes, oldest.map { MATPosition(sno: $0, rba: TrailFormat.firstRBA) })
   }
 
-  static func fileSize(_ path: String) throws -> Int {
+  /// nil when the file is gone.
+  static func fileSize(_ path: String) throws -> Int? {
     var status = stat()
-    guard stat(path, &status) == 0 else { throw TrailError.io(operation: "stat", path: path, errno: errno) }
+    guard stat(path, &status) == 0 else {
+      if errno == ENOENT { return nil }
+      throw TrailError.io(operation: "stat", path: path, errno: errno)
+    }
     return Int(status.st_size)
   }
 }
@@ -48,8 +58,8 @@ public enum MATRetention {
 /// The primary daemon's side: extractors note what their backups need, the daemon's
 /// loop calls `tick`, which records the registry and removes what nothing needs.
 final class MATPurger: @unchecked Sendable {
-  // @unchecked: `registry` is read and written under `lock`; the rest is the daemon
-  // loop's own (only `tick` touches it, from one thread).
+  // @unchecked: `registry` and `recorded` are read and written under `lock`; `lastTick`
+  // is the daemon loop's own (only `tick` touches it, from one thread).
   let layout: NodeLayout
   let config: NodeConfig
   let events: EventLog
@@ -78,11 +88,24 @@ final class MATPurger: @unchecked Sendable {
     }
   }
 
-  /// A backup needs the MAT from `position` on (it starts there, or acknowledged it).
-  func note(_ node: NodeID, needs position: MATPosition) {
+  /// A backup needs the MAT from `position` on (it starts there, or acknowledged it). A
+  /// backup new to the registry is recorded at once: a daemon killed before its next tick
+  /// would otherwise forget it and, restarted, remove the files it streams from.
+  func note(_ node: NodeID, needs position: MATPosition) throws {
     lock.lock()
+    defer { lock.unlock() }
+    let known = recorded.contains { $0.node == node && $0.needs <= position && $0.droppedMicros == nil }
     registry[node] = RetainedBackup(node: node, needs: position, updatedMicros: Clock.nowMicros())
-    lock.unlock()
+    if !known { try record() }
+  }
+
+  /// With `lock` held: writes the registry if it changed.
+  private func record() throws {
+    let entries = registry.values.sorted { $0.node.description < $1.node.description }
+    func key(_ e: RetainedBackup) -> String { "\(e.node) \(e.needs) \(e.droppedMicros != nil)" }
+    guard entries.map(key) != recorded.map(key) else { return }
+    try StateFile.write(entries, to: MATRetention.path(layout))
+    recorded = entries
   }
 
   /// At most once a second: record the registry, drop a backup past the byte cap, remove
@@ -95,27 +118,33 @@ final class MATPurger: @unchecked Sendable {
     var keep = state.last ?? state.end
     let snos = try layout.mat.snos()
     var sizes: [UInt32: Int] = [:]
-    for sno in snos { sizes[sno] = try MATRetention.fileSize(layout.mat.filePath(sno: sno)) }
+    for sno in snos { sizes[sno] = try MATRetention.fileSize(layout.mat.filePath(sno: sno)) ?? 0 }
 
     lock.lock()
     if let cap = config.maxRetainedBytes {
-      for entry in registry.values {
+      for entry in registry.values where entry.droppedMicros == nil {
         let held = sizes.filter { $0.key >= entry.needs.sno }.values.reduce(0, +)
         guard held > cap else { continue }
-        registry[entry.node] = nil
+        registry[entry.node]?.droppedMicros = Clock.nowMicros()
         events.log(
           .backupDroppedFromRetention,
           "backup \(entry.node) holds back \(held) bytes of MAT from \(entry.needs), past the cap of \(cap) (maxRetainedBytes): no longer kept for; it needs a full copy (`understudy follow --full-copy` on it) unless it catches up first",
           [("position", entry.needs.json), ("bytes", .int(Int64(held)))])
       }
     }
-    let entries = registry.values.sorted { $0.node.description < $1.node.description }
-    lock.unlock()
-    if entries.map(\.needs) != recorded.map(\.needs) || entries.map(\.node) != recorded.map(\.node) {
-      try StateFile.write(entries, to: MATRetention.path(layout))
-      recorded = entries
+    do {
+      try record()
+    } catch {
+      lock.unlock()
+      throw error
     }
-    for entry in entries { keep = min(keep, entry.needs) }
+    let entries = recorded
+    lock.unlock()
+    for entry in entries where entry.droppedMicros == nil { keep = min(keep, entry.needs) }
+    // A backup this primary served before the registry existed is not in it: until it
+    // reconnects, nothing is known to be safe to remove.
+    let registered = Set(entries.map(\.node))
+    if try Fencing.knownBackups(layout).contains(where: { !registered.contains($0.node) }) { return }
 
     var removed: [String] = []
     let window = Double(config.matRetentionSeconds ?? 0)

@@ -102,7 +102,10 @@ public struct NodeStatus: Sendable {
         "retainedFor",
         .array(
           retainedFor.map {
-            .object([("nodeId", .string($0.node.description)), ("needs", $0.needs.json)])
+            .object([
+              ("nodeId", .string($0.node.description)), ("needs", $0.needs.json),
+              ("dropped", .bool($0.droppedMicros != nil)),
+            ])
           })
       ),
     ])

@@ -220,7 +220,7 @@ public final class PrimaryServer: @unchecked Sendable {
         onAck: { [self] backup in
           lock.lock()
           attached[backup.peer] = backup
-          if let acked = backup.acked { purger.note(backup.nodeID, needs: acked) }
+          if let acked = backup.acked { try? purger.note(backup.nodeID, needs: acked) }  // known: no write
           lock.unlock()
         })
       extractor.onPromoted = { [self] start in promoted(peer, at: start) }
@@ -230,10 +230,10 @@ public final class PrimaryServer: @unchecked Sendable {
           [("peer", .string(link.peer))])
         // Kept for from before the snapshot's position, so nothing it needs goes meanwhile.
         if let committed = try CommitState.read(databaseAt: config.database).last {
-          purger.note(peer.nodeID, needs: committed)
+          try purger.note(peer.nodeID, needs: committed)
         }
         let position = try extractor.sendSnapshot(database: config.database)
-        purger.note(peer.nodeID, needs: position)
+        try purger.note(peer.nodeID, needs: position)
         events.log(
           .initialCopyComplete, "snapshot sent to \(link.peer), consistent with MAT position \(position)",
           [("peer", .string(link.peer)), ("position", position.json)])
@@ -257,7 +257,7 @@ public final class PrimaryServer: @unchecked Sendable {
       events.log(
         .extractorSynchronized, "extractor synch established SNO \(from.sno) RBA \(from.rba) with \(link.peer)",
         [("peer", .string(link.peer)), ("position", from.json)])
-      purger.note(peer.nodeID, needs: from)
+      try purger.note(peer.nodeID, needs: from)
       try extractor.stream(from: from, lastCRC: lastCRC)
     } catch let error as LinkError {
       switch error {

@@ -58,7 +58,8 @@ final class MATRetentionTests: XCTestCase {
       eventually(10) { events(pair.primary).contains { $0["code"] as? Int == 9042 } }, "no 9042")
     XCTAssertTrue(
       try eventually(10) { try status(pair.primary)["trailFiles"] as? Int ?? 99 <= 2 }, "the files stayed")
-    XCTAssertEqual((try status(pair.primary)["retainedFor"] as? [Any])?.count, 0)
+    let retained = try XCTUnwrap(try status(pair.primary)["retainedFor"] as? [[String: Any]])
+    XCTAssertEqual(retained.map { $0["dropped"] as? Bool }, [true])
 
     // The backup, back, is refused with what to do; nothing is applied.
     daemons.backup = try Daemon(node: pair.backup)

@@ -32,7 +32,12 @@ struct Status: ParsableCommand {
           + (s.databaseEnd < s.trailEnd ? " (behind its trail: the next open replays the rest)" : ""))
       if let torn = s.tornTail { Output.line("torn tail   at \(torn) (cut at the next open)") }
       Output.line("MAT kept    \(s.matBytes) bytes from \(s.oldestKept.map(\.description) ?? "-")")
-      for r in s.retainedFor { Output.line("kept for    backup \(r.node) from \(r.needs)") }
+      for r in s.retainedFor {
+        Output.line(
+          r.droppedMicros == nil
+            ? "kept for    backup \(r.node) from \(r.needs)"
+            : "DROPPED     backup \(r.node) (held back more than maxRetainedBytes; needs a full copy)")
+      }
       for b in s.backups {
         Output.line(
           "backup      \(b.nodeID) at \(b.peer): acked \(b.acked.map(\.description) ?? "-"), applied \(b.applied.map(\.description) ?? "-")"
