@@ -135,10 +135,11 @@ final class SchemaCache {
 
   func table(_ name: String) throws -> Table {
     if let t = tables[name] { return t }
-    let rows = try connection.query("SELECT name, pk, type FROM pragma_table_info(?)", [.text(name)])
+    let rows = try connection.query("SELECT name, pk, type, \"notnull\" FROM pragma_table_info(?)", [.text(name)])
     var columns: [String] = []
     var primaryKey: [UInt8] = []
     var types: [String] = []
+    var notNull: [Bool] = []
     for row in rows {
       guard case .text(let column) = row[0], case .integer(let pk) = row[1], case .text(let type) = row[2] else {
         continue
@@ -146,8 +147,9 @@ final class SchemaCache {
       columns.append(column)
       primaryKey.append(UInt8(clamping: pk))
       types.append(type)
+      notNull.append(row[3] != .integer(0))
     }
-    let t = Table(shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types))
+    let t = Table(shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types, notNull: notNull))
     tables[name] = t
     return t
   }

@@ -1,0 +1,69 @@
+import AuditTrail
+import Foundation
+import Node
+import Primary
+import SQLiteSupport
+import TestSupport
+import XCTest
+
+/// What a transaction may do at the edges of SQLite's surface (issue 12).
+final class SQLSurfaceTests: XCTestCase {
+  /// SQLite lets a non-INTEGER PRIMARY KEY hold NULL; a changeset cannot address such a
+  /// row, and a backup that applied it stopped with "changed outside replication".
+  func testANullInANonIntegerPrimaryKeyIsRefusedNamingTableAndColumn() throws {
+    let n = try TestNode(self)
+    try n.write(
+      "CREATE TABLE tpk(k TEXT PRIMARY KEY, v); CREATE TABLE pair(a TEXT, b TEXT, v, PRIMARY KEY(a, b))")
+    try n.write("INSERT INTO tpk VALUES ('a', 1); INSERT INTO pair VALUES ('x', 'y', 1)")
+    let end = try n.trail().end
+    let sum = try n.checksum()
+    let cases: [(String, [String])] = [
+      ("INSERT INTO tpk VALUES ('b', 1), (NULL, 2), (NULL, 3)", ["table tpk", "NULL in PRIMARY KEY column k"]),
+      ("UPDATE tpk SET k = NULL WHERE k = 'a'", ["table tpk", "column k"]),
+      ("INSERT INTO pair VALUES ('x', NULL, 2)", ["table pair", "column b"]),
+      ("UPDATE pair SET a = NULL", ["table pair", "column a"]),
+    ]
+    for (sql, fragments) in cases {
+      XCTAssertThrowsError(try n.write(sql), containing: fragments + ["cannot address"])
+    }
+    XCTAssertEqual(try n.trail().end, end, "nothing is in the MAT")
+    XCTAssertEqual(try n.checksum(), sum, "nothing is in the database")
+    XCTAssertEqual(try n.rows("SELECT count(*) FROM tpk WHERE k IS NULL"), [[.integer(0)]])
+  }
+
+  func testARowThatAlreadyHasANullKeyCannotBeChanged() throws {
+    let root = try temporaryDirectory(self)
+    let database = root + "/db.sqlite"
+    let base = try Connection(path: database, mode: .readWriteCreate)
+    try base.execute("CREATE TABLE tpk(k TEXT PRIMARY KEY, v); INSERT INTO tpk VALUES ('a', 1), (NULL, 2)")
+    try PrimarySetup.initPrimary(.init(node: root + "/node", database: database, trailFileSize: 64 << 10))
+    let db = try AuditedDatabase.open(node: root + "/node")
+    defer { db.close() }
+    XCTAssertThrowsError(try db.write { try $0.execute("UPDATE tpk SET v = v + 1") }) { error in
+      XCTAssertTrue("\(error)".contains("changes a row whose PRIMARY KEY column k is NULL"), "\(error)")
+    }
+    XCTAssertThrowsError(try db.write { try $0.execute("DELETE FROM tpk WHERE k IS NULL") }) { error in
+      XCTAssertTrue("\(error)".contains("table tpk"), "\(error)")
+    }
+    XCTAssertEqual(try base.query("SELECT v FROM tpk ORDER BY v"), [[.integer(1)], [.integer(2)]])
+  }
+
+  /// The keys that cannot be NULL are not refused: the rowid alias takes a new rowid.
+  func testKeysThatCannotHoldNullStillWork() throws {
+    let n = try TestNode(self)
+    try n.write(
+      """
+      CREATE TABLE r(id INTEGER PRIMARY KEY, v);
+      CREATE TABLE nn(k TEXT PRIMARY KEY NOT NULL, v);
+      CREATE TABLE wr(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+      INSERT INTO r VALUES (NULL, 1), (NULL, 2);
+      INSERT INTO nn VALUES ('a', 1);
+      INSERT INTO wr VALUES ('a', 1)
+      """)
+    XCTAssertThrowsError(try n.write("INSERT INTO nn VALUES (NULL, 2)"), containing: ["NOT NULL constraint failed"])
+    XCTAssertThrowsError(try n.write("INSERT INTO wr VALUES (NULL, 2)"), containing: ["NOT NULL constraint failed"])
+    try n.write("UPDATE r SET v = v * 10; DELETE FROM r WHERE id = 1")
+    XCTAssertEqual(try n.rows("SELECT id, v FROM r"), [[.integer(2), .integer(20)]])
+    XCTAssertEqual(try n.replayChecksum(), try n.checksum())
+  }
+}
