@@ -66,4 +66,19 @@ final class SQLSurfaceTests: XCTestCase {
     XCTAssertEqual(try n.rows("SELECT id, v FROM r"), [[.integer(2), .integer(20)]])
     XCTAssertEqual(try n.replayChecksum(), try n.checksum())
   }
+
+  /// Two databases equal but for AUTOINCREMENT's sequence give different next ids.
+  func testTheChecksumCoversSqliteSequence() throws {
+    let root = try temporaryDirectory(self)
+    var sums: [DatabaseChecksum] = []
+    for top in [2, 3] {
+      let db = try Connection(path: root + "/\(top).sqlite", mode: .readWriteCreate)
+      try db.execute("CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, v)")
+      try db.execute("INSERT INTO a(v) VALUES (1), (2)" + (top == 3 ? ", (3); DELETE FROM a WHERE id = 3" : ""))
+      sums.append(try DatabaseChecksum.compute(db))
+    }
+    XCTAssertEqual(sums[0].tables["a"], sums[1].tables["a"], "the rows are the same")
+    XCTAssertNotEqual(sums[0].checksum, sums[1].checksum)
+    XCTAssertEqual(sums[1].tables["sqlite_sequence"]?.rows, 1)
+  }
 }
