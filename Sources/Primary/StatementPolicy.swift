@@ -12,12 +12,15 @@ final class StatementPolicy {
   private(set) var isDDL = false
   private(set) var refusal: String?
   private(set) var writtenTables: Set<String> = []
+  /// The statement writes sqlite_sequence itself (AUTOINCREMENT's own updates are not seen here).
+  private(set) var writesSequence = false
 
   /// What the policy said of a single statement, remembered per SQL text.
   struct Verdict {
     var isDDL: Bool
     var refusal: String?
     var writtenTables: Set<String>
+    var writesSequence: Bool
   }
 
   private var verdicts: [String: Verdict] = [:]
@@ -32,7 +35,7 @@ final class StatementPolicy {
     active = true
     let first = try? statements.nextStatement()
     active = false
-    let v = Verdict(isDDL: isDDL, refusal: refusal, writtenTables: writtenTables)
+    let v = Verdict(isDDL: isDDL, refusal: refusal, writtenTables: writtenTables, writesSequence: writesSequence)
     guard first != nil, (try? statements.nextStatement()) == nil else { return nil }
     if verdicts.count >= 128 { verdicts.removeAll() }
     verdicts[sql] = v
@@ -42,6 +45,7 @@ final class StatementPolicy {
   func reset() {
     isDDL = false
     refusal = nil
+    writesSequence = false
     writtenTables.removeAll(keepingCapacity: true)
   }
 
@@ -77,6 +81,8 @@ final class StatementPolicy {
         refuse("table \(table) belongs to Understudy and cannot be written")
       } else if !ObjectNames.isSQLite(table) {
         writtenTables.insert(table)
+      } else if table.lowercased() == "sqlite_sequence" {
+        writesSequence = true
       }
     case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:
       refuse("virtual tables are not supported: the session extension cannot capture their changes")
@@ -114,6 +120,8 @@ final class SchemaCache {
     var shape: ChangeCapture.TableShape
     var columns: [String] { shape.columns }
     var hasPrimaryKey: Bool { shape.primaryKey.contains { $0 != 0 } }
+    /// Declared with AUTOINCREMENT (by its CREATE TABLE text; a false positive only costs a read).
+    var autoincrement: Bool
   }
 
   private var tables: [String: Table] = [:]
@@ -149,7 +157,13 @@ final class SchemaCache {
       types.append(type)
       notNull.append(row[3] != .integer(0))
     }
-    let t = Table(shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types, notNull: notNull))
+    let sql = try connection.query(
+      "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(name)]
+    ).first?.first
+    let autoincrement = if case .text(let text) = sql { text.uppercased().contains("AUTOINCREMENT") } else { false }
+    let t = Table(
+      shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types, notNull: notNull),
+      autoincrement: autoincrement)
     tables[name] = t
     return t
   }

@@ -13,6 +13,9 @@ public final class Transaction {
   let schema: SchemaCache
   let capture: ChangeCapture
   private(set) var items: [CommitItem] = []
+  /// sqlite_sequence as it was before the first statement since the last flush that
+  /// could move it; nil if none could.
+  private var sequenceBefore: SequenceItem.Rows?
 
   init(connection: Connection, policy: StatementPolicy, schema: SchemaCache, capture: ChangeCapture) {
     self.connection = connection
@@ -26,7 +29,9 @@ public final class Transaction {
     if !arguments.isEmpty, let verdict = try policy.verdict(for: sql, on: connection), !verdict.isDDL {
       // The hot path: a parameterised write, prepared once and judged once.
       if let refusal = verdict.refusal { throw PrimaryError.statementRefused(statement: sql, reason: refusal) }
-      try run(try connection.cached(sql), arguments: arguments, writing: verdict.writtenTables)
+      try run(
+        try connection.cached(sql), arguments: arguments, writing: verdict.writtenTables,
+        writesSequence: verdict.writesSequence)
       return
     }
     var statements = connection.statements(sql).makeIterator()
@@ -47,17 +52,23 @@ public final class Transaction {
         items.append(.ddl(statement.sql))
         schema.invalidate()
       } else {
-        try run(statement, arguments: nil, writing: policy.writtenTables)
+        try run(statement, arguments: nil, writing: policy.writtenTables, writesSequence: policy.writesSequence)
       }
     }
     if count == 0 { throw PrimaryError.emptySQL }
   }
 
   /// Runs a judged, non-DDL statement, its row changes captured.
-  private func run(_ statement: Statement, arguments: [SQLiteValue]?, writing tables: Set<String>) throws {
-    for table in tables where try !schema.table(table).hasPrimaryKey {
-      throw PrimaryError.noPrimaryKey(table: table)
+  private func run(
+    _ statement: Statement, arguments: [SQLiteValue]?, writing tables: Set<String>, writesSequence: Bool
+  ) throws {
+    var movesSequence = writesSequence
+    for table in tables {
+      let t = try schema.table(table)
+      if !t.hasPrimaryKey { throw PrimaryError.noPrimaryKey(table: table) }
+      movesSequence = movesSequence || t.autoincrement
     }
+    if movesSequence && sequenceBefore == nil { sequenceBefore = try SequenceItem.read(connection) }
     if let arguments { try statement.bind(arguments) }
     defer { statement.reset() }
     let mark = capture.count
@@ -96,6 +107,16 @@ public final class Transaction {
 
   /// Closes the current changeset into an item, with its tables' column names.
   private func flushChanges() throws {
+    defer { sequenceBefore = nil }
+    try flushRowChanges()
+    // After the rows: replayed, it sets the sequence the inserts moved (see SequenceItem).
+    if let before = sequenceBefore, let item = SequenceItem.item(before: before, after: try SequenceItem.read(connection))
+    {
+      items.append(.ddl(item))
+    }
+  }
+
+  private func flushRowChanges() throws {
     guard !capture.isEmpty else { return }
     var tables: [TableColumns] = []
     for name in capture.touchedTables {

@@ -53,6 +53,50 @@ final class SQLSurfaceReplicationTests: XCTestCase {
     }
   }
 
+  /// File recovery undoes inserts the backup never received; the sequence must go back
+  /// too, or the old primary's checksum is not the 888 one and its next id differs.
+  func testFileRecoveryPutsTheSequenceBackToTheTakeoverPoint() throws {
+    let root = try temporaryDirectory(self)
+    let (a, b) = (root + "/a", root + "/b")
+    let (addressA, addressB) = ("127.0.0.1:\(freePort())", "127.0.0.1:\(freePort())")
+    try succeeds(["init", "primary", "--node", a, "--db", root + "/a.db", "--listen", addressA])
+    try succeeds([
+      "init", "backup", "--node", b, "--db", root + "/b.db", "--primary", addressA, "--listen", addressB,
+      "--secret-file", a + "/secret.key",
+    ])
+    try succeeds(["sql", "--node", a, "CREATE TABLE auto(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"])
+    let daemonA = try Daemon(node: a)
+    let daemonB = try Daemon(node: b)
+    try succeeds(["sql", "--node", a, "INSERT INTO auto(v) VALUES ('1'), ('2'), ('3')"])
+    let shipped = try XCTUnwrap(
+      positionText(try succeeds(["sql", "--node", a, "--json", "DELETE FROM auto WHERE id = 3"]).json, "end"))
+    try succeeds(["wait", "--node", b, "--applied", shipped, "--timeout", "60"])
+    try daemonB.stop()
+    // Never shipped: what recovery undoes, new ids 4 and 5 and an explicit sequence move.
+    try succeeds(["sql", "--node", a, "INSERT INTO auto(v) VALUES ('4'), ('5')"])
+    try succeeds(["sql", "--node", a, "UPDATE sqlite_sequence SET seq = 50 WHERE name = 'auto'"])
+    daemonA.kill()
+    let takeover = try succeeds(["takeover", "--node", b, "--json"])
+    let checksumAt888 = try XCTUnwrap((takeover.json as? [String: Any])?["checksum"] as? String)
+    XCTAssertEqual(try sequence(b, "auto"), 3)
+    let daemonB2 = try Daemon(node: b)
+    XCTAssertTrue(
+      eventually(10) { events(b).contains { $0["code"] as? Int == 9001 } }, "b does not serve as a primary")
+    let recover = try succeeds(["recover", "--node", a, "--to-mat", shipped, "--json"])
+    XCTAssertEqual((recover.json as? [String: Any])?["checksum"] as? String, checksumAt888, recover.stdout)
+    XCTAssertEqual(try sequence(a, "auto"), 3, "the undone inserts' sequence is undone too")
+    try succeeds(["follow", "--node", a, "--primary", addressB, "--secret-file", b + "/secret.key"])
+    let followerA = try Daemon(node: a)
+    try succeeds(["sql", "--node", b, "INSERT INTO auto(v) VALUES ('on b')"])
+    let end = try XCTUnwrap(positionText(try succeeds(["status", "--node", b, "--json"]).json, "durableEnd"))
+    try succeeds(["wait", "--node", a, "--applied", end, "--timeout", "60"])
+    XCTAssertEqual(try sequence(a, "auto"), 4)
+    XCTAssertEqual(
+      try succeeds(["checksum", "--node", a]).stdout, try succeeds(["checksum", "--node", b]).stdout)
+    try followerA.stop()
+    try daemonB2.stop()
+  }
+
   private func sequence(_ node: String, _ table: String) throws -> Int? {
     let outcome = try understudy([
       "query", "--node", node, "--json", "SELECT seq FROM sqlite_sequence WHERE name = '\(table)'",
