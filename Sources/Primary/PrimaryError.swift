@@ -17,6 +17,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case closed
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
+  case generatedColumn(table: String, column: String)
+  case deferredForeignKeys
 
   public var description: String {
     switch self {
@@ -46,6 +48,10 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "name longer than 65535 bytes: \(name.prefix(40))…"
     case .writesBlocked(let node, let reason):
       "node \(node) does not accept writes: \(reason)"
+    case .generatedColumn(let table, let column):
+      "table \(table): column \(column) is a generated column; SQLite 3.40 cannot apply changesets to tables with generated columns, so writes to it could not be replicated. Define \(column) as an ordinary column (or a view over the table)"
+    case .deferredForeignKeys:
+      "FOREIGN KEY constraint failed: a deferred foreign key is still violated when the transaction ends; nothing was committed"
     }
   }
 }

@@ -14,6 +14,10 @@ final class StatementPolicy {
   private(set) var writtenTables: Set<String> = []
   /// The statement writes sqlite_sequence itself (AUTOINCREMENT's own updates are not seen here).
   private(set) var writesSequence = false
+  /// `PRAGMA foreign_keys = X`: what X asks for (the statement sets it instead of running).
+  private(set) var foreignKeys: Bool?
+  /// Tables a CREATE TABLE or ALTER TABLE defines: checked for generated columns once it ran.
+  private(set) var definedTables: [String] = []
 
   /// What the policy said of a single statement, remembered per SQL text.
   struct Verdict {
@@ -46,6 +50,8 @@ final class StatementPolicy {
     isDDL = false
     refusal = nil
     writesSequence = false
+    foreignKeys = nil
+    definedTables.removeAll()
     writtenTables.removeAll(keepingCapacity: true)
   }
 
@@ -72,6 +78,9 @@ final class StatementPolicy {
       if names.contains(where: { $0.map(ObjectNames.isUnderstudy) == true }) {
         refuse("Understudy's own tables (understudy_*) cannot be created, altered or dropped")
       }
+      if action == SQLITE_CREATE_TABLE || action == SQLITE_ALTER_TABLE, let table = names[0] {
+        definedTables.append(table)
+      }
       return .allow
     }
     switch action {
@@ -93,7 +102,16 @@ final class StatementPolicy {
       refuse("ATTACH and DETACH are not allowed: changes to attached databases would not be audited")
     case SQLITE_PRAGMA:
       let name = (r.argument1 ?? "").lowercased()
-      if !Self.readOnlyPragmas.contains(name) {
+      if name == "foreign_keys" {
+        // Enforcement for the rest of the transaction: the rows a cascade changes are
+        // captured like any others, and a backup applies them with enforcement off.
+        guard let value = r.argument2 else { break }
+        switch value.lowercased() {
+        case "on", "true", "yes", "1": foreignKeys = true
+        case "off", "false", "no", "0": foreignKeys = false
+        default: refuse("PRAGMA foreign_keys takes ON or OFF, not \(value)")
+        }
+      } else if !Self.readOnlyPragmas.contains(name) {
         refuse("PRAGMA \(name) is not allowed in an audited transaction: its effect would not be in the audit trail")
       }
     case SQLITE_SAVEPOINT:
@@ -104,6 +122,28 @@ final class StatementPolicy {
       break
     }
     return .allow
+  }
+
+  /// Statements no authorizer call reveals, by their first keyword.
+  static func refusal(byKeyword sql: String) -> String? {
+    var rest = Substring(sql)
+    while true {
+      rest = rest.drop { $0.isWhitespace }
+      if rest.hasPrefix("--") {
+        rest = rest.drop { $0 != "\n" }
+      } else if rest.hasPrefix("/*") {
+        guard let end = rest.range(of: "*/") else { return nil }
+        rest = rest[end.upperBound...]
+      } else {
+        break
+      }
+    }
+    let word = rest.prefix { $0.isLetter }.uppercased()
+    if word == "VACUUM" {
+      return
+        "VACUUM is not allowed in an audited transaction: it rebuilds the whole file outside any transaction, and changes no rows, so there is nothing for the MAT to carry. To reclaim space, run it on the database file with the node's daemon stopped (sqlite3 DB 'VACUUM'); the logical checksum stays the same"
+    }
+    return nil
   }
 
   // The statement is prepared anyway and refused before it runs, so the error can

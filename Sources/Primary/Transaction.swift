@@ -4,6 +4,7 @@
 // changes in execution order.
 
 import AuditTrail
+import CUnderstudySQLite
 import Node
 import SQLiteSupport
 
@@ -16,12 +17,28 @@ public final class Transaction {
   /// sqlite_sequence as it was before the first statement since the last flush that
   /// could move it; nil if none could.
   private var sequenceBefore: SequenceItem.Rows?
+  /// `PRAGMA foreign_keys = ON` ran in this transaction.
+  private var foreignKeysOn = false
 
   init(connection: Connection, policy: StatementPolicy, schema: SchemaCache, capture: ChangeCapture) {
     self.connection = connection
     self.policy = policy
     self.schema = schema
     self.capture = capture
+    // Whatever a transaction before this one left (it may have failed before finish()).
+    try? setForeignKeys(false)
+  }
+
+  /// Foreign-key enforcement on the writer's connection. PRAGMA foreign_keys is a no-op
+  /// inside a transaction, and every audited transaction is inside one; the connection
+  /// flag is what it would set.
+  private func setForeignKeys(_ on: Bool) throws {
+    var now: Int32 = 0
+    try connection.check(
+      understudy_db_config_read(connection.handle, SQLITE_DBCONFIG_ENABLE_FKEY, &now), "read foreign_keys")
+    guard (now != 0) != on else { return }
+    try connection.check(
+      understudy_db_config_int(connection.handle, SQLITE_DBCONFIG_ENABLE_FKEY, on ? 1 : 0), "set foreign_keys=\(on)")
   }
 
   /// Runs one statement with `arguments`, or several separated by `;` without arguments.
@@ -43,14 +60,18 @@ public final class Transaction {
           statement: statement.sql, reason: "arguments can be given only with a single statement")
       }
       try statement.bind(arguments)
-      if policy.isDDL {
+      if let on = policy.foreignKeys {
+        try setForeignKeys(on)
+        if on { foreignKeysOn = true }
+      } else if policy.isDDL {
         try flushChanges()
         // Storing added columns' defaults is not the transaction's change: the replayer does it too.
         capture.isRecording = false
         defer { capture.isRecording = true }
         try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
-        items.append(.ddl(statement.sql))
         schema.invalidate()
+        try refuseGeneratedColumns(in: policy.definedTables)
+        items.append(.ddl(statement.sql))
       } else {
         try run(statement, arguments: nil, writing: policy.writtenTables, writesSequence: policy.writesSequence)
       }
@@ -99,10 +120,21 @@ public final class Transaction {
       defer { policy.active = false }
       statement = try it.nextStatement()
     }
-    if let statement, let refusal = policy.refusal {
+    if let statement, let refusal = policy.refusal ?? StatementPolicy.refusal(byKeyword: statement.sql) {
       throw PrimaryError.statementRefused(statement: statement.sql, reason: refusal)
     }
     return statement
+  }
+
+  /// A table that a CREATE or ALTER TABLE has just defined with a generated column.
+  private func refuseGeneratedColumns(in tables: [String]) throws {
+    for table in tables {
+      let generated = try connection.query(
+        "SELECT name FROM pragma_table_xinfo(?) WHERE hidden IN (2, 3) ORDER BY cid", [.text(table)])
+      if case .text(let column) = generated.first?.first {
+        throw PrimaryError.generatedColumn(table: table, column: column)
+      }
+    }
   }
 
   /// Closes the current changeset into an item, with its tables' column names.
@@ -131,6 +163,16 @@ public final class Transaction {
 
   /// The transaction's items, in order; empty if it changed nothing.
   func finish() throws -> [CommitItem] {
+    if foreignKeysOn {
+      // Deferred constraints are checked at COMMIT, which comes after the commit record: check them now.
+      var pending: Int32 = 0
+      var highwater: Int32 = 0
+      try connection.check(
+        sqlite3_db_status(connection.handle, SQLITE_DBSTATUS_DEFERRED_FKS, &pending, &highwater, 0),
+        "read deferred foreign keys")
+      try setForeignKeys(false)
+      if pending > 0 { throw PrimaryError.deferredForeignKeys }
+    }
     try flushChanges()
     return items
   }

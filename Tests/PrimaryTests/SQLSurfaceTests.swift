@@ -106,4 +106,77 @@ final class SQLSurfaceTests: XCTestCase {
     try joined.execute("COMMIT")
     XCTAssertEqual(try DatabaseChecksum.compute(joined), try n.checksum())
   }
+
+  /// `PRAGMA foreign_keys = ON` turns enforcement on for the rest of its transaction:
+  /// ON DELETE CASCADE runs, its deletes are captured and replay, violations are refused.
+  func testForeignKeysOnCascadesAndItsEffectsReplay() throws {
+    let n = try TestNode(self)
+    try n.write(
+      """
+      CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT);
+      CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE);
+      CREATE TABLE later(id INTEGER PRIMARY KEY,
+        parent_id INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+      INSERT INTO parent VALUES (1, 'one'), (2, 'two');
+      INSERT INTO child VALUES (10, 1), (11, 1), (20, 2)
+      """)
+    try n.write("PRAGMA foreign_keys = ON; DELETE FROM parent WHERE id = 1")
+    XCTAssertEqual(try n.rows("SELECT id FROM child ORDER BY id"), [[.integer(20)]], "the cascade ran")
+    XCTAssertEqual(try n.replayChecksum(), try n.checksum(), "the cascade's deletes are in the MAT")
+    let end = try n.trail().end
+    XCTAssertThrowsError(
+      try n.write("PRAGMA foreign_keys = ON; INSERT INTO child VALUES (30, 99)"),
+      containing: ["FOREIGN KEY constraint failed"])
+    XCTAssertThrowsError(
+      try n.write("PRAGMA foreign_keys = 1; INSERT INTO later VALUES (1, 99)"),
+      containing: ["FOREIGN KEY constraint failed", "deferred"])
+    XCTAssertThrowsError(try n.write("PRAGMA foreign_keys = maybe"), containing: ["PRAGMA foreign_keys", "ON or OFF"])
+    XCTAssertEqual(try n.trail().end, end, "nothing refused is in the MAT")
+    // The next transaction starts with enforcement off again, as SQLite's default.
+    try n.write("INSERT INTO child VALUES (31, 98)")
+    XCTAssertEqual(try n.write("PRAGMA foreign_keys"), nil)
+    XCTAssertEqual(try n.replayChecksum(), try n.checksum())
+  }
+
+  func testGeneratedColumnsAreRefusedAtCreateAndAlterNamingTableAndColumn() throws {
+    let n = try TestNode(self)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY, x INTEGER)")
+    let end = try n.trail().end
+    XCTAssertThrowsError(
+      try n.write("CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER, y INTEGER GENERATED ALWAYS AS (x * 2) STORED)"),
+      containing: ["table g", "column y", "generated"])
+    XCTAssertThrowsError(
+      try n.write("ALTER TABLE t ADD COLUMN z INTEGER AS (x + 1)"), containing: ["table t", "column z", "generated"])
+    XCTAssertEqual(try n.trail().end, end)
+    XCTAssertEqual(try n.rows("SELECT count(*) FROM sqlite_schema WHERE name = 'g'"), [[.integer(0)]])
+    XCTAssertEqual(try n.rows("SELECT count(*) FROM pragma_table_xinfo('t')"), [[.integer(2)]])
+  }
+
+  func testVacuumIsRefusedWithAClearReason() throws {
+    let n = try TestNode(self)
+    try n.write("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+    XCTAssertThrowsError(try n.write("  -- tidy up\n VACUUM"), containing: ["VACUUM is not allowed", "daemon stopped"])
+    XCTAssertThrowsError(try n.write("vacuum main"), containing: ["VACUUM is not allowed"])
+  }
+
+  func testAWorldReadableSecretKeyIsRefusedWithTheFix() throws {
+    let root = try temporaryDirectory(self)
+    let path = root + "/secret.key"
+    XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(Secret.generate())))
+    chmod(path, 0o644)
+    XCTAssertThrowsError(try Secret.load(path: path), containing: [path, "readable", "chmod 600 \(path)"])
+    chmod(path, 0o600)
+    XCTAssertEqual(try Secret.load(path: path).count, 64)
+    let n = try TestNode(self)
+    let attributes = try FileManager.default.attributesOfItem(atPath: n.layout.secretKey)
+    XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o600, "init writes it private")
+  }
+}
+
+extension TestNode {
+  /// A primary node around a database made beforehand at `root/db.sqlite`.
+  init(existingDatabaseIn root: String) throws {
+    self.root = root
+    try PrimarySetup.initPrimary(.init(node: node, database: database, trailFileSize: 64 << 10))
+  }
 }
