@@ -142,7 +142,8 @@ public final class Transaction {
     defer { sequenceBefore = nil }
     try flushRowChanges()
     // After the rows: replayed, it sets the sequence the inserts moved (see SequenceItem).
-    if let before = sequenceBefore, let item = SequenceItem.item(before: before, after: try SequenceItem.read(connection))
+    if let before = sequenceBefore,
+      let item = SequenceItem.item(before: before, after: try SequenceItem.read(connection))
     {
       items.append(.ddl(item))
     }

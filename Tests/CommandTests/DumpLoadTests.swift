@@ -80,7 +80,8 @@ final class DumpLoadTests: XCTestCase {
     try "\n\nATTACH ':memory:' AS x;".write(toFile: script, atomically: true, encoding: .utf8)
     let refused = try understudy(["sql", "--node", node, "--file", script])
     XCTAssertTrue(refused.stderr.contains("\(script):3: statement refused: ATTACH"), refused.stderr)
-    XCTAssertEqual(try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT count(*) FROM t"), [[.integer(1)]])
+    XCTAssertEqual(
+      try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT count(*) FROM t"), [[.integer(1)]])
   }
 
   /// A script's `PRAGMA foreign_keys=ON` holds for its later transactions: the cascade runs.

@@ -124,7 +124,9 @@ struct SQL: ParsableCommand {
       } catch let failure as ScriptFailure {
         let kept =
           index == 0
-          ? "" : index == 1 ? " (the transaction before it stays committed)" : " (the \(index) transactions before it stay committed)"
+          ? ""
+          : index == 1
+            ? " (the transaction before it stays committed)" : " (the \(index) transactions before it stay committed)"
         throw CommandError(
           "\(place(failure.statement.line)): \(failure.reason)\(kept)\n  in: \(failure.statement.firstLine)")
       }
