@@ -39,6 +39,8 @@ public struct SQLScript {
   public private(set) var units: [Unit] = []
   /// What the script asked for that is not run, one note per statement, for stderr.
   public private(set) var notes: [String] = []
+  /// How many statements the script holds, run or not.
+  public private(set) var statementCount = 0
 
   /// Connection settings a dump or a schema script may set: they change how this session
   /// runs, not the data (or, for journal_mode, what the node decides), so they are left out.
@@ -56,6 +58,7 @@ public struct SQLScript {
       loose = nil
     }
     for statement in Self.statements(text) {
+      statementCount += 1
       let words = Self.words(statement.text, count: 3)
       switch words.first {
       case "BEGIN":
@@ -90,7 +93,11 @@ public struct SQLScript {
           case "OFF", "FALSE", "NO", "0": foreignKeys = false
           default: break  // the policy names what is wrong with it
           }
-          if foreignKeys != nil { continue }
+          if foreignKeys != nil {
+            // The transaction under way takes it from here on (Transaction runs it), later ones first thing.
+            if loose != nil { loose!.statements.append(statement) }
+            continue
+          }
         }
         fallthrough
       default:

@@ -103,5 +103,16 @@ final class DumpLoadTests: XCTestCase {
     XCTAssertEqual(run.status, 0, run.stderr)
     let rows = try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT id FROM c")
     XCTAssertEqual(rows, [[.integer(20)]])
+    // Set in the middle of statements outside blocks: from there on, in that transaction too.
+    let middle = try understudy([
+      "sql", "--node", node, "INSERT INTO p VALUES (3); INSERT INTO c VALUES (30, 3)",
+      "PRAGMA foreign_keys = ON; DELETE FROM p WHERE id = 3",
+    ])
+    XCTAssertEqual(middle.status, 0, middle.stderr)
+    let left = try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT id FROM c ORDER BY id")
+    XCTAssertEqual(left, [[.integer(20)]])
+    let onlyPragma = try understudy(["sql", "--node", node, "PRAGMA foreign_keys=OFF"])
+    XCTAssertEqual(onlyPragma.status, 0, onlyPragma.stderr)
+    XCTAssertEqual(onlyPragma.stdout, "no changes; nothing committed\n")
   }
 }

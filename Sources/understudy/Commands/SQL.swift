@@ -109,7 +109,9 @@ struct SQL: ParsableCommand {
     }
     for note in script.notes { FileHandle.standardError.write(Data(("understudy: note: " + note + "\n").utf8)) }
     if script.units.isEmpty {
-      guard script.notes.isEmpty else { return Output.line(output.json ? Self.json(nil).serialized() : "no changes") }
+      guard script.statementCount == 0 else {
+        return Output.line(output.json ? Self.json(nil).serialized() : "no changes; nothing committed")
+      }
       throw PrimaryError.emptySQL
     }
     let several = script.units.count > 1
