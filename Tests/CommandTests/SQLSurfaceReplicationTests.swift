@@ -97,6 +97,41 @@ final class SQLSurfaceReplicationTests: XCTestCase {
     try daemonB2.stop()
   }
 
+  /// A node's key that others can read is refused where it is loaded, with the fix.
+  func testAWorldReadableSecretKeyStopsTheDaemonAndInitWithTheFix() throws {
+    let pair = try Pair(self)
+    let key = pair.primary + "/secret.key"
+    XCTAssertEqual(chmod(key, 0o644), 0)
+    // Bounded: a daemon that accepts the key would run until stopped.
+    let start = Process()
+    start.executableURL = URL(fileURLWithPath: understudyBinary)
+    start.arguments = ["start", "--node", pair.primary]
+    let err = Pipe()
+    start.standardError = err
+    start.standardOutput = FileHandle.nullDevice
+    try start.run()
+    let exited = eventually(10) { !start.isRunning }
+    if !exited {
+      start.terminate()
+      start.waitUntilExit()
+    }
+    XCTAssertTrue(exited, "the daemon started with a world-readable key")
+    XCTAssertEqual(start.terminationStatus, 1)
+    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    XCTAssertTrue(stderr.contains("Fix it with: chmod 600 \(key)"), stderr)
+    let copy = try understudy([
+      "init", "backup", "--node", pair.root + "/b2", "--db", pair.root + "/b2.db", "--primary",
+      "127.0.0.1:\(pair.port)",
+      "--secret-file", key,
+    ])
+    XCTAssertEqual(copy.status, 1, copy.stdout)
+    XCTAssertTrue(copy.stderr.contains("mode 644"), copy.stderr)
+    XCTAssertEqual(chmod(key, 0o600), 0)
+    let (primary, backup) = try pair.startDaemons()
+    try backup.stop()
+    try primary.stop()
+  }
+
   private func sequence(_ node: String, _ table: String) throws -> Int? {
     let outcome = try understudy([
       "query", "--node", node, "--json", "SELECT seq FROM sqlite_sequence WHERE name = '\(table)'",
