@@ -97,6 +97,27 @@ final class SQLSurfaceReplicationTests: XCTestCase {
     try daemonB2.stop()
   }
 
+  /// ON DELETE CASCADE under `PRAGMA foreign_keys = ON`: the cascade's deletes reach the backup.
+  func testACascadeReplicates() throws {
+    let pair = try Pair(self)
+    try pair.sql(
+      "CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(id INTEGER PRIMARY KEY, p REFERENCES p(id) ON DELETE CASCADE)",
+      "INSERT INTO p VALUES (1), (2); INSERT INTO c VALUES (10, 1), (11, 1), (20, 2)")
+    let (primary, backup) = try pair.startDaemons()
+    try pair.sql("PRAGMA foreign_keys = ON; DELETE FROM p WHERE id = 1")
+    let orphan = try understudy([
+      "sql", "--node", pair.primary, "PRAGMA foreign_keys = ON; INSERT INTO c VALUES (30, 9)",
+    ])
+    XCTAssertEqual(orphan.status, 1, orphan.stdout)
+    XCTAssertTrue(orphan.stderr.contains("FOREIGN KEY constraint failed"), orphan.stderr)
+    try pair.waitForBackup()
+    try pair.assertSameContent("after the cascade")
+    let rows = try understudy(["query", "--node", pair.backup, "--json", "SELECT count(*) FROM c"])
+    XCTAssertEqual(((rows.json as? [String: Any])?["rows"] as? [[Any]])?.first?.first as? Int, 1, rows.stdout)
+    try backup.stop()
+    try primary.stop()
+  }
+
   /// A node's key that others can read is refused where it is loaded, with the fix.
   func testAWorldReadableSecretKeyStopsTheDaemonAndInitWithTheFix() throws {
     let pair = try Pair(self)
