@@ -1,6 +1,8 @@
 // The logical checksum of a protected database: schema and rows, independent of page
 // layout, row order on disk and free space, excluding Understudy's own tables. Two
-// nodes hold the same data exactly when their checksums are equal.
+// nodes hold the same data exactly when their checksums are equal. AUTOINCREMENT's
+// `sqlite_sequence` is covered too (as the table `sqlite_sequence`, when it exists): it
+// decides the next id, so two nodes that differ there would not stay equal.
 
 import Crypto
 import Foundation
@@ -37,6 +39,12 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
       tables[name] = table
       feed(&overall, [.text(name), .text(table.checksum)])
     }
+    // Absent until a table with AUTOINCREMENT is created: other databases' checksums stay as they were.
+    if try db.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'") == 1 {
+      let table = try checksum(sequenceIn: db)
+      tables[sequenceTable] = table
+      feed(&overall, [.text(sequenceTable), .text(table.checksum)])
+    }
     return DatabaseChecksum(checksum: hexDigest(overall.finalize()), tables: tables)
   }
 
@@ -67,6 +75,16 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
     }
     hasher.update(data: buffer)
     return Table(rows: rows, checksum: hexDigest(hasher.finalize()))
+  }
+
+  public static let sequenceTable = "sqlite_sequence"
+
+  /// sqlite_sequence's rows (it has no key, and a name may appear twice if written by hand).
+  static func checksum(sequenceIn db: Connection) throws -> Table {
+    var hasher = SHA256()
+    let rows = try db.query("SELECT name, seq FROM sqlite_sequence ORDER BY name, seq")
+    for row in rows { feed(&hasher, row) }
+    return Table(rows: rows.count, checksum: hexDigest(hasher.finalize()))
   }
 
   static func feed(_ hasher: inout SHA256, _ values: [SQLiteValue]) {

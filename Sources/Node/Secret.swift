@@ -10,12 +10,15 @@ public enum Secret {
   public enum Problem: Error, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case tooShort(path: String, bytes: Int)
+    case notPrivate(path: String, mode: UInt16)
 
     public var description: String {
       switch self {
       case .unreadable(let path, let reason): "cannot read the link secret \(path): \(reason)"
       case .tooShort(let path, let bytes):
         "the link secret \(path) holds \(bytes) bytes; at least \(Secret.minimumBytes) are needed"
+      case .notPrivate(let path, let mode):
+        "the link secret \(path) is readable or writable by others (mode \(String(mode, radix: 8))); anyone who reads it can pose as a node. Fix it with: chmod 600 \(path)"
       }
     }
   }
@@ -28,7 +31,14 @@ public enum Secret {
   }
 
   /// The key bytes of a secret file: its content without surrounding whitespace.
+  /// A file named `secret.key` (a node's own key, or a copy of one) must be private to
+  /// its owner, as `init` and `follow` write it; another file is only read (its key is
+  /// installed as a private `secret.key`).
   public static func load(path: String) throws -> [UInt8] {
+    var info = stat()
+    if (path as NSString).lastPathComponent == "secret.key", stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+      throw Problem.notPrivate(path: path, mode: UInt16(info.st_mode & 0o777))
+    }
     guard let data = FileManager.default.contents(atPath: path) else {
       throw Problem.unreadable(path: path, reason: DurableFile.exists(path) ? "permission denied" : "no such file")
     }

@@ -19,6 +19,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
   case noLongerPrimary(node: String, generation: Generation, reason: String)
+  case generatedColumn(table: String, column: String)
+  case deferredForeignKeys
 
   public var description: String {
     switch self {
@@ -52,6 +54,10 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "node \(node) does not accept writes: \(reason)"
     case .noLongerPrimary(let node, let generation, let reason):
       "node \(node) is no longer the primary of generation \(generation) that this writer opened: \(reason). Nothing more is committed here; write to the current primary"
+    case .generatedColumn(let table, let column):
+      "table \(table): column \(column) is a generated column; SQLite 3.40 cannot apply changesets to tables with generated columns, so writes to it could not be replicated. Define \(column) as an ordinary column (or a view over the table)"
+    case .deferredForeignKeys:
+      "FOREIGN KEY constraint failed: a deferred foreign key is still violated when the transaction ends; nothing was committed"
     }
   }
 }

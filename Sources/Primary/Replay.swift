@@ -56,19 +56,30 @@ public enum Replay {
   private static func applyJoined(_ records: [PositionedRecord], to db: Connection) throws {
     try db.withTriggersDisabled {
       var joined: [UInt8] = []
+      // sqlite_sequence items wait for the joined apply (which only raises sequences) and
+      // then run in order: the run ends with the sequences the primary had, and they
+      // do not split the join at every AUTOINCREMENT insert.
+      var sequences: [String] = []
+      func flush() throws {
+        try Changeset.apply(joined, to: db)
+        joined.removeAll(keepingCapacity: true)
+        for sql in sequences { try db.execute(sql) }
+        sequences.removeAll()
+      }
       for record in records where record.record.type == .commit {
         for item in try CommitPayload.decode(record.record.payload) {
           switch item {
+          case .ddl(let sql) where SequenceItem.isItem(sql):
+            sequences.append(sql)
           case .ddl(let sql):
-            try Changeset.apply(joined, to: db)
-            joined.removeAll(keepingCapacity: true)
+            try flush()
             try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
           case .changes(let changeset, _):
             joined += changeset
           }
         }
       }
-      try Changeset.apply(joined, to: db)
+      try flush()
     }
   }
 }

@@ -12,12 +12,19 @@ final class StatementPolicy {
   private(set) var isDDL = false
   private(set) var refusal: String?
   private(set) var writtenTables: Set<String> = []
+  /// The statement writes sqlite_sequence itself (AUTOINCREMENT's own updates are not seen here).
+  private(set) var writesSequence = false
+  /// `PRAGMA foreign_keys = X`: what X asks for (the statement sets it instead of running).
+  private(set) var foreignKeys: Bool?
+  /// Tables a CREATE TABLE or ALTER TABLE defines: checked for generated columns once it ran.
+  private(set) var definedTables: [String] = []
 
   /// What the policy said of a single statement, remembered per SQL text.
   struct Verdict {
     var isDDL: Bool
     var refusal: String?
     var writtenTables: Set<String>
+    var writesSequence: Bool
   }
 
   private var verdicts: [String: Verdict] = [:]
@@ -32,7 +39,7 @@ final class StatementPolicy {
     active = true
     let first = try? statements.nextStatement()
     active = false
-    let v = Verdict(isDDL: isDDL, refusal: refusal, writtenTables: writtenTables)
+    let v = Verdict(isDDL: isDDL, refusal: refusal, writtenTables: writtenTables, writesSequence: writesSequence)
     guard first != nil, (try? statements.nextStatement()) == nil else { return nil }
     if verdicts.count >= 128 { verdicts.removeAll() }
     verdicts[sql] = v
@@ -42,6 +49,9 @@ final class StatementPolicy {
   func reset() {
     isDDL = false
     refusal = nil
+    writesSequence = false
+    foreignKeys = nil
+    definedTables.removeAll()
     writtenTables.removeAll(keepingCapacity: true)
   }
 
@@ -68,6 +78,9 @@ final class StatementPolicy {
       if names.contains(where: { $0.map(ObjectNames.isUnderstudy) == true }) {
         refuse("Understudy's own tables (understudy_*) cannot be created, altered or dropped")
       }
+      if action == SQLITE_CREATE_TABLE || action == SQLITE_ALTER_TABLE, let table = names[0] {
+        definedTables.append(table)
+      }
       return .allow
     }
     switch action {
@@ -77,6 +90,8 @@ final class StatementPolicy {
         refuse("table \(table) belongs to Understudy and cannot be written")
       } else if !ObjectNames.isSQLite(table) {
         writtenTables.insert(table)
+      } else if table.lowercased() == "sqlite_sequence" {
+        writesSequence = true
       }
     case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:
       refuse("virtual tables are not supported: the session extension cannot capture their changes")
@@ -87,7 +102,16 @@ final class StatementPolicy {
       refuse("ATTACH and DETACH are not allowed: changes to attached databases would not be audited")
     case SQLITE_PRAGMA:
       let name = (r.argument1 ?? "").lowercased()
-      if !Self.readOnlyPragmas.contains(name) {
+      if name == "foreign_keys" {
+        // Enforcement for the rest of the transaction: the rows a cascade changes are
+        // captured like any others, and a backup applies them with enforcement off.
+        guard let value = r.argument2 else { break }
+        switch value.lowercased() {
+        case "on", "true", "yes", "1": foreignKeys = true
+        case "off", "false", "no", "0": foreignKeys = false
+        default: refuse("PRAGMA foreign_keys takes ON or OFF, not \(value)")
+        }
+      } else if !Self.readOnlyPragmas.contains(name) {
         refuse("PRAGMA \(name) is not allowed in an audited transaction: its effect would not be in the audit trail")
       }
     case SQLITE_SAVEPOINT:
@@ -98,6 +122,28 @@ final class StatementPolicy {
       break
     }
     return .allow
+  }
+
+  /// Statements no authorizer call reveals, by their first keyword.
+  static func refusal(byKeyword sql: String) -> String? {
+    var rest = Substring(sql)
+    while true {
+      rest = rest.drop { $0.isWhitespace }
+      if rest.hasPrefix("--") {
+        rest = rest.drop { $0 != "\n" }
+      } else if rest.hasPrefix("/*") {
+        guard let end = rest.range(of: "*/") else { return nil }
+        rest = rest[end.upperBound...]
+      } else {
+        break
+      }
+    }
+    let word = rest.prefix { $0.isLetter }.uppercased()
+    if word == "VACUUM" {
+      return
+        "VACUUM is not allowed in an audited transaction: it rebuilds the whole file outside any transaction, and changes no rows, so there is nothing for the MAT to carry. To reclaim space, run it on the database file with the node's daemon stopped (sqlite3 DB 'VACUUM'); the logical checksum stays the same"
+    }
+    return nil
   }
 
   // The statement is prepared anyway and refused before it runs, so the error can
@@ -114,6 +160,8 @@ final class SchemaCache {
     var shape: ChangeCapture.TableShape
     var columns: [String] { shape.columns }
     var hasPrimaryKey: Bool { shape.primaryKey.contains { $0 != 0 } }
+    /// Declared with AUTOINCREMENT (by its CREATE TABLE text; a false positive only costs a read).
+    var autoincrement: Bool
   }
 
   private var tables: [String: Table] = [:]
@@ -135,10 +183,11 @@ final class SchemaCache {
 
   func table(_ name: String) throws -> Table {
     if let t = tables[name] { return t }
-    let rows = try connection.query("SELECT name, pk, type FROM pragma_table_info(?)", [.text(name)])
+    let rows = try connection.query("SELECT name, pk, type, \"notnull\" FROM pragma_table_info(?)", [.text(name)])
     var columns: [String] = []
     var primaryKey: [UInt8] = []
     var types: [String] = []
+    var notNull: [Bool] = []
     for row in rows {
       guard case .text(let column) = row[0], case .integer(let pk) = row[1], case .text(let type) = row[2] else {
         continue
@@ -146,8 +195,15 @@ final class SchemaCache {
       columns.append(column)
       primaryKey.append(UInt8(clamping: pk))
       types.append(type)
+      notNull.append(row[3] != .integer(0))
     }
-    let t = Table(shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types))
+    let sql = try connection.query(
+      "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", [.text(name)]
+    ).first?.first
+    let autoincrement = if case .text(let text) = sql { text.uppercased().contains("AUTOINCREMENT") } else { false }
+    let t = Table(
+      shape: .init(columns: columns, primaryKey: primaryKey, declaredTypes: types, notNull: notNull),
+      autoincrement: autoincrement)
     tables[name] = t
     return t
   }

@@ -27,8 +27,17 @@ enum Undo {
     try db.withTriggersDisabled {
       for record in records.reversed() where record.record.type == .commit {
         let items = try CommitPayload.decode(record.record.payload)
+        // The transaction's sequences go back once its rows have: re-inserting a row it
+        // deleted raises the sequence again.
+        var sequences: [String] = []
         for item in items.reversed() {
           switch item {
+          case .ddl(let sql) where SequenceItem.isItem(sql):
+            guard let undo = SequenceItem.undo(of: sql) else {
+              throw UndoError.ddl(
+                sql: sql, txid: record.record.txid, position: record.position, reason: "its undo part is missing")
+            }
+            sequences.append(undo)
           case .changes(let changeset, _):
             do {
               try Changeset.apply(try Changeset.invert(changeset), to: db)
@@ -43,6 +52,14 @@ enum Undo {
               throw UndoError.ddl(
                 sql: sql, txid: record.record.txid, position: record.position, reason: "`\(opposite)` failed: \(error)")
             }
+          }
+        }
+        for sql in sequences {
+          do {
+            try db.execute(sql)
+          } catch {
+            throw UndoError.conflict(
+              txid: record.record.txid, position: record.position, reason: "restoring sqlite_sequence: \(error)")
           }
         }
       }

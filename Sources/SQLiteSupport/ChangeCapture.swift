@@ -28,11 +28,20 @@ public final class ChangeCapture {
     /// SQLite may store 2.0 there as the integer 2, and the hook's new values are the
     /// stored ones, so they are turned back into reals.
     let real: [Bool]
+    /// Whether a key column may hold NULL: SQLite allows it (a legacy quirk) in a
+    /// PRIMARY KEY that is neither the rowid (`INTEGER PRIMARY KEY`), NOT NULL, nor in
+    /// a WITHOUT ROWID table. A changeset cannot address such a row, so it is refused.
+    let keyMayBeNull: Bool
 
-    public init(columns: [String], primaryKey: [UInt8], declaredTypes: [String]) {
+    /// `notNull`: per column, whether it is declared NOT NULL (PRAGMA table_info's
+    /// `notnull`); unknown (nil) means every key is checked for NULL.
+    public init(columns: [String], primaryKey: [UInt8], declaredTypes: [String], notNull: [Bool]? = nil) {
       self.columns = columns
       self.primaryKey = primaryKey
       real = declaredTypes.map(Self.hasRealAffinity)
+      let keyColumns = primaryKey.indices.filter { primaryKey[$0] != 0 }
+      let rowidAlias = keyColumns.count == 1 && declaredTypes[keyColumns[0]].uppercased() == "INTEGER"
+      keyMayBeNull = !rowidAlias && keyColumns.contains { !(notNull?[$0] ?? false) }
     }
 
     /// SQLite's affinity rules (datatype3.html, 3.1), in their order.
@@ -49,9 +58,16 @@ public final class ChangeCapture {
   public enum CaptureError: Error, CustomStringConvertible {
     case columnCount(table: String, declared: Int, stored: Int)
     case noPrimaryKey(table: String)
+    case nullPrimaryKey(table: String, column: String, existingRow: Bool)
 
     public var description: String {
       switch self {
+      case .nullPrimaryKey(let table, let column, let existing):
+        (existing
+          ? "table \(table): this transaction changes a row whose PRIMARY KEY column \(column) is NULL"
+          : "table \(table): this transaction gives a row NULL in PRIMARY KEY column \(column)")
+          + "; SQLite allows NULL there (a legacy quirk), but a changeset cannot address such a row, so the backup would diverge. Give the row a key (and declare \(column) NOT NULL)"
+
       case .columnCount(let table, let declared, let stored):
         "table \(table) stores \(stored) columns but declares \(declared): generated columns cannot be replicated"
       case .noPrimaryKey(let table):
@@ -181,6 +197,7 @@ public final class ChangeCapture {
     var headerTable = -1
     for change in log.changes {
       let table = try shapeOf(change, log: log, shapes: &shapes, shape: shape)
+      if table.keyMayBeNull { try refuseNullKey(change, table: table, log: log) }
       var new = log.values[change.new]
       if table.real.contains(true), !new.isEmpty {
         new = ArraySlice(ChangesetFormat.realified(new, real: table.real))
@@ -251,6 +268,16 @@ public final class ChangeCapture {
           Change(
             table: key.table, op: SQLITE_UPDATE, indirect: false, columns: table.columns.count,
             old: start..<middle, new: middle..<log.values.count))
+      }
+    }
+  }
+
+  /// Refuses a change whose old or new row has NULL in a key column.
+  private func refuseNullKey(_ change: Change, table: TableShape, log: Log) throws {
+    for (range, existing) in [(change.old, true), (change.new, false)] where !range.isEmpty {
+      if let column = ChangesetFormat.nullKeyColumn(log.values[range], primaryKey: table.primaryKey) {
+        throw CaptureError.nullPrimaryKey(
+          table: log.tables[change.table], column: table.columns[column], existingRow: existing)
       }
     }
   }
@@ -398,6 +425,17 @@ enum ChangesetFormat {
       out.append(contentsOf: record[ranges[primaryKey.firstIndex(of: place)!]])
     }
     return out
+  }
+
+  /// The first key column whose value in `record` is NULL, if any.
+  static func nullKeyColumn(_ record: ArraySlice<UInt8>, primaryKey: [UInt8]) -> Int? {
+    guard let last = primaryKey.lastIndex(where: { $0 != 0 }) else { return nil }
+    var at = record.startIndex
+    for i in 0...last {
+      if primaryKey[i] != 0, record[at] == 5 { return i }
+      at = valueEnd(record, at: at)
+    }
+    return nil
   }
 
   static func appendTableHeader(name: String, primaryKey: [UInt8], to out: inout [UInt8]) {

@@ -137,8 +137,11 @@ final class ChangeCaptureTests: XCTestCase {
   }
 
   func testAWriteToAGeneratedColumnTableIsRefusedNamingIt() throws {
-    let node = try TestNode(self)
-    try node.write("CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER, y INTEGER GENERATED ALWAYS AS (x * 2))")
+    // Made before the node (CREATE TABLE with generated columns is refused through it).
+    let root = try temporaryDirectory(self)
+    try Connection(path: root + "/db.sqlite", mode: .readWriteCreate).execute(
+      "CREATE TABLE g(id INTEGER PRIMARY KEY, x INTEGER, y INTEGER GENERATED ALWAYS AS (x * 2))")
+    let node = try TestNode(existingDatabaseIn: root)
     let before = try node.layout.loadConfig()
     XCTAssertThrowsError(try node.write("INSERT INTO g(id, x) VALUES (1, 2)")) { error in
       XCTAssertTrue("\(error)".contains("table g"), "\(error)")

@@ -3,12 +3,16 @@ import Dispatch
 import Foundation
 import Node
 import Primary
+import SQLiteSupport
 
 struct SQL: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run SQL on a primary as one audited transaction, or one transaction per input line.",
     discussion: """
-      Without --each-line, all statements (arguments joined, or --file) run as ONE transaction.
+      Without --each-line, all statements (arguments joined, or --file) run as ONE transaction,
+      except that each BEGIN … COMMIT block (as in a `sqlite3 .dump`) is a transaction of its
+      own, and the statements between blocks one each; the connection PRAGMAs a dump sets
+      are honoured (foreign_keys) or ignored with a note on stderr. Errors name the line.
       With --each-line, each line of --file (standard input by default) is its own transaction;
       with --json one line is printed per transaction as soon as it is durable. The first line
       that fails stops the run: lines before it are committed, lines after it are not run.
@@ -39,15 +43,7 @@ struct SQL: ParsableCommand {
         try runEachLine(db)
       } else {
         let text = try file.map(readFile) ?? sql.map { $0.hasSuffix(";") ? $0 : $0 + ";" }.joined(separator: "\n")
-        let (_, commit) = try db.write { try $0.execute(text) }
-        Self.warnIfPending(commit)
-        if output.json {
-          Output.json(Self.json(commit))
-        } else if let commit {
-          Output.line("committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
-        } else {
-          Output.line("no changes; nothing committed")
-        }
+        try runScript(db, text: text)
       }
     }
   }
@@ -114,6 +110,54 @@ struct SQL: ParsableCommand {
     if let failure = run.failure { throw failure }
   }
 
+  /// The script's transactions in order: its BEGIN … COMMIT blocks, and the statements
+  /// between them. The first failure stops the run; the transactions before it stay.
+  private func runScript(_ db: AuditedDatabase, text: String) throws {
+    func place(_ line: Int) -> String { file.map { "\($0):\(line)" } ?? "line \(line)" }
+    let script: SQLScript
+    do { script = try SQLScript(text) } catch let error as SQLScript.ScriptError {
+      throw CommandError("\(place(error.line)): \(error.message)")
+    }
+    for note in script.notes { FileHandle.standardError.write(Data(("understudy: note: " + note + "\n").utf8)) }
+    if script.units.isEmpty {
+      guard script.statementCount == 0 else {
+        return Output.line(output.json ? Self.json(nil).serialized() : "no changes; nothing committed")
+      }
+      throw PrimaryError.emptySQL
+    }
+    let several = script.units.count > 1
+    for (index, unit) in script.units.enumerated() {
+      let commit: CommitInfo?
+      do {
+        (_, commit) = try db.write { transaction in
+          for statement in unit.statements {
+            do { try transaction.execute(statement.text) } catch { throw ScriptFailure(statement, error) }
+          }
+        }
+      } catch let failure as ScriptFailure {
+        let kept =
+          index == 0
+          ? ""
+          : index == 1
+            ? " (the transaction before it stays committed)" : " (the \(index) transactions before it stay committed)"
+        throw CommandError(
+          "\(place(failure.statement.line)): \(failure.reason)\(kept)\n  in: \(failure.statement.firstLine)")
+      }
+      let line = several ? unit.line : nil
+      Self.warnIfPending(commit, line: line)
+      if output.json {
+        Output.json(Self.json(commit, line: line))
+      } else {
+        let prefix = line.map { "line \($0): " } ?? ""
+        if let commit {
+          Output.line(prefix + "committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
+        } else {
+          Output.line(prefix + (several ? "no changes" : "no changes; nothing committed"))
+        }
+      }
+    }
+  }
+
   private func readFile(_ path: String) throws -> String {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw CommandError("cannot read \(path): no such file or not readable")
@@ -163,6 +207,21 @@ final class EachLineRun: @unchecked Sendable {
       // the writer runs the next group only after this completion returns.
       stopped = true
       if failure == nil { failure = CommandError("line \(line): \(error)") }
+    }
+  }
+}
+
+/// A statement of a script failed: which, and why without the statement SQLite quotes.
+struct ScriptFailure: Error {
+  var statement: SQLScript.Statement
+  var reason: String
+
+  init(_ statement: SQLScript.Statement, _ error: Error) {
+    self.statement = statement
+    switch error {
+    case PrimaryError.statementRefused(_, let why): reason = "statement refused: " + why
+    case let error as SQLiteError: reason = "\(error.message) (SQLite code \(error.code))"
+    default: reason = "\(error)"
     }
   }
 }
