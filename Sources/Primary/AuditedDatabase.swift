@@ -225,7 +225,8 @@ final class Writer {
       if wasBehind {
         loggedBehind = false
         events.log(
-          .primaryDatabaseCaughtUp, "\(config.database) took in the commits it lacked, up to \(outcome.trailEnd); writes go on",
+          .primaryDatabaseCaughtUp,
+          "\(config.database) took in the commits it lacked, up to \(outcome.trailEnd); writes go on",
           [("position", outcome.trailEnd.json)])
       }
       return true

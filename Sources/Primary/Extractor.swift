@@ -187,17 +187,17 @@ public final class Extractor {
         // The lock only when there is something to decide: a writer waits while it is held.
         if try reader.somethingFollows() {
           try writeLock.whileHeld { db in
-          // Committed meanwhile: the next turn reads it the usual way.
-          if let committed = try CommitState.committedEnd(db), committed > durable { return }
-          guard case .record(let r)? = try? reader.next() else { return }
-          // Earlier files were synced by the writer before it rolled over.
-          let sno = r.position.sno
-          if syncedFile?.sno != sno {
-            syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
-          }
-          try syncedFile!.handle.syncData()
-          durable = r.end
-          try take(r)
+            // Committed meanwhile: the next turn reads it the usual way.
+            if let committed = try CommitState.committedEnd(db), committed > durable { return }
+            guard case .record(let r)? = try? reader.next() else { return }
+            // Earlier files were synced by the writer before it rolled over.
+            let sno = r.position.sno
+            if syncedFile?.sno != sno {
+              syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
+            }
+            try syncedFile!.handle.syncData()
+            durable = r.end
+            try take(r)
           }
         }
       }

@@ -51,7 +51,9 @@ public enum PrimarySetup {
     if let bytes = options.maxRetainedBytes, bytes < options.trailFileSize {
       throw NodeError.badConfig(
         path: layout.config,
-        reason: "max retained bytes \(bytes) is below one trail file (\(options.trailFileSize) bytes): no backup could ever be kept for")
+        reason:
+          "max retained bytes \(bytes) is below one trail file (\(options.trailFileSize) bytes): no backup could ever be kept for"
+      )
     }
     if let context = options.context { try NodeSetup.checkContext(context) }
     let secret = try options.secretFile.map { path in Array(try Secret.load(path: path)) + [0x0A] } ?? Secret.generate()

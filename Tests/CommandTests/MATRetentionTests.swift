@@ -71,7 +71,8 @@ final class MATRetentionTests: XCTestCase {
 
   private func writeRows(_ pair: Pair, _ ids: ClosedRange<Int>) throws {
     let lines = ids.map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "x", count: 200))')" }
-    let run = try understudy(["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
+    let run = try understudy(
+      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
     XCTAssertEqual(run.status, 0, run.stderr)
   }
 

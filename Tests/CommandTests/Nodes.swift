@@ -131,10 +131,11 @@ struct Pair {
     primaryDB = primaryDatabase ?? root + "/primary.db"
     port = freePort()
     backupPort = backupListens ? freePort() : nil
-    let p = try understudy([
-      "init", "primary", "--node", primary, "--db", primaryDB, "--listen", "127.0.0.1:\(port)",
-      "--trail-file-size", String(trailFileSize),
-    ] + primaryOptions)
+    let p = try understudy(
+      [
+        "init", "primary", "--node", primary, "--db", primaryDB, "--listen", "127.0.0.1:\(port)",
+        "--trail-file-size", String(trailFileSize),
+      ] + primaryOptions)
     XCTAssertEqual(p.status, 0, p.stderr)
     let b = try understudy(
       [

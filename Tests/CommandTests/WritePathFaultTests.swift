@@ -172,7 +172,8 @@ final class WritePathFaultTests: XCTestCase {
 
   private func rows(_ node: String, _ sql: String) throws -> [Int] {
     let outcome = try understudy(["query", "--node", node, "--json", sql])
-    return try XCTUnwrap(((outcome.json as? [String: Any])?["rows"] as? [[Int]])?.first, outcome.stdout + outcome.stderr)
+    return try XCTUnwrap(
+      ((outcome.json as? [String: Any])?["rows"] as? [[Int]])?.first, outcome.stdout + outcome.stderr)
   }
 
   private func role(_ node: String) throws -> String? {

@@ -65,7 +65,8 @@ struct SQL: ParsableCommand {
     guard let commit, let pending = commit.pending else { return }
     Output.error(
       (line.map { "line \($0): " } ?? "")
-        + "warning: transaction \(commit.txid) is committed (durable in the Master Audit Trail at \(commit.position)), but the database could not take it yet (\(pending)); the node's next write or open applies it, once there is space")
+        + "warning: transaction \(commit.txid) is committed (durable in the Master Audit Trail at \(commit.position)), but the database could not take it yet (\(pending)); the node's next write or open applies it, once there is space"
+    )
   }
 
   /// Lines are queued without waiting so that they share syncs (group commit); they
