@@ -3,6 +3,7 @@
 
 import AuditTrail
 import Foundation
+import Node
 
 public enum Message: Sendable {
   /// Backup → primary, first: who it is and a fresh nonce.
@@ -55,28 +56,8 @@ public enum Message: Sendable {
   /// base after `matStart` (a plain follow-accept is exactly 12 bytes).
   case base(GenerationBase)
 
-  /// How a generation began: node `priorNode`'s MAT up to `priorEnd`, after transaction
-  /// `priorTxid`, with this logical checksum; its own MAT starts at `matStart`.
-  public struct GenerationBase: Sendable, Equatable {
-    public var generation: Generation
-    public var matStart: MATPosition
-    public var priorNode: NodeID
-    public var priorTxid: TransactionID
-    public var priorEnd: MATPosition
-    public var checksum: String
-
-    public init(
-      generation: Generation, matStart: MATPosition, priorNode: NodeID, priorTxid: TransactionID,
-      priorEnd: MATPosition, checksum: String
-    ) {
-      self.generation = generation
-      self.matStart = matStart
-      self.priorNode = priorNode
-      self.priorTxid = priorTxid
-      self.priorEnd = priorEnd
-      self.checksum = checksum
-    }
-  }
+  /// How a generation began (the same value the primary keeps in its config).
+  public typealias GenerationBase = NodeConfig.GenerationBase
 
   public struct FollowRequest: Sendable, Equatable {
     public var priorNode: NodeID

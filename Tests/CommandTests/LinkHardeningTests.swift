@@ -121,12 +121,9 @@ final class LinkHardeningTests: XCTestCase {
     var (primary, backup) = try pair.startDaemons()
     try primary.stop()
 
-    let config = try NodeLayout(root: pair.primary).loadConfig()
-    let identity = LinkIdentity(
-      context: "default", nodeID: config.nodeId, generation: config.generation,
-      key: try Secret.load(path: pair.primary + "/secret.key"))
+    let (identity, hostileListener) = try pair.primaryIdentity()
     let mat = NodeLayout(root: pair.primary).mat
-    var listener: Listener? = try Listener(address: try HostPort(parsing: "127.0.0.1:\(pair.port)"))
+    var listener: Listener? = hostileListener
     func streamingLink() throws -> (Link.Connection, MATPosition) {
       let socket = try XCTUnwrap(try listener!.accept(timeout: 15), "the backup did not reconnect")
       let link = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)

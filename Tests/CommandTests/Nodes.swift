@@ -2,6 +2,8 @@
 // processes (stopped cleanly or SIGKILLed), positions from `status --json`.
 
 import Foundation
+import Link
+import Node
 import TestSupport
 import XCTest
 
@@ -144,6 +146,16 @@ struct Pair {
         "--secret-file", primary + "/secret.key", "--retention", String(retention),
       ] + (backupPort.map { ["--listen", "127.0.0.1:\($0)"] } ?? []))
     XCTAssertEqual(b.status, 0, b.stderr)
+  }
+
+  /// The primary's own link identity: what a test that plays a hostile primary (one
+  /// holding the key, the worst case) presents, on the primary's port.
+  func primaryIdentity() throws -> (LinkIdentity, Listener) {
+    let config = try NodeLayout(root: primary).loadConfig()
+    let identity = LinkIdentity(
+      context: "default", nodeID: config.nodeId, generation: config.generation,
+      key: try Secret.load(path: primary + "/secret.key"))
+    return (identity, try Listener(address: try HostPort(parsing: "127.0.0.1:\(port)")))
   }
 
   func sql(_ statements: String...) throws {

@@ -279,12 +279,9 @@ final class ReplicationFaultTests: XCTestCase {
     let checksumBefore = try pair.checksum(pair.backup)
 
     // A peer that holds the key (the worst case) and sends bad streams.
-    let config = try NodeLayout(root: pair.primary).loadConfig()
-    let identity = LinkIdentity(
-      context: "default", nodeID: config.nodeId, generation: config.generation,
-      key: try Secret.load(path: pair.primary + "/secret.key"))
+    let (identity, hostileListener) = try pair.primaryIdentity()
     let mat = NodeLayout(root: pair.primary).mat
-    var listener: Listener? = try Listener(address: try HostPort(parsing: "127.0.0.1:\(pair.port)"))
+    var listener: Listener? = hostileListener
     let lies: [(String, (MATPosition, UInt32?) throws -> [UInt8])] = [
       (
         "a record with a bad checksum",

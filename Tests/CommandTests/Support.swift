@@ -41,13 +41,20 @@ func understudy(_ arguments: [String], stdin: String? = nil, environment: [Strin
     try? writing.close()
     fed.signal()
   }.start()
-  let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-  let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  fed.wait()
-  return Outcome(
-    status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-    stderr: String(decoding: stderrData, as: UTF8.self))
+  return Outcome(collecting: process, stdout: out, stderr: err, fed: fed)
+}
+
+extension Outcome {
+  /// Reads both pipes to their end, then waits for the process and for its feeder.
+  init(collecting process: Process, stdout: Pipe, stderr: Pipe, fed: DispatchSemaphore) {
+    let stdoutData = stdout.fileHandleForReading.readDataToEndOfFile()
+    let stderrData = stderr.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    fed.wait()
+    self.init(
+      status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
+      stderr: String(decoding: stderrData, as: UTF8.self))
+  }
 }
 
 func assertConforms(_ value: Any?, to schema: String, file: StaticString = #filePath, line: UInt = #line) throws {

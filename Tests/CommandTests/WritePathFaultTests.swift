@@ -216,15 +216,7 @@ final class LineFeeder: @unchecked Sendable {
     }.start()
   }
 
-  func finish() -> Outcome {
-    let stdout = output.fileHandleForReading.readDataToEndOfFile()
-    let stderr = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    fed.wait()
-    return Outcome(
-      status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-      stderr: String(decoding: stderr, as: UTF8.self))
-  }
+  func finish() -> Outcome { Outcome(collecting: process, stdout: output, stderr: errors, fed: fed) }
 }
 
 /// A tmpfs of a few megabytes that a test can fill for real (root only: skipped where it
