@@ -121,9 +121,9 @@ final class LinkHardeningTests: XCTestCase {
     var (primary, backup) = try pair.startDaemons()
     try primary.stop()
 
-    let (identity, hostileListener) = try pair.primaryIdentity()
+    let identity = try pair.primaryIdentity()
     let mat = NodeLayout(root: pair.primary).mat
-    var listener: Listener? = hostileListener
+    var listener: Listener? = try Listener(address: try HostPort(parsing: "127.0.0.1:\(pair.port)"))
     func streamingLink() throws -> (Link.Connection, MATPosition) {
       let socket = try XCTUnwrap(try listener!.accept(timeout: 15), "the backup did not reconnect")
       let link = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)

@@ -149,13 +149,12 @@ struct Pair {
   }
 
   /// The primary's own link identity: what a test that plays a hostile primary (one
-  /// holding the key, the worst case) presents, on the primary's port.
-  func primaryIdentity() throws -> (LinkIdentity, Listener) {
+  /// holding the key, the worst case) presents.
+  func primaryIdentity() throws -> LinkIdentity {
     let config = try NodeLayout(root: primary).loadConfig()
-    let identity = LinkIdentity(
+    return LinkIdentity(
       context: "default", nodeID: config.nodeId, generation: config.generation,
       key: try Secret.load(path: primary + "/secret.key"))
-    return (identity, try Listener(address: try HostPort(parsing: "127.0.0.1:\(port)")))
   }
 
   func sql(_ statements: String...) throws {

@@ -279,9 +279,9 @@ final class ReplicationFaultTests: XCTestCase {
     let checksumBefore = try pair.checksum(pair.backup)
 
     // A peer that holds the key (the worst case) and sends bad streams.
-    let (identity, hostileListener) = try pair.primaryIdentity()
+    let identity = try pair.primaryIdentity()
     let mat = NodeLayout(root: pair.primary).mat
-    var listener: Listener? = hostileListener
+    var listener: Listener? = try Listener(address: try HostPort(parsing: "127.0.0.1:\(pair.port)"))
     let lies: [(String, (MATPosition, UInt32?) throws -> [UInt8])] = [
       (
         "a record with a bad checksum",
