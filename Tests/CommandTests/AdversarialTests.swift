@@ -1,0 +1,78 @@
+// Adversarial review (fix-e): failing tests for bugs found against the bounded MAT.
+
+import Foundation
+import Node
+import TestSupport
+import XCTest
+
+final class AdversarialTests: XCTestCase {
+  /// A backup the byte cap dropped (9042) can still take over; the old primary then
+  /// purged the MAT file holding the new generation's base, so its fencing finds no
+  /// evidence, refuses the claim (9070) and goes on serving and acknowledging writes:
+  /// two primaries. `recover --to-mat` at the 888 position is impossible as well.
+  func testOldPrimaryIsFencedAfterATakeoverByABackupTheByteCapDropped() throws {
+    let pair = try Pair(
+      self, trailFileSize: 4096, backupListens: true, primaryOptions: ["--max-retained-bytes", "20000"])
+    var primary = try Daemon(node: pair.primary)
+    var backup = try Daemon(node: pair.backup)
+    defer {
+      try? primary.stop()
+      try? backup.stop()
+    }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    try pair.waitForBackup()
+    try backup.stop()
+    let lines = (1...300).map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "y", count: 100))')" }
+    let run = try understudy(
+      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(eventually(10) { events(pair.primary).contains { $0["code"] as? Int == 9041 } }, "no purge")
+
+    // The primary is lost; the backup takes over and serves.
+    primary.kill()
+    let takeover = try understudy(["takeover", "--node", pair.backup])
+    XCTAssertEqual(takeover.status, 0, takeover.stderr)
+    backup = try Daemon(node: pair.backup)
+    XCTAssertEqual(try understudy(["sql", "--node", pair.backup, "INSERT INTO t VALUES (9999, 'b')"]).status, 0)
+
+    // The old primary comes back: it must not serve, and must refuse writes.
+    primary = try Daemon(node: pair.primary)
+    _ = eventually(10) { !primary.isRunning || events(pair.primary).contains { $0["code"] as? Int == 829 } }
+    let write = try understudy(["sql", "--node", pair.primary, "INSERT INTO t VALUES (8888, 'a')"])
+    XCTAssertNotEqual(
+      write.status, 0,
+      "the old primary acknowledged a write after generation 2 took over: \(write.stdout) \(write.stderr); events: \(events(pair.primary).suffix(3))"
+    )
+  }
+
+  /// After the cap dropped a backup (9042), the backup's next connection attempt, which
+  /// is refused for a purged position, re-registers it: `status` then says the MAT is kept
+  /// for it from a position whose file is gone, with no word that it needs a full copy.
+  func testADroppedBackupStaysShownAsDroppedWhenItRetries() throws {
+    let pair = try Pair(self, trailFileSize: 4096, primaryOptions: ["--max-retained-bytes", "20000"])
+    let primary = try Daemon(node: pair.primary)
+    var backup = try Daemon(node: pair.backup)
+    defer {
+      try? primary.stop()
+      try? backup.stop()
+    }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    try pair.waitForBackup()
+    try backup.stop()
+    let lines = (1...300).map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "y", count: 100))')" }
+    let run = try understudy(
+      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
+    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertTrue(eventually(10) { events(pair.primary).contains { $0["code"] as? Int == 9042 } }, "no 9042")
+    backup = try Daemon(node: pair.backup)
+    XCTAssertTrue(
+      eventually(10) {
+        events(pair.backup).contains { ($0["message"] as? String ?? "").contains("needs a full copy") }
+      })
+    usleep(3_000_000)
+    let outcome = try understudy(["status", "--node", pair.primary, "--json"])
+    let s = try XCTUnwrap(outcome.json as? [String: Any])
+    let retained = try XCTUnwrap(s["retainedFor"] as? [[String: Any]])
+    XCTAssertEqual(retained.map { $0["dropped"] as? Bool }, [true], "status: \(retained)")
+  }
+}
