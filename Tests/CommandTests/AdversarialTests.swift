@@ -2,6 +2,8 @@
 
 import Foundation
 import Node
+import Primary
+import SQLiteSupport
 import TestSupport
 import XCTest
 
@@ -74,5 +76,36 @@ final class AdversarialTests: XCTestCase {
     let s = try XCTUnwrap(outcome.json as? [String: Any])
     let retained = try XCTUnwrap(s["retainedFor"] as? [[String: Any]])
     XCTAssertEqual(retained.map { $0["dropped"] as? Bool }, [true], "status: \(retained)")
+  }
+
+  /// A body that catches the error of a statement that made SQLite roll back the whole
+  /// transaction (OR ROLLBACK; a full disk does the same) and goes on: its later
+  /// statements run in autocommit, committed before any MAT record, and the commit record
+  /// still holds the rolled-back rows. The backup (and a replay of the MAT) then has row 1,
+  /// which the primary's database does not.
+  func testABodyThatGoesOnAfterSQLiteRolledBackItsTransactionDoesNotDiverge() throws {
+    let root = try temporaryDirectory(self)
+    let node = root + "/node"
+    try PrimarySetup.initPrimary(.init(node: node, database: root + "/db.sqlite", trailFileSize: 65536))
+    let db = try AuditedDatabase.open(node: node)
+    _ = try db.write { try $0.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)") }
+    _ = try db.write { try $0.execute("INSERT INTO t VALUES (0)") }
+    let outcome = Result {
+      try db.write { tx in
+        try tx.execute("INSERT INTO t VALUES (1)")
+        try? tx.execute("INSERT OR ROLLBACK INTO t VALUES (0)")  // rolls the transaction back
+        try tx.execute("INSERT INTO t VALUES (2)")
+      }.commit
+    }
+    db.close()
+    let rebuilt = root + "/replayed.sqlite"
+    _ = try Replay.rebuild(trail: NodeLayout(root: node).mat, into: rebuilt)
+    let primary = try DatabaseChecksum.compute(Connection(path: root + "/db.sqlite", mode: .readOnly))
+    let replayed = try DatabaseChecksum.compute(Connection(path: rebuilt, mode: .readOnly))
+    let rows = try Connection(path: root + "/db.sqlite", mode: .readOnly).query("SELECT id FROM t ORDER BY id")
+    XCTAssertEqual(
+      replayed, primary,
+      "the MAT (what a backup applies) and the database differ; the write returned \(outcome); the database holds \(rows)"
+    )
   }
 }
