@@ -108,4 +108,26 @@ final class AdversarialTests: XCTestCase {
       "the MAT (what a backup applies) and the database differ; the write returned \(outcome); the database holds \(rows)"
     )
   }
+
+  /// A user SAVEPOINT is allowed, and ROLLBACK TO undoes rows in SQLite that the change
+  /// capture has already recorded: the commit record (and so the backup) holds a row the
+  /// primary's database never committed. On a real pair the backup shows it, and the
+  /// next insert of that key stops the updater with "changed outside replication".
+  func testRollbackToASavepointIsNotInTheCommitRecord() throws {
+    let root = try temporaryDirectory(self)
+    let node = root + "/node"
+    let database = root + "/db.sqlite"
+    XCTAssertEqual(try understudy(["init", "primary", "--node", node, "--db", database]).status, 0)
+    XCTAssertEqual(try understudy(["sql", "--node", node, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"]).status, 0)
+    let run = try understudy([
+      "sql", "--node", node,
+      "SAVEPOINT a; INSERT INTO t VALUES (1, 'rolled back'); ROLLBACK TO a; RELEASE a; INSERT INTO t VALUES (2, 'kept')",
+    ])
+    XCTAssertEqual(run.status, 0, run.stderr)
+    let rebuilt = root + "/replayed.sqlite"
+    _ = try Replay.rebuild(trail: NodeLayout(root: node).mat, into: rebuilt)
+    let replayedRows = try Connection(path: rebuilt, mode: .readOnly).query("SELECT id FROM t ORDER BY id")
+    let rows = try Connection(path: database, mode: .readOnly).query("SELECT id FROM t ORDER BY id")
+    XCTAssertEqual(replayedRows, rows, "the MAT replays to \(replayedRows), the primary holds \(rows)")
+  }
 }
