@@ -300,6 +300,8 @@ final class Writer {
         }
         do {
           try request.run(transaction)
+          // The body may have caught the error that rolled the whole transaction back.
+          if connection.isAutocommit { throw GroupLost(cause: PrimaryError.transactionRolledBack) }
           let items = try transaction.finish()
           if !alone { try connection.run(cached: "RELEASE understudy_w") }
           if items.isEmpty {
@@ -313,16 +315,17 @@ final class Writer {
           }
         } catch {
           schema.invalidate()
+          let failure = (error as? GroupLost)?.cause ?? error
           if alone {
             try? connection.execute("ROLLBACK")
-            request.finish(.failure(error))
+            request.finish(.failure(failure))
             return
           }
           // A full disk or an I/O error makes SQLite roll the whole transaction back.
-          guard !connection.isAutocommit else { throw GroupLost(cause: error) }
+          guard !connection.isAutocommit else { throw GroupLost(cause: failure) }
           try connection.run(cached: "ROLLBACK TO understudy_w")
           try connection.run(cached: "RELEASE understudy_w")
-          request.finish(.failure(error))
+          request.finish(.failure(failure))
         }
       } catch {
         // The savepoint itself failed (SQLite rolled the whole transaction back: a full

@@ -15,6 +15,7 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case replayFailed(txid: TransactionID, position: MATPosition, reason: String)
   case databaseBehindMAT(database: String, reason: String)
   case groupRolledBack(database: String, reason: String)
+  case transactionRolledBack
   case closed
   case nameTooLong(String)
   case writesBlocked(node: String, reason: String)
@@ -42,6 +43,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "\(database) disagrees with its Master Audit Trail at \(position): \(reason)"
     case .replayFailed(let txid, let position, let reason):
       "replaying transaction \(txid) at \(position) failed: \(reason)"
+    case .transactionRolledBack:
+      "SQLite rolled this transaction back (a statement with OR ROLLBACK, a full disk or an I/O error); nothing of it is committed, and nothing more runs in it"
     case .groupRolledBack(let database, let reason):
       "not committed: SQLite rolled back the transaction on \(database) that this one shared a group commit with (\(reason)); nothing of it is durable"
     case .databaseBehindMAT(let database, let reason):

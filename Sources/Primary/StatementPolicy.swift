@@ -115,9 +115,12 @@ final class StatementPolicy {
         refuse("PRAGMA \(name) is not allowed in an audited transaction: its effect would not be in the audit trail")
       }
     case SQLITE_SAVEPOINT:
-      if r.argument2?.lowercased().hasPrefix("understudy") == true {
-        refuse("savepoint names starting with 'understudy' are reserved")
-      }
+      // The capture records changes as they happen; a ROLLBACK TO would undo them in the
+      // database and leave them in the commit record (the backup got rows the primary
+      // never committed).
+      refuse(
+        "SAVEPOINT, RELEASE and ROLLBACK TO are not allowed: each write is one audited transaction, and the changes a ROLLBACK TO undid would still be in its commit record"
+      )
     default:
       break
     }

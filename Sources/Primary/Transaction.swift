@@ -43,6 +43,9 @@ public final class Transaction {
 
   /// Runs one statement with `arguments`, or several separated by `;` without arguments.
   public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) throws {
+    // SQLite rolled the whole transaction back (OR ROLLBACK, a full disk) and the body
+    // went on: a statement now would commit on its own, before any MAT record.
+    guard !connection.isAutocommit else { throw PrimaryError.transactionRolledBack }
     if !arguments.isEmpty, let verdict = try policy.verdict(for: sql, on: connection), !verdict.isDDL {
       // The hot path: a parameterised write, prepared once and judged once.
       if let refusal = verdict.refusal { throw PrimaryError.statementRefused(statement: sql, reason: refusal) }

@@ -109,10 +109,11 @@ final class AdversarialTests: XCTestCase {
     )
   }
 
-  /// A user SAVEPOINT is allowed, and ROLLBACK TO undoes rows in SQLite that the change
-  /// capture has already recorded: the commit record (and so the backup) holds a row the
-  /// primary's database never committed. On a real pair the backup shows it, and the
-  /// next insert of that key stops the updater with "changed outside replication".
+  /// A user SAVEPOINT was allowed, and ROLLBACK TO undid rows in SQLite that the change
+  /// capture had already recorded: the commit record (and so the backup) held a row the
+  /// primary's database never committed. On a real pair the backup showed it, and the
+  /// next insert of that key stopped the updater with "changed outside replication".
+  /// Savepoints are refused now, before anything is durable.
   func testRollbackToASavepointIsNotInTheCommitRecord() throws {
     let root = try temporaryDirectory(self)
     let node = root + "/node"
@@ -123,7 +124,8 @@ final class AdversarialTests: XCTestCase {
       "sql", "--node", node,
       "SAVEPOINT a; INSERT INTO t VALUES (1, 'rolled back'); ROLLBACK TO a; RELEASE a; INSERT INTO t VALUES (2, 'kept')",
     ])
-    XCTAssertEqual(run.status, 0, run.stderr)
+    XCTAssertEqual(run.status, 1, run.stderr)
+    XCTAssertTrue(run.stderr.contains("SAVEPOINT, RELEASE and ROLLBACK TO are not allowed"), run.stderr)
     let rebuilt = root + "/replayed.sqlite"
     _ = try Replay.rebuild(trail: NodeLayout(root: node).mat, into: rebuilt)
     let replayedRows = try Connection(path: rebuilt, mode: .readOnly).query("SELECT id FROM t ORDER BY id")
