@@ -101,6 +101,13 @@ public final class TrailReader {
   public init(directory: TrailDirectory, from position: MATPosition) throws {
     self.directory = directory
     guard directory.fileExists(sno: position.sno) else {
+      if let first = try? directory.snos().first, position.sno < first {
+        throw TrailError.notARecordBoundary(
+          position,
+          reason:
+            "the trail now starts at \(MATPosition(sno: first, rba: TrailFormat.firstRBA)): older files were removed once nothing needed them (event 9041)"
+        )
+      }
       throw TrailError.notARecordBoundary(
         position, reason: "there is no trail file \(directory.filePath(sno: position.sno))")
     }

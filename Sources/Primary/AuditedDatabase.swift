@@ -156,7 +156,10 @@ final class Writer {
     try connection.execute("BEGIN IMMEDIATE")
     do {
       let outcome = try catchUp()
-      try connection.execute("COMMIT")
+      do { try connection.execute("COMMIT") } catch {
+        // Commits the MAT holds and the database cannot take (a full disk): say which.
+        throw PrimaryError.databaseBehindMAT(database: config.database, reason: "\(error)")
+      }
       return RecoveryReport(
         replayed: outcome.replayed, tornTail: outcome.tornTail?.position, tornTailReason: outcome.tornTail?.reason,
         tornBytes: outcome.tornTail?.bytes ?? 0, end: outcome.trailEnd)

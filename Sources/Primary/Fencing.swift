@@ -102,6 +102,17 @@ public enum Fencing {
     let status = try NodeStatus.read(node: layout.root)
     guard p <= status.trailEnd else { return "its base \(p) lies beyond this node's MAT end \(status.trailEnd)" }
     let mat = layout.mat
+    // A base in a file this node has since removed (the MAT purge dropped that backup
+    // past maxRetainedBytes, 9042): the boundary can no longer be read, but the order can
+    // be checked. Refusing here would leave two primaries taking writes.
+    if !mat.fileExists(sno: p.sno), let oldest = status.oldestKept, p < oldest {
+      let first = try TrailReader(directory: mat, from: oldest).next()
+      guard case .record(let r) = first, base.priorTxid < r.record.txid else {
+        return
+          "its base \(p) lies in a removed MAT file, but its transaction \(base.priorTxid) is not before this node's oldest kept one"
+      }
+      return nil
+    }
     guard mat.fileExists(sno: p.sno),
       case .success(let header) = FileHeader.decode(try mat.headerAndSize(sno: p.sno).header),
       header.nodeID == config.nodeId, header.generation == config.generation

@@ -128,7 +128,7 @@ final class MATPurger: @unchecked Sendable {
         registry[entry.node]?.droppedMicros = Clock.nowMicros()
         events.log(
           .backupDroppedFromRetention,
-          "backup \(entry.node) holds back \(held) bytes of MAT from \(entry.needs), past the cap of \(cap) (maxRetainedBytes): no longer kept for; it needs a full copy (`understudy follow --full-copy` on it) unless it catches up first",
+          "backup \(entry.node) holds back \(held) bytes of MAT from \(entry.needs), past the cap of \(cap) (maxRetainedBytes): no longer kept for; unless it catches up first it needs a full copy (on it: `understudy follow --node NODE --full-copy --primary HOST:PORT --secret-file FILE`)",
           [("position", entry.needs.json), ("bytes", .int(Int64(held)))])
       }
     }

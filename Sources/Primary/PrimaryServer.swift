@@ -257,7 +257,9 @@ public final class PrimaryServer: @unchecked Sendable {
       events.log(
         .extractorSynchronized, "extractor synch established SNO \(from.sno) RBA \(from.rba) with \(link.peer)",
         [("peer", .string(link.peer)), ("position", from.json)])
-      try purger.note(peer.nodeID, needs: from)
+      // Only a position this MAT still holds: a dropped backup's retry is refused below,
+      // and must not register it again.
+      if layout.mat.fileExists(sno: from.sno) { try purger.note(peer.nodeID, needs: from) }
       try extractor.stream(from: from, lastCRC: lastCRC)
     } catch let error as LinkError {
       switch error {

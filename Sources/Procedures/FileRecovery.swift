@@ -41,6 +41,7 @@ public enum FileRecoveryError: Error, CustomStringConvertible {
   case anotherGeneration(MATPosition, file: String, generation: Generation, current: Generation)
   case beforeSegment(MATPosition, segmentStart: MATPosition)
   case stillPrimary(node: String, generation: Generation, asked: [String])
+  case purged(MATPosition, oldestKept: MATPosition)
   case otherRecovery(node: String, recorded: MATPosition)
 
   public var description: String {
@@ -55,6 +56,8 @@ public enum FileRecoveryError: Error, CustomStringConvertible {
       "\(p) is in \(file) of generation \(generation); this node's current generation is \(current)"
     case .beforeSegment(let p, let start):
       "\(p) lies before this node's current MAT segment, which starts at \(start) (an earlier generation or an earlier recovery)"
+    case .purged(let p, let oldest):
+      "\(p) lies in a MAT file this node removed (its MAT now starts at \(oldest)): the backup that took over had been dropped from retention (event 9042), so no file recovery can reach its position. Make this node a backup with a full copy: `understudy follow --node NODE --full-copy --primary HOST:PORT --secret-file FILE`"
     case .stillPrimary(let node, let generation, let asked):
       "node \(node) is still the primary of generation \(generation): no newer generation is known (no 829). \(asked.isEmpty ? "It has served no backup that could have taken over" : "Asked \(asked.joined(separator: ", ")): none answers as a newer primary"). Start the new primary's daemon and try again; file recovery on a live primary would discard committed work"
     case .otherRecovery(let node, let recorded):
@@ -222,6 +225,9 @@ public enum FileRecovery {
     guard p <= trailEnd else { throw FileRecoveryError.beyondEnd(p, trailEnd: trailEnd) }
     let mat = layout.mat
     guard mat.fileExists(sno: p.sno) else {
+      if let first = try mat.snos().first, p.sno < first {
+        throw FileRecoveryError.purged(p, oldestKept: MATPosition(sno: first, rba: TrailFormat.firstRBA))
+      }
       throw FileRecoveryError.notABoundary(p, reason: "there is no MAT file \(TrailFormat.fileName(sno: p.sno))")
     }
     let file = mat.filePath(sno: p.sno)

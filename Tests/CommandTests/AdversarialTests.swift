@@ -32,8 +32,9 @@ final class AdversarialTests: XCTestCase {
 
     // The primary is lost; the backup takes over and serves.
     primary.kill()
-    let takeover = try understudy(["takeover", "--node", pair.backup])
+    let takeover = try understudy(["takeover", "--node", pair.backup, "--json"])
     XCTAssertEqual(takeover.status, 0, takeover.stderr)
+    let position = try XCTUnwrap(positionText(takeover.json, "fileRecovery"), takeover.stdout)
     backup = try Daemon(node: pair.backup)
     XCTAssertEqual(try understudy(["sql", "--node", pair.backup, "INSERT INTO t VALUES (9999, 'b')"]).status, 0)
 
@@ -45,6 +46,12 @@ final class AdversarialTests: XCTestCase {
       write.status, 0,
       "the old primary acknowledged a write after generation 2 took over: \(write.stdout) \(write.stderr); events: \(events(pair.primary).suffix(3))"
     )
+    XCTAssertTrue(events(pair.primary).contains { $0["code"] as? Int == 829 }, "no 829")
+    // File recovery cannot reach a purged position, and says what to do instead.
+    primary.kill()
+    let recover = try understudy(["recover", "--node", pair.primary, "--to-mat", position])
+    XCTAssertEqual(recover.status, 1, recover.stdout)
+    XCTAssertTrue(recover.stderr.contains("removed") && recover.stderr.contains("--full-copy"), recover.stderr)
   }
 
   /// After the cap dropped a backup (9042), the backup's next connection attempt, which
