@@ -97,9 +97,13 @@ final class BackupDiskFullTests: XCTestCase {
     try pair.waitForBackup(timeout: 60)
     try pair.assertSameContent()
     XCTAssertTrue(try status(pair.backup)["updaterWaiting"] is NSNull)
+    // Logged right after the batch that went in, which `wait` may see first.
     XCTAssertTrue(
-      events(pair.backup).contains { $0["code"] as? Int == 773 && ($0["message"] as? String ?? "").contains("resumed") }
-    )
+      eventually(5) {
+        events(pair.backup).contains {
+          $0["code"] as? Int == 773 && ($0["message"] as? String ?? "").contains("resumed")
+        }
+      }, "no 773 'resumed': \(events(pair.backup).suffix(5))")
     XCTAssertFalse(events(pair.backup).contains { [821, 9030].contains($0["code"] as? Int ?? 0) })
     for e in events(pair.backup) where [700, 773].contains(e["code"] as? Int ?? 0) {
       print("disk full: \(e["code"]!) \(e["message"]!)")
