@@ -86,7 +86,8 @@ final class Receiver: @unchecked Sendable {
   }
 
   /// One connection, from handshake to the link's end.
-  func session(config: NodeConfig) throws {
+  func session(config initial: NodeConfig) throws {
+    var config = initial
     guard let primaryAddress = config.primary else {
       throw NodeError.badConfig(path: layout.config, reason: "this backup has no primary address")
     }
@@ -110,6 +111,9 @@ final class Receiver: @unchecked Sendable {
         show: showProgress
       )
       .run()
+      // The copy took the primary's generation into the config: a switchover later in this
+      // session must see it (it was refused as from generation 0, and retried 2 s later).
+      config = try layout.loadConfig()
     }
     let state = try CommitState.read(databaseAt: config.database)
     guard state.nodeID == peer.nodeID else {

@@ -37,6 +37,9 @@ final class SwitchoverTests: XCTestCase {
     let journal = try stateFile(pair.primary, "switchover.json")
     try assertConforms(journal, to: "state-switchover.schema.json")
     XCTAssertEqual((journal as? [String: Any])?["phase"] as? String, "complete")
+    // The backup copied its database in this same link session: it knows its generation.
+    let refusals = events(pair.backup).filter { ($0["message"] as? String ?? "").contains("cannot become the primary") }
+    XCTAssertEqual(refusals.count, 0, "the promotion was refused first: \(refusals)")
 
     XCTAssertTrue(try eventually(20) { try role(pair.backup) == "primary" && role(pair.primary) == "backup" })
     let promotion = try stateFile(pair.backup, "promotion.json")

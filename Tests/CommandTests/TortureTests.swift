@@ -60,7 +60,8 @@ final class TortureTests: XCTestCase {
       let failure = try XCTUnwrap((totals["failures"] as? [[String: Any]])?.first, run.stdout)
       var isDirectory: ObjCBool = false
       let kept = failure["directory"] as? String ?? ""
-      XCTAssertTrue(FileManager.default.fileExists(atPath: kept, isDirectory: &isDirectory) && isDirectory.boolValue, kept)
+      XCTAssertTrue(
+        FileManager.default.fileExists(atPath: kept, isDirectory: &isDirectory) && isDirectory.boolValue, kept)
     }
   }
 
