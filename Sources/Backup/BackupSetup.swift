@@ -14,11 +14,14 @@ public enum BackupSetup {
     public var listen: String?
     public var context: String?
     public var retentionSeconds: Int?
+    /// Size of each MAT file this node writes once it becomes a primary.
+    public var trailFileSize: Int = TrailFormat.defaultFileSize
 
     public init(
       node: String, database: String, primary: String, secretFile: String, listen: String? = nil,
-      context: String? = nil, retentionSeconds: Int? = nil
+      context: String? = nil, retentionSeconds: Int? = nil, trailFileSize: Int = TrailFormat.defaultFileSize
     ) {
+      self.trailFileSize = trailFileSize
       self.node = node
       self.database = database
       self.primary = primary
@@ -38,6 +41,10 @@ public enum BackupSetup {
     _ = try HostPort(parsing: options.primary)
     if let listen = options.listen { _ = try HostPort(parsing: listen) }
     if let context = options.context { try NodeSetup.checkContext(context) }
+    guard options.trailFileSize >= 4096 else {
+      throw NodeError.badConfig(
+        path: layout.config, reason: "trail file size \(options.trailFileSize) is below 4096 bytes")
+    }
     if let retention = options.retentionSeconds, retention < 0 {
       throw NodeError.badConfig(path: layout.config, reason: "retention \(retention) is negative")
     }
@@ -53,7 +60,7 @@ public enum BackupSetup {
       try Secret.install(key + [0x0A], in: layout)
       let config = NodeConfig(
         format: NodeConfig.currentFormat, nodeId: NodeID(), role: .backup, database: database, listen: options.listen,
-        generation: Generation(0), trailFileSize: TrailFormat.defaultFileSize, createdMicros: Clock.nowMicros(),
+        generation: Generation(0), trailFileSize: options.trailFileSize, createdMicros: Clock.nowMicros(),
         base: nil, context: options.context, primary: options.primary, retentionSeconds: options.retentionSeconds)
       try layout.saveConfig(config)
       return config

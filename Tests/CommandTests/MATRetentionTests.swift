@@ -69,6 +69,23 @@ final class MATRetentionTests: XCTestCase {
       }, "the backup was not told it needs a full copy")
   }
 
+  /// A backup that becomes a primary writes MAT files of its own: of the size given at
+  /// init (it was always 64 MiB, which a small disk could not take at promotion).
+  func testInitBackupTakesTheTrailFileSizeItWillWriteAsAPrimary() throws {
+    let root = try temporaryDirectory(self)
+    let key = root + "/key"
+    XCTAssertTrue(
+      FileManager.default.createFile(
+        atPath: key, contents: Data((String(repeating: "k", count: 32) + "\n").utf8),
+        attributes: [.posixPermissions: 0o600]))
+    let base = ["init", "backup", "--db", root + "/b.db", "--primary", "127.0.0.1:1", "--secret-file", key]
+    let small = try understudy(base + ["--node", root + "/small", "--trail-file-size", "1000"])
+    XCTAssertEqual(small.status, 1)
+    XCTAssertTrue(small.stderr.contains("below 4096"), small.stderr)
+    XCTAssertEqual(try understudy(base + ["--node", root + "/b", "--trail-file-size", "8192"]).status, 0)
+    XCTAssertEqual(try NodeLayout(root: root + "/b").loadConfig().trailFileSize, 8192)
+  }
+
   private func writeRows(_ pair: Pair, _ ids: ClosedRange<Int>) throws {
     let lines = ids.map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "x", count: 200))')" }
     let run = try understudy(

@@ -76,6 +76,9 @@ struct InitBackup: ParsableCommand {
   var context: String?
   @Option(help: "Seconds to keep applied image-trail files (default 86400; 0 removes them once applied).")
   var retention: Int?
+  @Option(
+    help: "Size of each MAT file in bytes once this node becomes a primary (its image trail mirrors the primary's).")
+  var trailFileSize: Int = TrailFormat.defaultFileSize
   @OptionGroup var output: JSONFlag
 
   func run() throws {
@@ -83,7 +86,7 @@ struct InitBackup: ParsableCommand {
       let config = try BackupSetup.initBackup(
         .init(
           node: node.node, database: database, primary: primary, secretFile: secretFile, listen: listen,
-          context: context, retentionSeconds: retention))
+          context: context, retentionSeconds: retention, trailFileSize: trailFileSize))
       if output.json {
         Output.json(
           .object([
