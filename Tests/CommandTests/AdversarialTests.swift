@@ -15,19 +15,12 @@ final class AdversarialTests: XCTestCase {
   func testOldPrimaryIsFencedAfterATakeoverByABackupTheByteCapDropped() throws {
     let pair = try Pair(
       self, trailFileSize: 4096, backupListens: true, primaryOptions: ["--max-retained-bytes", "20000"])
-    var primary = try Daemon(node: pair.primary)
-    var backup = try Daemon(node: pair.backup)
+    var (primary, backup) = try pair.startDaemons()
     defer {
       try? primary.stop()
       try? backup.stop()
     }
-    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    try pair.waitForBackup()
-    try backup.stop()
-    let lines = (1...300).map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "y", count: 100))')" }
-    let run = try understudy(
-      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
-    XCTAssertEqual(run.status, 0, run.stderr)
+    try outgrowTheCap(pair, stopping: backup)
     XCTAssertTrue(eventually(10) { events(pair.primary).contains { $0["code"] as? Int == 9041 } }, "no purge")
 
     // The primary is lost; the backup takes over and serves.
@@ -59,19 +52,12 @@ final class AdversarialTests: XCTestCase {
   /// for it from a position whose file is gone, with no word that it needs a full copy.
   func testADroppedBackupStaysShownAsDroppedWhenItRetries() throws {
     let pair = try Pair(self, trailFileSize: 4096, primaryOptions: ["--max-retained-bytes", "20000"])
-    let primary = try Daemon(node: pair.primary)
-    var backup = try Daemon(node: pair.backup)
+    var (primary, backup) = try pair.startDaemons()
     defer {
       try? primary.stop()
       try? backup.stop()
     }
-    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-    try pair.waitForBackup()
-    try backup.stop()
-    let lines = (1...300).map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "y", count: 100))')" }
-    let run = try understudy(
-      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
-    XCTAssertEqual(run.status, 0, run.stderr)
+    try outgrowTheCap(pair, stopping: backup)
     XCTAssertTrue(eventually(10) { events(pair.primary).contains { $0["code"] as? Int == 9042 } }, "no 9042")
     backup = try Daemon(node: pair.backup)
     XCTAssertTrue(
@@ -83,6 +69,17 @@ final class AdversarialTests: XCTestCase {
     let s = try XCTUnwrap(outcome.json as? [String: Any])
     let retained = try XCTUnwrap(s["retainedFor"] as? [[String: Any]])
     XCTAssertEqual(retained.map { $0["dropped"] as? Bool }, [true], "status: \(retained)")
+  }
+
+  /// With the backup stopped, the primary writes past the byte cap of 20,000 bytes.
+  private func outgrowTheCap(_ pair: Pair, stopping backup: Daemon) throws {
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    try pair.waitForBackup()
+    try backup.stop()
+    let lines = (1...300).map { "INSERT INTO t VALUES (\($0), '\(String(repeating: "y", count: 100))')" }
+    let run = try understudy(
+      ["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n") + "\n")
+    XCTAssertEqual(run.status, 0, run.stderr)
   }
 
   /// A body that catches the error of a statement that made SQLite roll back the whole
