@@ -14,6 +14,14 @@ public struct TrailDirectory: Sendable {
 
   public func fileExists(sno: UInt32) -> Bool { DurableFile.exists(filePath(sno: sno)) }
 
+  /// Whether anything was written at `position` of the open `file` (the first bytes of a
+  /// record header are not zero) or in a later file: read from disk, never a cache.
+  func somethingWritten(at position: MATPosition, in file: FileHandle, size: Int) throws -> Bool {
+    let rba = Int(position.rba)
+    if rba + 8 <= size, try file.read(count: 8, at: rba).contains(where: { $0 != 0 }) { return true }
+    return fileExists(sno: position.sno + 1)
+  }
+
   /// Whether any trail file with a higher sequence number exists (a hole counts).
   public func hasFile(after sno: UInt32) throws -> Bool {
     try fileExists(sno: sno + 1) || snos().contains { $0 > sno }
@@ -226,9 +234,7 @@ public final class TrailReader {
   /// Whether anything lies at the position, read from the file (not the window): a
   /// record header's first bytes, or a later file. Moves nothing.
   public func somethingFollows() throws -> Bool {
-    let rba = Int(position.rba)
-    if rba + 8 <= file.size, try file.handle.read(count: 8, at: rba).contains(where: { $0 != 0 }) { return true }
-    return directory.fileExists(sno: position.sno + 1)
+    try directory.somethingWritten(at: position, in: file.handle, size: file.size)
   }
 
   public func readAll() throws -> (records: [PositionedRecord], stop: Step) {

@@ -76,9 +76,7 @@ public final class TrailWriter {
   /// Whether another writer appended at or past `end` (the next record's header is not
   /// zero, or a later file exists). A pread and an access per group commit.
   public func hasRecordsPastEnd() throws -> Bool {
-    let rba = Int(end.rba)
-    if rba + 8 <= fileLength, try file.read(count: 8, at: rba).contains(where: { $0 != 0 }) { return true }
-    return directory.fileExists(sno: end.sno + 1)
+    try directory.somethingWritten(at: end, in: file, size: fileLength)
   }
 
   /// Appends the records in order and makes them durable before returning.

@@ -284,11 +284,7 @@ public final class PrimaryServer: @unchecked Sendable {
       throw link.refusing(
         "this primary's generation \(config.generation) did not begin with a takeover or switchover: it has no base")
     }
-    try link.send(
-      .base(
-        .init(
-          generation: base.generation, matStart: base.matStart, priorNode: base.priorNode, priorTxid: base.priorTxid,
-          priorEnd: base.priorEnd, checksum: base.checksum)))
+    try link.send(.base(base))
     link.socket.shutdown()
   }
 
