@@ -178,42 +178,41 @@ final class Writer {
     return outcome
   }
 
-  /// Starts the group's SQLite transaction. If another process committed since our
-  /// last group, the state row moved: catch up before writing at the trail's end.
+  /// Starts the group's SQLite transaction; on failure it is rolled back. Under the write
+  /// lock, the trail's end must be where this writer has it: if another connection
+  /// committed (the state row moved), or left records past the end (a writer that died
+  /// between its MAT sync and its COMMIT, or whose COMMIT failed: durable, so committed,
+  /// and perhaps shipped), catch up first rather than write over them.
   private func begin() throws {
     if let retired { throw retired }
     if let reason = behind {
       guard catchUpBehind() else { throw PrimaryError.databaseBehindMAT(database: config.database, reason: reason) }
     }
     try connection.run(cached: "BEGIN IMMEDIATE")
-    // Under the write lock: a block set before it was taken is seen, so a switchover's
-    // last record or a takeover's fence really is last.
-    if !bypassWriteBlock, let reason = WriteBlock.reason(layout) {
-      throw PrimaryError.writesBlocked(node: layout.root, reason: reason)
+    do {
+      // A block set before the lock was taken is seen, so a switchover's last record or a
+      // takeover's fence really is last.
+      if !bypassWriteBlock, let reason = WriteBlock.reason(layout) {
+        throw PrimaryError.writesBlocked(node: layout.root, reason: reason)
+      }
+      // data_version moves only when another connection commits.
+      let version = try connection.cached("PRAGMA data_version")
+      let current = try version.step() ? version.column(0) : .null
+      version.reset()
+      let othersCommitted = current != dataVersion
+      if try othersCommitted && CommitState.read(connection) != state || trail.hasRecordsPastEnd() {
+        try checkStillPrimary()
+        _ = try catchUp()
+        try schema.revalidate()
+      } else if othersCommitted {
+        try schema.revalidate()
+      }
+      // Only once the new state is taken: a failed check is made again next time.
+      dataVersion = current
+    } catch {
+      try? connection.execute("ROLLBACK")
+      throw error
     }
-    // data_version moves only when another connection commits: then re-read the state.
-    let version = try connection.cached("PRAGMA data_version")
-    let current = try version.step() ? version.column(0) : .null
-    version.reset()
-    guard current != dataVersion else { return }
-    if try CommitState.read(connection) != state {
-      try checkStillPrimary()
-      _ = try catchUp()
-    }
-    try schema.revalidate()
-    // Only once the new state is taken: a failed check is made again next time.
-    dataVersion = current
-  }
-
-  /// Under the write lock: records past the trail's end that no commit of this writer
-  /// put there. A writer in another process died between its MAT sync and its COMMIT,
-  /// or its COMMIT failed; they are durable, so committed, and may have been shipped.
-  /// Take them in rather than write over them.
-  private func takeInRecordsPastEnd() throws {
-    guard try trail.hasRecordsPastEnd() else { return }
-    try checkStillPrimary()
-    _ = try catchUp()
-    try schema.revalidate()
   }
 
   /// Applies the commits the MAT holds and the database lacks (after a failed COMMIT),
@@ -264,7 +263,7 @@ final class Writer {
       throw retire("its generation moved from \(config.generation) to \(now.generation)")
     }
     if let superseded = now.superseded {
-      throw retire("generation \(superseded.generation) took over from it")
+      throw retire("\(superseded.generation.map { "generation \($0)" } ?? "a newer generation") took over from it")
     }
     let held = try CommitState.read(connection)
     if held.nodeID != config.nodeId {
@@ -281,9 +280,7 @@ final class Writer {
   func commit(_ batch: [WriteRequest]) {
     do {
       try begin()
-      try takeInRecordsPastEnd()
     } catch {
-      try? connection.execute("ROLLBACK")
       for r in batch { r.finish(.failure(error)) }
       return
     }
@@ -304,7 +301,7 @@ final class Writer {
         do {
           try request.run(transaction)
           // The body may have caught the error that rolled the whole transaction back.
-          if connection.isAutocommit { throw GroupLost(cause: PrimaryError.transactionRolledBack) }
+          if connection.isAutocommit { throw PrimaryError.transactionRolledBack }
           let items = try transaction.finish()
           if !alone { try connection.run(cached: "RELEASE understudy_w") }
           if items.isEmpty {
@@ -318,17 +315,16 @@ final class Writer {
           }
         } catch {
           schema.invalidate()
-          let failure = (error as? GroupLost)?.cause ?? error
           if alone {
             try? connection.execute("ROLLBACK")
-            request.finish(.failure(failure))
+            request.finish(.failure(error))
             return
           }
           // A full disk or an I/O error makes SQLite roll the whole transaction back.
-          guard !connection.isAutocommit else { throw GroupLost(cause: failure) }
+          guard !connection.isAutocommit else { throw GroupLost(cause: error) }
           try connection.run(cached: "ROLLBACK TO understudy_w")
           try connection.run(cached: "RELEASE understudy_w")
-          request.finish(.failure(failure))
+          request.finish(.failure(error))
         }
       } catch {
         // The savepoint itself failed (SQLite rolled the whole transaction back: a full
@@ -390,10 +386,6 @@ final class Writer {
     bypassWriteBlock = true
     defer { bypassWriteBlock = false }
     try begin()
-    do { try takeInRecordsPastEnd() } catch {
-      try? connection.execute("ROLLBACK")
-      throw error
-    }
     let appended: AppendedRecord
     do {
       appended = try trail.append([
