@@ -59,9 +59,22 @@ struct SQL: ParsableCommand {
     return .object(fields)
   }
 
+  /// One transaction's outcome, as text or JSON, with its input line when there are several.
+  static func report(_ commit: CommitInfo?, line: Int?, json: Bool) {
+    warnIfPending(commit, line: line)
+    let prefix = line.map { "line \($0): " } ?? ""
+    if json {
+      Output.json(Self.json(commit, line: line))
+    } else if let commit {
+      Output.line(prefix + "committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
+    } else {
+      Output.line(prefix + (line == nil ? "no changes; nothing committed" : "no changes"))
+    }
+  }
+
   /// A committed transaction the database could not take yet: committed all the same
   /// (exit 0), with a warning on stderr saying so and what to do.
-  static func warnIfPending(_ commit: CommitInfo?, line: Int? = nil) {
+  private static func warnIfPending(_ commit: CommitInfo?, line: Int?) {
     guard let commit, let pending = commit.pending else { return }
     Output.error(
       (line.map { "line \($0): " } ?? "")
@@ -119,11 +132,9 @@ struct SQL: ParsableCommand {
     do { script = try SQLScript(text) } catch let error as SQLScript.ScriptError {
       throw CommandError("\(place(error.line)): \(error.message)")
     }
-    for note in script.notes { FileHandle.standardError.write(Data(("understudy: note: " + note + "\n").utf8)) }
+    for note in script.notes { Output.error("note: " + note) }
     if script.units.isEmpty {
-      guard script.statementCount == 0 else {
-        return Output.line(output.json ? Self.json(nil).serialized() : "no changes; nothing committed")
-      }
+      guard script.statementCount == 0 else { return Self.report(nil, line: nil, json: output.json) }
       throw PrimaryError.emptySQL
     }
     let several = script.units.count > 1
@@ -144,18 +155,7 @@ struct SQL: ParsableCommand {
         throw CommandError(
           "\(place(failure.statement.line)): \(failure.reason)\(kept)\n  in: \(failure.statement.firstLine)")
       }
-      let line = several ? unit.line : nil
-      Self.warnIfPending(commit, line: line)
-      if output.json {
-        Output.json(Self.json(commit, line: line))
-      } else {
-        let prefix = line.map { "line \($0): " } ?? ""
-        if let commit {
-          Output.line(prefix + "committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
-        } else {
-          Output.line(prefix + (several ? "no changes" : "no changes; nothing committed"))
-        }
-      }
+      Self.report(commit, line: several ? unit.line : nil, json: output.json)
     }
   }
 
@@ -195,14 +195,7 @@ final class EachLineRun: @unchecked Sendable {
     defer { lock.unlock() }
     switch result {
     case .success(let commit):
-      SQL.warnIfPending(commit, line: line)
-      if json {
-        Output.json(SQL.json(commit, line: line))
-      } else if let commit {
-        Output.line("line \(line): committed transaction \(commit.txid) at \(commit.position) (ends \(commit.end))")
-      } else {
-        Output.line("line \(line): no changes")
-      }
+      SQL.report(commit, line: line, json: json)
     case .failure(let error):
       // Whatever failed (the line, its group, the node), nothing after it may commit:
       // the writer runs the next group only after this completion returns.
