@@ -6,8 +6,12 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "understudy", targets: ["understudy"]),
+    .executable(name: "rtdr", targets: ["rtdr"]),
+    .executable(name: "rtstart", targets: ["rtstart"]),
+    .executable(name: "rtstop", targets: ["rtstop"]),
+    .executable(name: "scconfig", targets: ["scconfig"]),
     .library(
-      name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures"]),
+      name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -43,11 +47,21 @@ let package = Package(
     // position, follow, resolve.
     .target(
       name: "Procedures", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
+    // The MIMIX surface: a server's home and its contexts, and the rtdr cycle over the procedures.
+    .target(
+      name: "MIMIX", dependencies: ["AuditTrail", "Node", "Link", "Primary", "Backup", "Procedures"]),
+    // `rtdr`, `rtstart`, `rtstop`, `scconfig`: MIMIX's command names, each running
+    // `understudy <name> …` (the binary beside it), so there is one implementation.
+    .target(name: "CommandAlias", path: "Sources/Aliases/CommandAlias"),
+    .executableTarget(name: "rtdr", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtdr"),
+    .executableTarget(name: "rtstart", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstart"),
+    .executableTarget(name: "rtstop", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstop"),
+    .executableTarget(name: "scconfig", dependencies: ["CommandAlias"], path: "Sources/Aliases/scconfig"),
     // The command line: parses, calls a procedure, prints.
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -58,7 +72,10 @@ let package = Package(
     // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
-      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "understudy"]
+      dependencies: [
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "understudy", "rtdr", "rtstart",
+        "rtstop", "scconfig",
+      ]
     ),
   ]
 )

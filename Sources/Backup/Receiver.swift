@@ -103,7 +103,7 @@ final class Receiver: @unchecked Sendable {
       )
     }
     // So that the primary can learn of a takeover by this node (event 829).
-    if let listen = config.listen { try link.send(.listening(address: listen)) }
+    if let listen = config.listen { try link.send(.listening(address: listen, server: config.server)) }
 
     if !FileManager.default.fileExists(atPath: config.database) {
       try InitialCopy(

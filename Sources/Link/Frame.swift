@@ -26,6 +26,8 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
   case followAccept = 16
   case promote = 17
   case promoted = 18
+  case contextQuery = 19
+  case contextAnswer = 20
 
   public var description: String {
     switch self {
@@ -38,6 +40,8 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
     case .followAccept: "follow-accept"
     case .promote: "promote"
     case .promoted: "promoted"
+    case .contextQuery: "context-query"
+    case .contextAnswer: "context-answer"
     case .copyRequest: "copy-request"
     case .fileStart: "file-start"
     case .records: "records"
@@ -298,6 +302,7 @@ struct ByteReader {
     return s
   }
   mutating func position() throws -> MATPosition { MATPosition(sno: try u32(), rba: try u64()) }
+  var atEnd: Bool { offset == bytes.count }
   func finish() throws {
     guard offset == bytes.count else {
       throw LinkError.badFrame(

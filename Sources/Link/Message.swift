@@ -35,7 +35,7 @@ public enum Message: Sendable {
   case copyEnd(sha256: [UInt8])
   /// Backup → primary, optional, right after auth: where the backup serves once it is a
   /// primary. The primary remembers it to learn of a takeover (event 829).
-  case listening(address: String)
+  case listening(address: String, server: String? = nil)
   /// Backup → primary, instead of start: a node made the base of the primary's
   /// generation by file recovery asks to follow it. Its database ends at `priorEnd` of
   /// node `priorNode`'s MAT, after transaction `priorTxid`, with this logical checksum.
@@ -55,6 +55,11 @@ public enum Message: Sendable {
   /// Primary → prober: the base of its generation. On the wire a follow-accept with the
   /// base after `matStart` (a plain follow-accept is exactly 12 bytes).
   case base(GenerationBase)
+  /// Anyone authenticated → primary, instead of start: where do you stand in the
+  /// context? The `rtdr` procedures ask the other server before they act.
+  case contextQuery
+  /// Primary → asker: its answer, as JSON (Schemas/context-answer.schema.json).
+  case contextAnswer(ContextAnswer)
 
   /// How a generation began (the same value the primary keeps in its config).
   public typealias GenerationBase = NodeConfig.GenerationBase
@@ -112,6 +117,8 @@ public enum Message: Sendable {
     case .promoted: .promoted
     case .baseQuery: .followRequest
     case .base: .followAccept
+    case .contextQuery: .contextQuery
+    case .contextAnswer: .contextAnswer
     }
   }
 
@@ -155,7 +162,9 @@ public enum Message: Sendable {
       w.u64(offset)
       w.raw(bytes)
     case .copyEnd(let digest): w.raw(digest)
-    case .listening(let address): w.string(address)
+    case .listening(let address, let server):
+      w.string(address)
+      if let server { w.string(server) }
     case .followRequest(let f):
       w.raw(f.priorNode.bytes)
       w.u64(f.priorTxid.rawValue)
@@ -174,6 +183,8 @@ public enum Message: Sendable {
       w.u64(b.priorTxid.rawValue)
       w.position(b.priorEnd)
       w.string(b.checksum)
+    case .contextQuery: break
+    case .contextAnswer(let answer): w.raw(answer.encoded())
     }
     return Frame(type, w.bytes)
   }
@@ -224,7 +235,9 @@ public enum Message: Sendable {
     case .copyBegin: self = .copyBegin(size: try r.u64(), position: try r.position(), checksum: try r.string())
     case .copyData: self = .copyData(offset: try r.u64(), bytes: r.rest())
     case .copyEnd: self = .copyEnd(sha256: try r.raw(32))
-    case .listening: self = .listening(address: try r.string())
+    case .listening:
+      let address = try r.string()
+      self = .listening(address: address, server: r.atEnd ? nil : try r.string())
     case .followRequest where frame.payload.isEmpty: self = .baseQuery
     case .followRequest:
       self = .followRequest(
@@ -240,6 +253,8 @@ public enum Message: Sendable {
           priorTxid: TransactionID(try r.u64()), priorEnd: try r.position(), checksum: try r.string()))
     case .promote: self = .promote(generation: Generation(try r.u64()), end: try r.position())
     case .promoted: self = .promoted(matStart: try r.position())
+    case .contextQuery: self = .contextQuery
+    case .contextAnswer: self = .contextAnswer(try ContextAnswer(decoding: r.rest(), peer: peer))
     }
     try r.finish()
   }

@@ -48,6 +48,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case backupDroppedFromRetention = 9042
   case primaryDatabaseBehind = 9043
   case primaryDatabaseCaughtUp = 9044
+  case rtdrStarted = 9080
+  case rtdrComplete = 9081
+  case statemapDirty = 9082
+  case statemapClean = 9083
 }
 
 public struct Event: Sendable {

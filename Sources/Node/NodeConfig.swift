@@ -48,6 +48,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   /// As a primary: the most MAT one backup may hold back, in bytes; past it that backup
   /// is no longer kept for (event 9042) and needs a full copy. nil: no cap.
   public var maxRetainedBytes: Int?
+  /// This server's name in its MIMIX context (`init --name`; what `rtdr -s` names). A
+  /// backup tells its primary, which lists its recovery servers by it.
+  public var server: String?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600
@@ -76,10 +79,14 @@ public struct NodeConfig: Codable, Sendable, Equatable {
     public var priorTxid: TransactionID
     public var priorEnd: MATPosition
     public var checksum: String
+    /// When the generation began with a takeover: its 888 position (the old primary's
+    /// file-recovery position), or nil and the 858 reason. Not sent in a base answer.
+    public var fileRecovery: MATPosition?
+    public var noFileRecovery: String?
 
     public init(
       generation: Generation, matStart: MATPosition, priorNode: NodeID, priorTxid: TransactionID,
-      priorEnd: MATPosition, checksum: String
+      priorEnd: MATPosition, checksum: String, fileRecovery: MATPosition? = nil, noFileRecovery: String? = nil
     ) {
       self.generation = generation
       self.matStart = matStart
@@ -87,6 +94,8 @@ public struct NodeConfig: Codable, Sendable, Equatable {
       self.priorTxid = priorTxid
       self.priorEnd = priorEnd
       self.checksum = checksum
+      self.fileRecovery = fileRecovery
+      self.noFileRecovery = noFileRecovery
     }
   }
 

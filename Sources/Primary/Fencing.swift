@@ -14,6 +14,14 @@ public struct KnownBackup: Codable, Sendable, Equatable {
   public var node: NodeID
   /// Where it serves once it is a primary (its `--listen`).
   public var listen: String
+  /// Its server name in the MIMIX context, when it told one.
+  public var server: String?
+
+  public init(node: NodeID, listen: String, server: String? = nil) {
+    self.node = node
+    self.listen = listen
+    self.server = server
+  }
 }
 
 public enum Fencing {
@@ -33,8 +41,12 @@ public enum Fencing {
   static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
     var known = try knownBackups(layout)
     guard !known.contains(backup) else { return }
-    known.removeAll { $0.node == backup.node }
-    known.append(backup)
+    // In place: the order is the order backups first came (`rtdr -s` defaults to the first).
+    if let index = known.firstIndex(where: { $0.node == backup.node }) {
+      known[index] = backup
+    } else {
+      known.append(backup)
+    }
     try StateFile.write(known, to: knownPath(layout))
   }
 

@@ -205,8 +205,9 @@ public final class PrimaryServer: @unchecked Sendable {
       }
       var request = try link.receive(timeout: Handshake.stepTimeout)
       if case .baseQuery = request { return try answerBaseQuery(from: peer, on: link) }
-      if case .listening(let address) = request {
-        try Fencing.remember(KnownBackup(node: peer.nodeID, listen: address), layout)
+      if case .contextQuery = request { return try answerContextQuery(from: peer, on: link) }
+      if case .listening(let address, let server) = request {
+        try Fencing.remember(KnownBackup(node: peer.nodeID, listen: address, server: server), layout)
         request = try link.receive(timeout: Handshake.stepTimeout)
       }
       if case .followRequest(let follow) = request {
@@ -224,6 +225,7 @@ public final class PrimaryServer: @unchecked Sendable {
           lock.unlock()
         })
       extractor.onPromoted = { [self] start in promoted(peer, at: start) }
+      let copied = request.type == .copyRequest
       if case .copyRequest = request {
         events.log(
           .initialCopyStarted, "sending a snapshot of \(config.database) to \(link.peer)",
@@ -253,6 +255,14 @@ public final class PrimaryServer: @unchecked Sendable {
         throw link.refusing(
           "the backup's image trail ends at \(from), past this primary's MAT end \(trailEnd): it follows another primary or this MAT lost records"
         )
+      }
+      // The copy arrived whole (the backup checked it before asking to stream): a dirty
+      // statemap has had its complete resync.
+      if copied, try Statemap.read(layout).dirty {
+        try Statemap.markClean(layout)
+        events.log(
+          .statemapClean, "statemap clean again: \(link.peer) received a complete copy",
+          [("peer", .string(link.peer))])
       }
       events.log(
         .extractorSynchronized, "extractor synch established SNO \(from.sno) RBA \(from.rba) with \(link.peer)",
@@ -288,12 +298,42 @@ public final class PrimaryServer: @unchecked Sendable {
     link.socket.shutdown()
   }
 
+  /// An `rtdr` procedure asks where this primary stands in its context.
+  private func answerContextQuery(from peer: LinkPeer, on link: Link.Connection) throws {
+    let current = try layout.loadConfig()
+    let base = current.generationBase.flatMap { $0.generation == current.generation ? $0 : nil }
+    let known = try Fencing.knownBackups(layout)
+    lock.lock()
+    let now = Array(attached.values)
+    lock.unlock()
+    var backups = known.map { k in
+      let a = now.first { $0.nodeID == k.node }
+      return ContextAnswer.Backup(
+        node: k.node, server: k.server, listen: k.listen, attached: a != nil, acked: a?.acked, applied: a?.applied)
+    }
+    for a in now where !known.contains(where: { $0.node == a.nodeID }) {
+      backups.append(.init(node: a.nodeID, server: nil, listen: nil, attached: true, acked: a.acked, applied: a.applied))
+    }
+    let answer = ContextAnswer(
+      server: current.server, node: current.nodeId, role: current.role, generation: current.generation,
+      durableEnd: try NodeStatus.read(node: layout.root).durableEnd, base: base, fileRecovery: base?.fileRecovery,
+      noFileRecovery: base?.noFileRecovery, statemap: try Statemap.read(layout), backups: backups)
+    try link.send(.contextAnswer(answer))
+    link.socket.shutdown()
+  }
+
   /// A node recovered to this generation's base asks to follow: it may if its database
   /// is exactly what this generation started from (position, transaction and checksum).
   private func answer(_ follow: Message.FollowRequest, from peer: LinkPeer, on link: Link.Connection) throws {
     guard let base = config.generationBase, base.generation == config.generation else {
       throw link.refusing(
         "this primary's generation \(config.generation) did not begin with a takeover or switchover, so no database can follow it without a full copy: run `understudy follow --full-copy`"
+      )
+    }
+    let statemap = try Statemap.read(layout)
+    if statemap.dirty {
+      throw link.refusing(
+        "the statemap of this primary is dirty (\(statemap.why ?? "marked")): the follower's data is not trusted, a full copy is needed: `understudy follow --full-copy`"
       )
     }
     let mine =

@@ -68,7 +68,7 @@ public enum Follow {
       link.refuse("follow: the follower is at generation \(config.generation), not older than this node's")
       throw FollowError.notNewer(address: primary, generation: peer.generation, own: config.generation)
     }
-    if let listen = config.listen { try link.send(.listening(address: listen)) }
+    if let listen = config.listen { try link.send(.listening(address: listen, server: config.server)) }
 
     var result = FollowResult(primary: primary, primaryNode: peer.nodeID, generation: peer.generation)
     if fullCopy {

@@ -139,7 +139,7 @@ public enum Takeover {
       phase: "decided", result: result,
       base: .init(
         generation: generation, matStart: matStart, priorNode: state.nodeID, priorTxid: state.lastTxid,
-        priorEnd: state.end, checksum: checksum))
+        priorEnd: state.end, checksum: checksum, fileRecovery: result.fileRecovery, noFileRecovery: result.reason))
     try StateFile.write(journal, to: journalPath(layout))
     return try finish(layout, journal, events: events)
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditTrail
 import Backup
+import MIMIX
 import Node
 import Primary
 
@@ -23,8 +24,9 @@ struct InitPrimary: ParsableCommand {
   var trailFileSize: Int = TrailFormat.defaultFileSize
   @Option(help: "A file holding the link's pre-shared key (default: a new random key in NODE/secret.key).")
   var secretFile: String?
-  @Option(help: "The replication context's name; the backup must use the same.")
+  @Option(help: "The replication context's name; the backup must use the same. A positive integer is a MIMIX context ID: the node is registered as that context under the server's home.")
   var context: String?
+  @OptionGroup var registration: ContextRegistration
   @Option(help: "Keep MAT files at least this many seconds, for audit, once no backup needs them (default: none).")
   var matRetention: Int?
   @Option(help: "The most MAT one backup may hold back, in bytes; past it, it needs a full copy (default: no cap).")
@@ -38,6 +40,7 @@ struct InitPrimary: ParsableCommand {
           node: node.node, database: database, listen: listen, trailFileSize: trailFileSize, secretFile: secretFile,
           context: context, matRetentionSeconds: matRetention, maxRetainedBytes: maxRetainedBytes))
       let base = config.base!
+      let registered = try registration.register(context: context, node: node.node, role: .production, production: nil)
       if output.json {
         Output.json(
           .object([
@@ -46,8 +49,10 @@ struct InitPrimary: ParsableCommand {
             ("database", .string(config.database)), ("base", base.position.json),
             ("baseChecksum", .string(base.checksum)), ("context", .string(config.contextName)),
             ("secretFile", .string(NodeLayout(root: NodeSetup.absolute(node.node)).secretKey)),
+            ("registered", registered?.json ?? .null),
           ]))
       } else {
+        registered.map { Output.line($0.text) }
         Output.line("created primary node \(node.node) (id \(config.nodeId)) for \(config.database)")
         Output.line("the audit trail starts at \(base.position); base checksum \(base.checksum)")
         Output.line(
@@ -72,8 +77,9 @@ struct InitBackup: ParsableCommand {
   var secretFile: String
   @Option(help: "HOST:PORT where this node will serve once it becomes a primary.")
   var listen: String?
-  @Option(help: "The replication context's name; must match the primary's.")
+  @Option(help: "The replication context's name; must match the primary's. A positive integer is a MIMIX context ID, registered under the server's home.")
   var context: String?
+  @OptionGroup var registration: ContextRegistration
   @Option(help: "Seconds to keep applied image-trail files (default 86400; 0 removes them once applied).")
   var retention: Int?
   @Option(
@@ -87,19 +93,55 @@ struct InitBackup: ParsableCommand {
         .init(
           node: node.node, database: database, primary: primary, secretFile: secretFile, listen: listen,
           context: context, retentionSeconds: retention, trailFileSize: trailFileSize))
+      let registered = try registration.register(context: context, node: node.node, role: .recovery, production: primary)
       if output.json {
         Output.json(
           .object([
             ("node", .string(node.node)), ("nodeId", .string(config.nodeId.description)),
             ("role", .string(config.role.rawValue)), ("generation", .int(Int64(config.generation.rawValue))),
             ("database", .string(config.database)), ("primary", .string(primary)),
-            ("context", .string(config.contextName)),
+            ("context", .string(config.contextName)), ("registered", registered?.json ?? .null),
           ]))
       } else {
+        registered.map { Output.line($0.text) }
         Output.line("created backup node \(node.node) (id \(config.nodeId)) of primary \(primary)")
         Output.line(
           "its first `understudy start --node \(node.node)` copies the primary's database into \(config.database)")
       }
     }
+  }
+}
+
+/// `--name` and `--home`: a node whose context is an ID is registered on the server.
+struct ContextRegistration: ParsableArguments {
+  @Option(help: "This server's name in the context (what `rtdr -s` names; default: the host name).")
+  var name: String?
+  @OptionGroup var home: HomeOption
+
+  struct Registered {
+    var config: ContextConfig
+    var home: ServerHome
+    var text: String {
+      "registered as context \(config.id) (server \(config.server), \(config.role)) in \(home.configPath(config.id))"
+    }
+    var json: JSON {
+      .object([
+        ("context", .int(Int64(config.id.rawValue))), ("server", .string(config.server)),
+        ("role", .string(config.role.rawValue)), ("file", .string(home.configPath(config.id))),
+      ])
+    }
+  }
+
+  func register(context: String?, node: String, role: ContextRole, production: String?) throws -> Registered? {
+    guard let id = ContextID.from(contextName: context) else {
+      guard name == nil, home.home == nil else {
+        throw ValidationError("--name and --home register a MIMIX context: give --context a context ID (a positive integer)")
+      }
+      return nil
+    }
+    let home = home.resolved
+    let config = try home.register(
+      id: id, node: node, server: name ?? ServerName.local(), role: role, production: production)
+    return Registered(config: config, home: home)
   }
 }

@@ -1,0 +1,93 @@
+// What a primary tells an `rtdr` procedure on the other server about where it stands:
+// its role and generation, how the generation began (and, when it began with a takeover,
+// the 888 position or the 858 reason), its durable end, its statemap and the backups it
+// serves. A control message, rare and small, so its payload is JSON
+// (Schemas/context-answer.schema.json); it must decode exactly, like every other frame.
+
+import AuditTrail
+import Foundation
+import Node
+
+public struct ContextAnswer: Codable, Sendable, Equatable {
+  public var server: String?
+  public var node: NodeID
+  public var role: Role
+  public var generation: Generation
+  public var durableEnd: MATPosition
+  /// How this generation began, when it began with a takeover or a switchover.
+  public var base: NodeConfig.GenerationBase?
+  /// When it began with a takeover: the 888 position, or nil and the 858 reason.
+  public var fileRecovery: MATPosition?
+  public var noFileRecovery: String?
+  public var statemap: Statemap
+  public var backups: [Backup]
+
+  public struct Backup: Codable, Sendable, Equatable {
+    public var node: NodeID
+    public var server: String?
+    public var listen: String?
+    /// Attached now, with what it acknowledged and applied.
+    public var attached: Bool
+    public var acked: MATPosition?
+    public var applied: MATPosition?
+
+    public init(
+      node: NodeID, server: String?, listen: String?, attached: Bool, acked: MATPosition?, applied: MATPosition?
+    ) {
+      self.node = node
+      self.server = server
+      self.listen = listen
+      self.attached = attached
+      self.acked = acked
+      self.applied = applied
+    }
+  }
+
+  public init(
+    server: String?, node: NodeID, role: Role, generation: Generation, durableEnd: MATPosition,
+    base: NodeConfig.GenerationBase?, fileRecovery: MATPosition?, noFileRecovery: String?, statemap: Statemap,
+    backups: [Backup]
+  ) {
+    self.server = server
+    self.node = node
+    self.role = role
+    self.generation = generation
+    self.durableEnd = durableEnd
+    self.base = base
+    self.fileRecovery = fileRecovery
+    self.noFileRecovery = noFileRecovery
+    self.statemap = statemap
+    self.backups = backups
+  }
+
+  func encoded() -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Array((try? encoder.encode(self)) ?? Data("{}".utf8))
+  }
+
+  init(decoding bytes: [UInt8], peer: String) throws {
+    do {
+      self = try JSONDecoder().decode(ContextAnswer.self, from: Data(bytes))
+    } catch {
+      throw LinkError.badFrame(peer: peer, reason: "context-answer frame is not the JSON it must be: \(error)")
+    }
+  }
+}
+
+extension Handshake {
+  /// Asks the primary at `address` where it stands in the context (a `context-query`).
+  public static func queryContext(_ address: HostPort, as me: LinkIdentity, timeout: Double = 5) throws -> (
+    LinkPeer, ContextAnswer
+  ) {
+    let socket = try Socket.connect(to: address, timeout: timeout)
+    let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+    defer { socket.shutdown() }
+    let peer = try connect(link, as: me)
+    try link.send(.contextQuery)
+    guard case .contextAnswer(let answer) = try link.receive(timeout: max(timeout, 2)) else {
+      throw link.refusingFrame("expected a context answer")
+    }
+    return (peer, answer)
+  }
+}

@@ -1,0 +1,189 @@
+// Two MIMIX servers on one machine for the rtdr tests: each with its own home, node,
+// database and loopback port, registered as context 1; their daemons run in the
+// background as `rtstart` leaves them (killed at teardown).
+
+import Foundation
+import TestSupport
+import XCTest
+
+/// `rtdr`, `rtstart`, `rtstop`, `scconfig` built beside the test bundle (each runs
+/// `understudy NAME …`).
+func aliasBinary(_ name: String) -> String {
+  URL(fileURLWithPath: understudyBinary).deletingLastPathComponent().appendingPathComponent(name).path
+}
+
+/// Runs a MIMIX command by its own executable name.
+@discardableResult
+func mimix(_ name: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws
+  -> Outcome
+{
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: aliasBinary(name))
+  process.arguments = arguments
+  process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  let out = Pipe()
+  let err = Pipe()
+  let input = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  process.standardInput = input
+  try process.run()
+  let fed = DispatchSemaphore(value: 0)
+  let writing = input.fileHandleForWriting
+  Thread {
+    signal(SIGPIPE, SIG_IGN)
+    if let stdin { try? writing.write(contentsOf: Data(stdin.utf8)) }
+    try? writing.close()
+    fed.signal()
+  }.start()
+  return Outcome(collecting: process, stdout: out, stderr: err, fed: fed)
+}
+
+struct MIMIXServer {
+  let name: String
+  let home: String
+  let node: String
+  let database: String
+  let port: Int
+  var address: String { "127.0.0.1:\(port)" }
+
+  /// `rtdr -C 1 … OPERATION --home HOME`, quiet unless told otherwise.
+  @discardableResult
+  func rtdr(
+    _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], file: StaticString = #filePath,
+    line: UInt = #line
+  ) throws -> Outcome {
+    try mimix("rtdr", ["-C", "1"] + arguments + ["--home", home, "--timeout", "60"], stdin: stdin, environment: environment)
+  }
+
+  @discardableResult
+  func command(_ name: String, _ arguments: [String]) throws -> Outcome {
+    try mimix(name, arguments + ["--home", home])
+  }
+
+  func checksum() throws -> String {
+    let outcome = try understudy(["checksum", "--node", node, "--json"])
+    return ((outcome.json as? [String: Any])?["checksum"] as? String) ?? "none: \(outcome.stderr)"
+  }
+
+  func role() throws -> String {
+    let outcome = try understudy(["status", "--node", node, "--json"])
+    return ((outcome.json as? [String: Any])?["role"] as? String) ?? "none: \(outcome.stderr)"
+  }
+
+  /// The daemon rtstart left, if it runs.
+  var daemonPid: Int32? {
+    guard let text = try? String(contentsOfFile: node + "/state/daemon.pid", encoding: .utf8),
+      let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
+    else { return nil }
+    return pid
+  }
+
+  /// SIGKILL, as a lost server.
+  func killDaemon() {
+    guard let pid = daemonPid else { return }
+    kill(pid, SIGKILL)
+    _ = try? eventually(10) { self.daemonPid == nil }
+  }
+
+  func count(_ table: String) throws -> Int {
+    let outcome = try understudy(["query", "--node", node, "--json", "SELECT count(*) FROM \(table)"])
+    return ((outcome.json as? [String: Any])?["rows"] as? [[Int]])?.first?.first ?? -1
+  }
+
+  /// Every file under the home and the node directory, and the database, byte for byte.
+  func fingerprint() throws -> [String: Data] {
+    var result: [String: Data] = [:]
+    for root in [home, node] {
+      guard let walker = FileManager.default.enumerator(atPath: root) else { continue }
+      for case let relative as String in walker {
+        let path = root + "/" + relative
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+          continue
+        }
+        result[path] = (try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data()
+      }
+    }
+    for suffix in ["", "-wal"] {
+      if let data = try? Data(contentsOf: URL(fileURLWithPath: database + suffix)) {
+        result[database + suffix] = data
+      }
+    }
+    return result
+  }
+}
+
+/// Production (`prod`) and one recovery server (`dr`) of context 1, both daemons running
+/// and the replica caught up; a table `t` with a few rows.
+struct MIMIXPair {
+  let root: String
+  let production: MIMIXServer
+  let recovery: MIMIXServer
+
+  init(_ test: XCTestCase, rows: Int = 5) throws {
+    root = try temporaryDirectory(test)
+    func server(_ name: String) -> MIMIXServer {
+      MIMIXServer(
+        name: name, home: root + "/\(name)/home", node: root + "/\(name)/node", database: root + "/\(name)/data.db",
+        port: freePort())
+    }
+    production = server("prod")
+    recovery = server("dr")
+    let p = try understudy([
+      "init", "primary", "--node", production.node, "--db", production.database, "--listen", production.address,
+      "--context", "1", "--name", "prod", "--home", production.home, "--trail-file-size", "65536",
+    ])
+    XCTAssertEqual(p.status, 0, p.stderr)
+    let created = try understudy([
+      "sql", "--node", production.node, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+    ])
+    XCTAssertEqual(created.status, 0, created.stderr)
+    for i in 1...rows { try understudy(["sql", "--node", production.node, "INSERT INTO t VALUES (\(i), 'row \(i)')"]) }
+    let b = try understudy([
+      "init", "backup", "--node", recovery.node, "--db", recovery.database, "--primary", production.address,
+      "--secret-file", production.node + "/secret.key", "--listen", recovery.address, "--context", "1", "--name", "dr",
+      "--home", recovery.home, "--retention", "3600", "--trail-file-size", "65536",
+    ])
+    XCTAssertEqual(b.status, 0, b.stderr)
+    let (prod, dr) = (production, recovery)
+    test.addTeardownBlock {
+      prod.killDaemon()
+      dr.killDaemon()
+    }
+    for server in [production, recovery] {
+      let started = try server.command("rtstart", ["-C", "1"])
+      XCTAssertEqual(started.status, 0, started.stderr)
+    }
+    try waitForReplica()
+  }
+
+  /// Waits until the node following the other has applied its whole MAT.
+  func waitForReplica(from primary: MIMIXServer? = nil, timeout: Double = 30) throws {
+    let (source, target) = primary.map { $0.name == production.name ? (production, recovery) : (recovery, production) }
+      ?? (production, recovery)
+    let status = try understudy(["status", "--node", source.node, "--json"])
+    let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr)
+    let waited = try understudy(["wait", "--node", target.node, "--applied", end, "--timeout", String(timeout)])
+    XCTAssertEqual(waited.status, 0, waited.stderr)
+  }
+
+  func setUp() throws {
+    for server in [production, recovery] {
+      let outcome = try server.rtdr(["-F", "2", "-q", "setup"])
+      XCTAssertEqual(outcome.status, 0, outcome.stderr)
+    }
+  }
+
+  /// Production lost: its daemon SIGKILLed, then `count` transactions committed there
+  /// that the recovery server never receives.
+  func loseProduction(unshipped count: Int) throws {
+    production.killDaemon()
+    for i in 0..<count {
+      let outcome = try understudy([
+        "sql", "--node", production.node, "INSERT INTO t VALUES (\(900_000 + i), 'never shipped')",
+      ])
+      XCTAssertEqual(outcome.status, 0, outcome.stderr)
+    }
+  }
+}
