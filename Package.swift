@@ -43,11 +43,14 @@ let package = Package(
     // position, follow, resolve.
     .target(
       name: "Procedures", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
+    // Child processes of the `understudy` binary, for the demo, the benchmarks and the
+    // tests: a command run to completion, a daemon, a writer fed over a pipe.
+    .target(name: "Harness", dependencies: ["AuditTrail", "Node", "Link"]),
     // The command line: parses, calls a procedure, prints.
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "Harness",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -58,7 +61,7 @@ let package = Package(
     // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
-      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "understudy"]
+      dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "Harness", "understudy"]
     ),
   ]
 )

@@ -2,6 +2,7 @@ import ArgumentParser
 import AuditTrail
 import Backup
 import Foundation
+import Harness
 import Link
 import Node
 import Primary
@@ -61,13 +62,13 @@ struct Demo: ParsableCommand {
       db.close()
       let backup = root + "/backup"
       Output.line("   start its daemon; create a backup node and start it: it copies the database, then streams")
-      var primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
+      var primaryDaemon = try DaemonProcess(executable: .current, node: node, log: root + "/primary.log")
       let backupPort = Listener.ephemeralPort()
       try BackupSetup.initBackup(
         .init(
           node: backup, database: root + "/backup.sqlite", primary: "127.0.0.1:\(port)",
           secretFile: node + "/secret.key", listen: "127.0.0.1:\(backupPort)", retentionSeconds: 0))
-      var backupDaemon = try DaemonProcess(node: backup, log: root + "/backup.log")
+      var backupDaemon = try DaemonProcess(executable: .current, node: backup, log: root + "/backup.log")
       defer {
         backupDaemon.stop()
         primaryDaemon.stop()
@@ -90,7 +91,7 @@ struct Demo: ParsableCommand {
         let step = 2 + i * 2
         let killAfter = Int.random(in: 300...1500, using: &rng)
         Output.line("\(step). a writer process commits transfers, one transaction a line; \(what)")
-        let writer = try ChildWriter(executable: ChildWriter.selfExecutable(), node: node, failpoint: failpoint)
+        let writer = try ChildWriter(executable: .current, node: node, failpoint: failpoint)
         let firstLine = line  // the child numbers its input lines from 1
         var acked = 0
         while acked < killAfter && !writer.exited {
@@ -111,7 +112,7 @@ struct Demo: ParsableCommand {
         if i == 1 {
           backupDaemon.kill()
           Output.line("   the backup daemon is SIGKILLed too, mid-stream, and started again")
-          backupDaemon = try DaemonProcess(node: backup, log: root + "/backup.log")
+          backupDaemon = try DaemonProcess(executable: .current, node: backup, log: root + "/backup.log")
         }
         writer.kill()
         for ack in writer.drainAcks() { acknowledged[firstLine + ack.line] = ack.txid }
@@ -202,7 +203,7 @@ struct Demo: ParsableCommand {
       check(try Takeover.run(node: backup, force: false) == takeover, "takeover run again reports the same")
 
       Output.line("12. the new primary serves on 127.0.0.1:\(backupPort) and takes writes")
-      backupDaemon = try DaemonProcess(node: backup, log: root + "/backup.log")
+      backupDaemon = try DaemonProcess(executable: .current, node: backup, log: root + "/backup.log")
       try DaemonProcess.waitUntilListening(port: backupPort)
       let newPrimary = try AuditedDatabase.open(node: backup)
       for i in 1...10 {
@@ -237,7 +238,7 @@ struct Demo: ParsableCommand {
       Output.line(
         "   its database is proven to be the base of generation \(follow.generation); streaming from \(follow.from.map(\.description) ?? "-")"
       )
-      primaryDaemon = try DaemonProcess(node: node, log: root + "/primary.log")
+      primaryDaemon = try DaemonProcess(executable: .current, node: node, log: root + "/primary.log")
       let newEnd = try NodeStatus.read(node: backup).trailEnd
       _ = try AppliedWait.wait(node: node, for: newEnd, timeout: 60)
       let followerSum = try DatabaseChecksum.compute(databaseAt: root + "/bank.sqlite").checksum
