@@ -57,11 +57,14 @@ let package = Package(
     .executableTarget(name: "rtstart", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstart"),
     .executableTarget(name: "rtstop", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstop"),
     .executableTarget(name: "scconfig", dependencies: ["CommandAlias"], path: "Sources/Aliases/scconfig"),
+    // Child processes of the `understudy` binary, for the demo, the benchmarks and the
+    // tests: a command run to completion, a daemon, a writer fed over a pipe.
+    .target(name: "Harness", dependencies: ["AuditTrail", "Node", "Link"]),
     // The command line: parses, calls a procedure, prints.
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX", "Harness",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -73,7 +76,7 @@ let package = Package(
     .testTarget(
       name: "CommandTests",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "understudy", "rtdr", "rtstart",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "Harness", "understudy", "rtdr", "rtstart",
         "rtstop", "scconfig",
       ]
     ),

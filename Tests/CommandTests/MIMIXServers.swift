@@ -3,6 +3,7 @@
 // background as `rtstart` leaves them (killed at teardown).
 
 import Foundation
+import Harness
 import TestSupport
 import XCTest
 
@@ -17,26 +18,7 @@ func aliasBinary(_ name: String) -> String {
 func mimix(_ name: String, _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws
   -> Outcome
 {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: aliasBinary(name))
-  process.arguments = arguments
-  process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-  let out = Pipe()
-  let err = Pipe()
-  let input = Pipe()
-  process.standardOutput = out
-  process.standardError = err
-  process.standardInput = input
-  try process.run()
-  let fed = DispatchSemaphore(value: 0)
-  let writing = input.fileHandleForWriting
-  Thread {
-    signal(SIGPIPE, SIG_IGN)
-    if let stdin { try? writing.write(contentsOf: Data(stdin.utf8)) }
-    try? writing.close()
-    fed.signal()
-  }.start()
-  return Outcome(collecting: process, stdout: out, stderr: err, fed: fed)
+  try Executable(path: aliasBinary(name)).run(arguments, stdin: stdin, environment: environment)
 }
 
 struct MIMIXServer {

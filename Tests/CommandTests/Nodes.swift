@@ -2,68 +2,36 @@
 // processes (stopped cleanly or SIGKILLed), positions from `status --json`.
 
 import Foundation
+import Harness
 import Link
 import Node
 import TestSupport
 import XCTest
 
 /// A TCP port nobody listens on right now (bound and released).
-func freePort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  address.sin_port = 0
-  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-  _ = withUnsafeMutablePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-  }
-  return Int(UInt16(bigEndian: address.sin_port))
-}
+func freePort() -> Int { Harness.freePort() }
 
-/// `understudy start --node DIR` as a child process; its stderr goes to `NODE.log`.
+/// `understudy start --node DIR` as a child process; its output goes to `NODE.log`. Returns
+/// once the daemon holds the node (it says so with 9001) or has exited: a test that starts
+/// a second daemon at once must find this one running, not race it. SIGKILLed if still
+/// running when dropped.
 final class Daemon {
-  let node: String
-  let process = Process()
+  let daemon: DaemonProcess
+  var node: String { daemon.node }
+  var process: Process { daemon.process }
 
   init(node: String, environment: [String: String] = [:]) throws {
-    self.node = node
-    process.executableURL = URL(fileURLWithPath: understudyBinary)
-    process.arguments = ["start", "--node", node]
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let log = node + ".log"
-    if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
-    let handle = FileHandle(forWritingAtPath: log)!
-    handle.seekToEndOfFile()
-    process.standardOutput = handle
-    process.standardError = handle
-    let started = { events(node).filter { $0["code"] as? Int == 9001 }.count }
-    let before = started()
-    try process.run()
-    // Returns once the daemon holds the node (it says so with 9001) or has exited: a test
-    // that starts a second daemon at once must find this one running, not race it.
-    let deadline = Date().addingTimeInterval(20)
-    while process.isRunning && started() == before && Date() < deadline { usleep(5000) }
+    daemon = try DaemonProcess(executable: understudyExecutable, node: node, environment: environment, startTimeout: 20)
   }
 
-  var isRunning: Bool { process.isRunning }
+  var isRunning: Bool { daemon.isRunning }
 
-  func kill() {
-    Foundation.kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
-  }
+  func kill() { daemon.kill() }
 
+  /// `understudy stop`, which must succeed.
   func stop() throws {
-    guard process.isRunning else { return }
-    let outcome = try understudy(["stop", "--node", node])
+    guard let outcome = try daemon.stopWithCommand() else { return }
     XCTAssertEqual(outcome.status, 0, outcome.stderr)
-    process.waitUntilExit()
-  }
-
-  deinit {
-    if process.isRunning { kill() }
   }
 }
 
@@ -76,12 +44,7 @@ func positionText(_ object: Any?, _ key: String) -> String? {
 }
 
 /// The events a node has logged, decoded.
-func events(_ node: String) -> [[String: Any]] {
-  guard let text = try? String(contentsOfFile: node + "/events.jsonl", encoding: .utf8) else { return [] }
-  return text.split(separator: "\n").compactMap {
-    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-  }
-}
+func events(_ node: String) -> [[String: Any]] { nodeEvents(node) }
 
 /// A JSON file under `NODE/state/` (a journal or a daemon's snapshot), parsed: for a schema check.
 func stateFile(_ node: String, _ name: String) throws -> Any {
@@ -90,24 +53,11 @@ func stateFile(_ node: String, _ name: String) throws -> Any {
 
 /// `understudy ARGS` started in the background with its output discarded: a procedure
 /// to SIGKILL mid-run.
-func startUnderstudy(_ arguments: [String]) throws -> Process {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: understudyBinary)
-  process.arguments = arguments
-  process.standardOutput = FileHandle.nullDevice
-  process.standardError = FileHandle.nullDevice
-  try process.run()
-  return process
-}
+func startUnderstudy(_ arguments: [String]) throws -> Process { try understudyExecutable.start(arguments) }
 
 /// Waits until `condition` holds, up to `seconds`.
 func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-  let deadline = Date().addingTimeInterval(seconds)
-  while Date() < deadline {
-    if try condition() { return true }
-    usleep(50_000)
-  }
-  return try condition()
+  try Harness.eventually(seconds, condition)
 }
 
 /// A primary and a backup on loopback.

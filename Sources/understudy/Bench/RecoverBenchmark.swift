@@ -9,6 +9,7 @@
 import AuditTrail
 import Backup
 import Foundation
+import Harness
 import Link
 import Node
 import Primary
@@ -72,7 +73,7 @@ enum RecoverBenchmark {
     let primary = dir + "/primary"
     let backup = dir + "/backup"
     try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
-    var primaryDaemon = try DaemonProcess(node: primary, log: dir + "/primary.log")
+    var primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
     defer { primaryDaemon.stop() }
     try DaemonProcess.waitUntilListening(port: primaryPort)
     try BackupSetup.initBackup(
@@ -81,7 +82,7 @@ enum RecoverBenchmark {
         secretFile: primary + "/secret.key", listen: "127.0.0.1:\(backupPort)"))
     progress("N=\(n): initial copy to the backup over the link…")
     let started = Clock.monotonicSeconds()
-    var backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    var backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
     defer { backupDaemon.stop() }
     _ = try AppliedWait.wait(node: backup, for: try NodeStatus.read(node: primary).trailEnd, timeout: 600)
     let initialCopy = Clock.monotonicSeconds() - started
@@ -102,7 +103,7 @@ enum RecoverBenchmark {
     progress("N=\(n): takeover…")
     var takeover: TakeoverResult!
     let takeoverTime = try time { takeover = try Takeover.run(node: backup, force: true) }
-    backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
     try DaemonProcess.waitUntilListening(port: backupPort)
 
     progress("N=\(n): file recovery of the old primary…")

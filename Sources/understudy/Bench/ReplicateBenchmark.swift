@@ -10,6 +10,7 @@
 import AuditTrail
 import Backup
 import Foundation
+import Harness
 import Link
 import Node
 import Primary
@@ -76,13 +77,13 @@ enum ReplicateBenchmark {
     }
 
     progress("starting the primary and backup daemons (initial copy)…")
-    let primaryDaemon = try DaemonProcess(node: primary, log: dir + "/primary.log")
+    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
     defer { primaryDaemon.stop() }
     try BackupSetup.initBackup(
       .init(
         node: backup, database: backupDatabase, primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
-    var backupDaemon: DaemonProcess? = try DaemonProcess(node: backup, log: dir + "/backup.log")
+    var backupDaemon: DaemonProcess? = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
     defer { backupDaemon?.stop() }
     _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
@@ -90,7 +91,7 @@ enum ReplicateBenchmark {
     /// Starts the backup and waits until it has caught up on `backlog` commits; their rate.
     func startBackup(backlog: Int) throws -> Double {
       let start = Clock.monotonicSeconds()
-      backupDaemon = try DaemonProcess(node: backup, log: dir + "/backup.log")
+      backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
       _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
       return Double(backlog) / (Clock.monotonicSeconds() - start)
     }

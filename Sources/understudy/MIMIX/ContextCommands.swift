@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import Foundation
+import Harness
 import MIMIX
 import Node
 
@@ -32,7 +33,7 @@ struct RTStart: ParsableCommand {
       let (home, config, primary) = try context.load()
       let layout = NodeLayout(root: config.node)
       if WriteBlock.reason(layout) == ContextDaemon.drainReason { try WriteBlock.clear(layout) }  // a drain cut short
-      let pid = try ContextDaemon.start(layout, executable: ChildWriter.selfExecutable(), timeout: timeout)
+      let pid = try ContextDaemon.start(layout, executable: Executable.current.path, timeout: timeout)
       var state = try home.state(primary)
       if state.fullStop {
         state.fullStop = false

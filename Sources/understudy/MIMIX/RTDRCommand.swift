@@ -3,6 +3,7 @@
 
 import ArgumentParser
 import Foundation
+import Harness
 import MIMIX
 import Node
 
@@ -65,7 +66,7 @@ struct RTDRCommand: ParsableCommand {
       let options = RTDROptions(
         home: home.resolved, context: try ContextID(parsing: context),
         failoverContext: try failoverContext.map(ContextID.init(parsing:)), site: site, forced: forced,
-        timeout: timeout, executable: ChildWriter.selfExecutable())
+        timeout: timeout, executable: Executable.current.path)
       let plan = try RTDR.plan(op, options)
       if dryRun { return printDryRun(plan) }
       if !quiet { try confirm(plan) }

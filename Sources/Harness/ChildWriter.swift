@@ -3,28 +3,22 @@
 
 import Foundation
 
-final class ChildWriter {
-  struct Ack {
-    var line: Int
-    var txid: Int64
+public final class ChildWriter {
+  public struct Ack {
+    public var line: Int
+    public var txid: Int64
   }
 
-  private let process = Process()
+  private let process: Process
   private let input = Pipe()
   private let output = Pipe()
   private var buffer = Data()
   private var acks: [Ack] = []
 
-  static func selfExecutable() -> String {
-    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-  }
-
-  init(executable: String, node: String, failpoint: String? = nil) throws {
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = ["sql", "--node", node, "--each-line", "--json"]
-    var environment = ProcessInfo.processInfo.environment
-    environment["UNDERSTUDY_FAILPOINT"] = failpoint
-    process.environment = environment
+  /// `failpoint`: the child's UNDERSTUDY_FAILPOINT (none if nil, whatever this process has).
+  public init(executable: Executable, node: String, failpoint: String? = nil) throws {
+    process = executable.process(["sql", "--node", node, "--each-line", "--json"])
+    process.environment?["UNDERSTUDY_FAILPOINT"] = failpoint
     process.standardInput = input
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -34,11 +28,11 @@ final class ChildWriter {
     signal(SIGPIPE, SIG_IGN)
   }
 
-  var exited: Bool { !process.isRunning }
+  public var exited: Bool { !process.isRunning }
 
   /// Sends a line; false once the child is gone.
   @discardableResult
-  func send(_ line: String) -> Bool {
+  public func send(_ line: String) -> Bool {
     let data = Array((line + "\n").utf8)
     var done = 0
     while done < data.count {
@@ -53,7 +47,7 @@ final class ChildWriter {
   }
 
   /// The next acknowledgement printed so far, if any.
-  func pollAck() -> Ack? {
+  public func pollAck() -> Ack? {
     if acks.isEmpty { readAvailable() }
     return acks.isEmpty ? nil : acks.removeFirst()
   }
@@ -78,7 +72,7 @@ final class ChildWriter {
   }
 
   /// Kills the child (if it has not died by itself) and collects the acks it printed.
-  func kill() {
+  public func kill() {
     Foundation.kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
     let fd = output.fileHandleForReading.fileDescriptor
@@ -91,7 +85,7 @@ final class ChildWriter {
   }
 
   /// Every ack not yet taken.
-  func drainAcks() -> [Ack] {
+  public func drainAcks() -> [Ack] {
     defer { acks.removeAll() }
     return acks
   }
