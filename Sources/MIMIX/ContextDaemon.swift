@@ -28,6 +28,7 @@ public enum ContextDaemon {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, fd, 1)
     posix_spawn_file_actions_adddup2(&actions, fd, 2)
+    closeOnExec()
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -76,8 +77,11 @@ public enum ContextDaemon {
   ) {
     let config = try layout.loadConfig()
     guard config.role == .primary else { throw MIMIXError.drainOnBackup(context: context) }
-    guard !(try PrimaryServer.readAttached(layout)).isEmpty, DaemonLock.isHeld(layout) else {
-      throw MIMIXError.drainWithoutBackup(context: context)
+    // A backup that is reconnecting (after a switchover, say) is given a few seconds.
+    let attachDeadline = Clock.monotonicSeconds() + min(timeout, 5)
+    while try PrimaryServer.readAttached(layout).isEmpty || !DaemonLock.isHeld(layout) {
+      guard Clock.monotonicSeconds() < attachDeadline else { throw MIMIXError.drainWithoutBackup(context: context) }
+      usleep(50_000)
     }
     try WriteBlock.set(layout, reason: drainReason)
     defer { try? WriteBlock.clear(layout) }
@@ -95,6 +99,19 @@ public enum ContextDaemon {
       usleep(20_000)
     }
     return (end, try stop(layout))
+  }
+
+  /// Marks every descriptor above stderr close-on-exec: the daemon must hold nothing of
+  /// its starter's. An inherited one (a pipe, or the socket through which Foundation's
+  /// `Process` in a parent learns that this command exited) would stay open as long as
+  /// the daemon lives, and that parent would wait for it.
+  static func closeOnExec() {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+    for name in names {
+      guard let fd = Int32(name), fd > 2 else { continue }
+      let flags = fcntl(fd, F_GETFD)
+      if flags >= 0 { _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
   }
 
   /// glibc's POSIX_SPAWN_SETSID (<spawn.h>, a macro Swift does not import).

@@ -560,7 +560,7 @@ public enum RTDR {
     let productionName = x.production?.name ?? x.production?.address ?? "production"
     // Killed after the switchover, before the state said so: only the last step is left.
     // Run again once done: it reports the same.
-    let switched = s.state.active == y && s.state.operation == RTDROperation.failback.rawValue && s.node.role == .backup
+    let switched = s.state.operation == RTDROperation.failback.rawValue && s.node.role == .backup
     let done = s.state.active == x.id && s.state.completed == RTDROperation.failback.rawValue && s.node.role == .backup
     var steps: [RTDRStep] = []
     if !switched && !done {
@@ -643,7 +643,9 @@ public enum RTDR {
       guard s.state.resync != nil || s.state.active != x.id else {
         throw MIMIXError.notFailedOver(context: x.id, operation: "failback", site: site)
       }
-    } else if s.state.active == x.id && s.state.resync == nil && s.state.completed != RTDROperation.failback.rawValue {
+    } else if s.state.operation != RTDROperation.failback.rawValue, s.state.active == x.id, s.state.resync == nil,
+      s.state.completed != RTDROperation.failback.rawValue
+    {
       throw MIMIXError.notFailedOver(context: x.id, operation: "failback", site: site)
     }
     return RTDRPlan(

@@ -104,7 +104,8 @@ struct MIMIXPair {
   let recovery: MIMIXServer
 
   init(_ test: XCTestCase, rows: Int = 5) throws {
-    root = try temporaryDirectory(test)
+    let root = try temporaryDirectory(test)
+    self.root = root
     func server(_ name: String) -> MIMIXServer {
       MIMIXServer(
         name: name, home: root + "/\(name)/home", node: root + "/\(name)/node", database: root + "/\(name)/data.db",

@@ -29,7 +29,7 @@ final class MIMIXTests: XCTestCase {
 
     let failover = try dr.rtdr(["-q", "--json", "failover"])
     XCTAssertEqual(failover.status, 0, failover.stderr)
-    try assertConforms(failover.json, to: "rtdr")
+    try assertConforms(failover.json, to: "rtdr.schema.json")
     let takeover = try XCTUnwrap(
       ((failover.json as? [String: Any])?["details"] as? [String: Any])?["takeover"] as? [String: Any])
     let recovery = try XCTUnwrap(takeover["fileRecovery"] as? [String: Any])
@@ -54,7 +54,7 @@ final class MIMIXTests: XCTestCase {
 
     let resync = try prod.rtdr(["-q", "--json", "resync"])
     XCTAssertEqual(resync.status, 0, resync.stderr)
-    try assertConforms(resync.json, to: "rtdr")
+    try assertConforms(resync.json, to: "rtdr.schema.json")
     let resynced = try XCTUnwrap((resync.json as? [String: Any])?["details"] as? [String: Any])
     XCTAssertEqual(resynced["fullCopy"] as? Bool, false, "\(resynced)")
     XCTAssertEqual(positionText(resynced, "to"), position)
@@ -74,12 +74,12 @@ final class MIMIXTests: XCTestCase {
     // the drain); the switchover retires the writer.
     let failback = try dr.rtdr(["-q", "-f", "--json", "failback"])
     XCTAssertEqual(failback.status, 0, failback.stderr)
-    try assertConforms(failback.json, to: "rtdr")
+    try assertConforms(failback.json, to: "rtdr.schema.json")
     let drAcked = drWriter.finish().jsonLines.compactMap { ($0 as? [String: Any])?["line"] as? Int }
     XCTAssertGreaterThan(drAcked.count, 10)
     let back = try prod.rtdr(["-q", "--json", "failback"])
     XCTAssertEqual(back.status, 0, back.stderr)
-    try assertConforms(back.json, to: "rtdr")
+    try assertConforms(back.json, to: "rtdr.schema.json")
     XCTAssertEqual(try prod.role(), "primary")
     XCTAssertEqual(try dr.role(), "backup")
     XCTAssertEqual(try prod.count("d"), drAcked.count, "every write acknowledged on the recovery server is on production")
@@ -99,11 +99,14 @@ final class MIMIXTests: XCTestCase {
   func testDryRunAndANoAtThePromptChangeNothing() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
-    func assertUnchanged(_ what: String, _ body: () throws -> Void, line: UInt = #line) throws {
-      let before = (try prod.fingerprint(), try dr.fingerprint())
+    func assertUnchanged(
+      _ what: String, on servers: [MIMIXServer]? = nil, _ body: () throws -> Void, line: UInt = #line
+    ) throws {
+      let watched = servers ?? [prod, dr]
+      let before = try watched.map { try $0.fingerprint() }
       try body()
-      let after = (try prod.fingerprint(), try dr.fingerprint())
-      for (a, b) in [(before.0, after.0), (before.1, after.1)] {
+      let after = try watched.map { try $0.fingerprint() }
+      for (a, b) in zip(before, after) {
         let changed = Set(a.keys).symmetricDifference(b.keys).union(a.keys.filter { a[$0] != b[$0] })
         XCTAssertEqual(changed.sorted(), [], "\(what) changed files", line: line)
       }
@@ -141,8 +144,9 @@ final class MIMIXTests: XCTestCase {
       XCTAssertNotEqual(no.status, 0)
     }
     XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
-    try prod.command("rtstop", ["-C", "1"])  // streaming would rewrite its runtime file
-    try assertUnchanged("failback -n") {
+    // Production now streams (its runtime file changes with every heartbeat): the
+    // recovery server, serving it, is the one to watch.
+    try assertUnchanged("failback -n", on: [dr]) {
       try dryRun(dr, ["-f", "failback"], mentions: "understudy switchover --node \(dr.node)")
     }
   }
@@ -165,7 +169,7 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(try dr.command("rtstop", ["-C", "1", "-F"]).status, 0)
     let marked = try dr.command("scconfig", ["-C", "1", "-M", "--json"])
     XCTAssertEqual(marked.status, 0, marked.stderr)
-    try assertConforms(marked.json, to: "scconfig")
+    try assertConforms(marked.json, to: "scconfig.schema.json")
     XCTAssertEqual((marked.json as? [String: Any])?["dirty"] as? Bool, true)
     XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
     XCTAssertTrue(try dr.command("scconfig", ["-C", "1", "-P"]).stdout.contains("DIRTY"), "survives a restart")
@@ -225,10 +229,10 @@ final class MIMIXTests: XCTestCase {
     // Drained stop on production, then a clean start.
     let drained = try prod.command("rtstop", ["-C", "1", "-S", "--json"])
     XCTAssertEqual(drained.status, 0, drained.stderr)
-    try assertConforms(drained.json, to: "rtstop")
+    try assertConforms(drained.json, to: "rtstop.schema.json")
     let started = try prod.command("rtstart", ["-C", "1", "--json"])
     XCTAssertEqual(started.status, 0, started.stderr)
-    try assertConforms(started.json, to: "rtstart")
+    try assertConforms(started.json, to: "rtstart.schema.json")
   }
 
   /// A SIGKILL after a seeded random step of each operation (and one at a random moment
@@ -258,7 +262,8 @@ final class MIMIXTests: XCTestCase {
         usleep(UInt32.random(in: 50_000...1_500_000, using: &rng))
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
+        let rerun = try prod.rtdr(["-q", "resync"])
+        XCTAssertEqual(rerun.status, 0, "resync after a kill at a random moment: \(rerun.stderr)")
       } else {
         try killedThenRerun(prod, ["resync"], steps: 6)
       }

@@ -26,6 +26,11 @@ struct Demo: ParsableCommand {
   var seed: UInt64?
   @Option(help: "Keep the demo's files here instead of a temporary directory.")
   var dir: String?
+  @Flag(
+    help:
+      "Run the MIMIX cycle instead, as an operator types it: rtdr setup, failover with production lost while transactions are unshipped, resync, failback, on two servers."
+  )
+  var mimix = false
 
   func run() throws {
     try reporting(json: false) {
@@ -34,7 +39,13 @@ struct Demo: ParsableCommand {
       defer { if dir == nil { try? FileManager.default.removeItem(atPath: root) } }
       let demo = DemoState(root: root, seed: seed)
       defer { demo.stopDaemons() }
-      Output.line("Understudy demo (seed \(seed)) in \(root)")
+      Output.line("Understudy \(mimix ? "MIMIX " : "")demo (seed \(seed)) in \(root)")
+      if mimix {
+        try demo.runMIMIX()
+        Output.line(demo.failures == 0 ? "demo passed" : "demo FAILED: \(demo.failures) check(s)")
+        if demo.failures > 0 { throw ExitCode(1) }
+        return
+      }
       try demo.createPrimary()
       try demo.startBackup()
       try demo.writerKills()
