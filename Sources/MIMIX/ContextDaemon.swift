@@ -94,7 +94,8 @@ public enum ContextDaemon {
         let behind = attached.map { "\($0.peer) applied \($0.applied.map(\.description) ?? "nothing")" }
         throw MIMIXError.timedOut(
           what: "the drain to \(end)", seconds: timeout,
-          detail: (behind.isEmpty ? "no backup attached" : behind.joined(separator: ", ")) + "; the daemon keeps running")
+          detail: (behind.isEmpty ? "no backup attached" : behind.joined(separator: ", "))
+            + "; the daemon keeps running")
       }
       usleep(20_000)
     }

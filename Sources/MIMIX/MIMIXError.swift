@@ -48,7 +48,8 @@ public enum MIMIXError: Error, CustomStringConvertible {
       "context \(id) is already configured on this server (home \(home)) for node \(node); choose another context ID"
     case .isFailoverContext(let id, let of):
       "context \(id) is the failover context of context \(of): run the command with -C \(of)"
-    case .failoverSameAsContext(let id): "the failover context must have an ID of its own, not \(id) (-F differs from -C)"
+    case .failoverSameAsContext(let id):
+      "the failover context must have an ID of its own, not \(id) (-F differs from -C)"
     case .failoverIDTaken(let id, let home, let by):
       "context ID \(id) is already used on this server (home \(home)) by \(by); choose a failover context ID unused on both servers"
     case .otherFailoverContext(let context, let existing, let site):

@@ -91,7 +91,9 @@ public struct RTDRReport: Sendable {
         "steps",
         .array(
           steps.map {
-            .object([("command", .string($0.command)), ("result", .string($0.result.text)), ("details", $0.result.json)])
+            .object([
+              ("command", .string($0.command)), ("result", .string($0.result.text)), ("details", $0.result.json),
+            ])
           })
       ),
       ("result", .string(outcome.text)), ("details", outcome.json),
@@ -222,7 +224,8 @@ public enum RTDR {
       r.role = server.name == site ? .production : .recovery
       return r
     }
-    reversed.servers = reversed.servers.filter { $0.role == .production } + reversed.servers.filter { $0.role == .recovery }
+    reversed.servers =
+      reversed.servers.filter { $0.role == .production } + reversed.servers.filter { $0.role == .recovery }
     reversed.createdMicros = Clock.nowMicros()
     var forward = x
     forward.servers = servers
@@ -277,7 +280,8 @@ public enum RTDR {
     let x = s.context
     let (y, site) = try s.setUp()
     guard x.role == .recovery else {
-      throw MIMIXError.wrongServer(operation: "failover", context: x.id, runsOn: "the recovery server \(site)", this: x.server)
+      throw MIMIXError.wrongServer(
+        operation: "failover", context: x.id, runsOn: "the recovery server \(site)", this: x.server)
     }
     guard site == x.server else { throw MIMIXError.notTheSite(context: x.id, site: site, this: x.server) }
     let layout = s.layout
@@ -313,16 +317,9 @@ public enum RTDR {
             }
           }),
         daemonStep(layout, context: y, executable: executable),
-        RTDRStep(
-          command: "activate context \(y) in \(home.statePath(x.id))",
-          what: "this server is now the production server of failover context \(y)",
-          run: {
-            var state = try home.state(x.id)
-            state.active = y
-            state.resync = nil
-            try home.saveState(state, of: x.id)
-            return RTDRStepResult("context \(y) active: \(x.server) is its production server")
-          }),
+        activateStep(
+          home, of: x.id, active: y, what: "this server is now the production server of failover context \(y)",
+          says: "context \(y) active: \(x.server) is its production server"),
       ],
       finish: {
         let t = takeover!
@@ -402,7 +399,8 @@ public enum RTDR {
       if Clock.monotonicSeconds() > deadline {
         throw MIMIXError.timedOut(
           what: "production catching up to \(end)", seconds: timeout,
-          detail: "it applied \(attached.applied.map(\.description) ?? "nothing yet"); run resync again to keep waiting")
+          detail: "it applied \(attached.applied.map(\.description) ?? "nothing yet"); run resync again to keep waiting"
+        )
       }
       usleep(50_000)
     }
@@ -597,16 +595,10 @@ public enum RTDR {
           }))
     }
     steps.append(
-      RTDRStep(
-        command: "activate context \(x.id) in \(home.statePath(x.id))",
+      activateStep(
+        home, of: x.id, active: x.id,
         what: "context \(x.id) holds again: \(productionName) is production, this server its recovery server",
-        run: {
-          var state = try home.state(x.id)
-          state.active = x.id
-          state.resync = nil
-          try home.saveState(state, of: x.id)
-          return RTDRStepResult("context \(x.id) active")
-        }))
+        says: "context \(x.id) active"))
     return RTDRPlan(
       operation: .failback, context: x.id, server: x.server,
       summary: [
@@ -670,15 +662,9 @@ public enum RTDR {
             return RTDRStepResult("primary of generation \(config.generation)")
           }),
         daemonStep(layout, context: x.id, executable: s.options.executable),
-        RTDRStep(
-          command: "activate context \(x.id) in \(home.statePath(x.id))", what: "context \(x.id) holds again",
-          run: {
-            var state = try home.state(x.id)
-            state.active = x.id
-            state.resync = nil
-            try home.saveState(state, of: x.id)
-            return RTDRStepResult("context \(x.id) active: \(x.server) is production")
-          }),
+        activateStep(
+          home, of: x.id, active: x.id, what: "context \(x.id) holds again",
+          says: "context \(x.id) active: \(x.server) is production"),
       ],
       finish: {
         let config = try layout.loadConfig()
@@ -691,6 +677,22 @@ public enum RTDR {
             ("generation", .int(Int64(config.generation.rawValue))), ("checksum", .string(checksum)),
             ("switchoverChecksum", base.map(JSON.string) ?? .null), ("active", .int(Int64(x.id.rawValue))),
           ]))
+      })
+  }
+
+  /// Records which context's roles hold now (X, or its failover context after failover);
+  /// a resync's decision is spent once the roles change.
+  static func activateStep(_ home: ServerHome, of x: ContextID, active: ContextID, what: String, says: String)
+    -> RTDRStep
+  {
+    RTDRStep(
+      command: "activate context \(active) in \(home.statePath(x))", what: what,
+      run: {
+        var state = try home.state(x)
+        state.active = active
+        state.resync = nil
+        try home.saveState(state, of: x)
+        return RTDRStepResult(says)
       })
   }
 

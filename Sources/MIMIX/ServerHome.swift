@@ -147,7 +147,8 @@ public struct ServerHome: Sendable {
       throw MIMIXError.badContextFile(
         path: configPath(id),
         reason: config.id != id
-          ? "it describes context \(config.id)" : "format \(config.format); this build reads \(ContextConfig.currentFormat)")
+          ? "it describes context \(config.id)"
+          : "format \(config.format); this build reads \(ContextConfig.currentFormat)")
     }
     return config
   }

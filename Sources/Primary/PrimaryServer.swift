@@ -312,7 +312,8 @@ public final class PrimaryServer: @unchecked Sendable {
         node: k.node, server: k.server, listen: k.listen, attached: a != nil, acked: a?.acked, applied: a?.applied)
     }
     for a in now where !known.contains(where: { $0.node == a.nodeID }) {
-      backups.append(.init(node: a.nodeID, server: nil, listen: nil, attached: true, acked: a.acked, applied: a.applied))
+      backups.append(
+        .init(node: a.nodeID, server: nil, listen: nil, attached: true, acked: a.acked, applied: a.applied))
     }
     let answer = ContextAnswer(
       server: current.server, node: current.nodeId, role: current.role, generation: current.generation,

@@ -35,7 +35,8 @@ struct MIMIXServer {
     _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], file: StaticString = #filePath,
     line: UInt = #line
   ) throws -> Outcome {
-    try mimix("rtdr", ["-C", "1"] + arguments + ["--home", home, "--timeout", "60"], stdin: stdin, environment: environment)
+    try mimix(
+      "rtdr", ["-C", "1"] + arguments + ["--home", home, "--timeout", "60"], stdin: stdin, environment: environment)
   }
 
   @discardableResult
@@ -143,7 +144,8 @@ struct MIMIXPair {
 
   /// Waits until the node following the other has applied its whole MAT.
   func waitForReplica(from primary: MIMIXServer? = nil, timeout: Double = 30) throws {
-    let (source, target) = primary.map { $0.name == production.name ? (production, recovery) : (recovery, production) }
+    let (source, target) =
+      primary.map { $0.name == production.name ? (production, recovery) : (recovery, production) }
       ?? (production, recovery)
     let status = try understudy(["status", "--node", source.node, "--json"])
     let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr)

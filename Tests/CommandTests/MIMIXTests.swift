@@ -82,7 +82,8 @@ final class MIMIXTests: XCTestCase {
     try assertConforms(back.json, to: "rtdr.schema.json")
     XCTAssertEqual(try prod.role(), "primary")
     XCTAssertEqual(try dr.role(), "backup")
-    XCTAssertEqual(try prod.count("d"), drAcked.count, "every write acknowledged on the recovery server is on production")
+    XCTAssertEqual(
+      try prod.count("d"), drAcked.count, "every write acknowledged on the recovery server is on production")
     XCTAssertEqual(try prod.count("w"), kept)
     XCTAssertEqual(try prod.checksum(), try dr.checksum())
     let details = try XCTUnwrap((back.json as? [String: Any])?["details"] as? [String: Any])
@@ -92,6 +93,15 @@ final class MIMIXTests: XCTestCase {
     try understudy(["sql", "--node", prod.node, "INSERT INTO d VALUES (999999)"])
     try pair.waitForReplica()
     XCTAssertEqual(try prod.checksum(), try dr.checksum())
+  }
+
+  /// `understudy demo --mimix` tells the cycle from a fresh directory and checks it.
+  func testTheMIMIXDemoPasses() throws {
+    let outcome = try understudy(["demo", "--mimix", "--seed", String(testSeed("demo --mimix"))])
+    XCTAssertEqual(outcome.status, 0, outcome.stdout.suffix(3000) + outcome.stderr)
+    XCTAssertTrue(outcome.stdout.hasSuffix("demo passed\n"), outcome.stdout.suffix(500) + "")
+    XCTAssertFalse(outcome.stdout.contains("FAIL"), outcome.stdout)
+    XCTAssertTrue(outcome.stdout.contains("undid 25 transactions"), outcome.stdout)
   }
 
   /// `-n` prints the engine commands and changes nothing on either server, at every

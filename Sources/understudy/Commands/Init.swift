@@ -24,7 +24,10 @@ struct InitPrimary: ParsableCommand {
   var trailFileSize: Int = TrailFormat.defaultFileSize
   @Option(help: "A file holding the link's pre-shared key (default: a new random key in NODE/secret.key).")
   var secretFile: String?
-  @Option(help: "The replication context's name; the backup must use the same. A positive integer is a MIMIX context ID: the node is registered as that context under the server's home.")
+  @Option(
+    help:
+      "The replication context's name; the backup must use the same. A positive integer is a MIMIX context ID: the node is registered as that context under the server's home."
+  )
   var context: String?
   @OptionGroup var registration: ContextRegistration
   @Option(help: "Keep MAT files at least this many seconds, for audit, once no backup needs them (default: none).")
@@ -77,7 +80,10 @@ struct InitBackup: ParsableCommand {
   var secretFile: String
   @Option(help: "HOST:PORT where this node will serve once it becomes a primary.")
   var listen: String?
-  @Option(help: "The replication context's name; must match the primary's. A positive integer is a MIMIX context ID, registered under the server's home.")
+  @Option(
+    help:
+      "The replication context's name; must match the primary's. A positive integer is a MIMIX context ID, registered under the server's home."
+  )
   var context: String?
   @OptionGroup var registration: ContextRegistration
   @Option(help: "Seconds to keep applied image-trail files (default 86400; 0 removes them once applied).")
@@ -93,7 +99,8 @@ struct InitBackup: ParsableCommand {
         .init(
           node: node.node, database: database, primary: primary, secretFile: secretFile, listen: listen,
           context: context, retentionSeconds: retention, trailFileSize: trailFileSize))
-      let registered = try registration.register(context: context, node: node.node, role: .recovery, production: primary)
+      let registered = try registration.register(
+        context: context, node: node.node, role: .recovery, production: primary)
       if output.json {
         Output.json(
           .object([
@@ -135,7 +142,8 @@ struct ContextRegistration: ParsableArguments {
   func register(context: String?, node: String, role: ContextRole, production: String?) throws -> Registered? {
     guard let id = ContextID.from(contextName: context) else {
       guard name == nil, home.home == nil else {
-        throw ValidationError("--name and --home register a MIMIX context: give --context a context ID (a positive integer)")
+        throw ValidationError(
+          "--name and --home register a MIMIX context: give --context a context ID (a positive integer)")
       }
       return nil
     }

@@ -44,7 +44,8 @@ extension DemoState {
     heading("the application runs on dr: 10 transfers")
     try commitTransfers(on: backup, count: 10)
 
-    let resync = try mimix("resync, on production first, then on dr", [("prod", productionHome), ("dr", recoveryHome)], ["resync"])
+    let resync = try mimix(
+      "resync, on production first, then on dr", [("prod", productionHome), ("dr", recoveryHome)], ["resync"])
     let decided = resync.first?["details"] as? [String: Any]
     check(decided?["fullCopy"] as? Bool == false, "resync was file recovery to the 888 position, not a full copy")
     let recover = (resync.first?["steps"] as? [[String: Any]])?.first {
@@ -56,7 +57,8 @@ extension DemoState {
     let inSync = try sameChecksum()
     check(inSync, "production applied dr's 10 transfers: both checksums equal")
 
-    _ = try mimix("failback, on dr first, then on production", [("dr", recoveryHome), ("prod", productionHome)], ["failback"])
+    _ = try mimix(
+      "failback, on dr first, then on production", [("dr", recoveryHome), ("prod", productionHome)], ["failback"])
     check(try NodeLayout(root: primary).loadConfig().role == .primary, "prod is production again")
     check(try NodeLayout(root: backup).loadConfig().role == .backup, "dr is its recovery server again")
     try commitTransfers(on: primary, count: 5)
@@ -69,7 +71,8 @@ extension DemoState {
   /// Registers the pair's nodes as context 1 on two servers, and restarts the backup's
   /// daemon so that production learns the recovery server's name.
   private func registerContext() throws {
-    heading("register the nodes as MIMIX context 1: server prod (home \(productionHome)), server dr (home \(recoveryHome))")
+    heading(
+      "register the nodes as MIMIX context 1: server prod (home \(productionHome)), server dr (home \(recoveryHome))")
     _ = try ServerHome(path: productionHome).register(
       id: ContextID(1), node: primary, server: "prod", role: .production, production: nil)
     _ = try ServerHome(path: recoveryHome).register(
@@ -78,7 +81,9 @@ extension DemoState {
     try startBackupDaemon()
     let deadline = Clock.monotonicSeconds() + 20
     while try !Fencing.knownBackups(NodeLayout(root: primary)).contains(where: { $0.server == "dr" }) {
-      guard Clock.monotonicSeconds() < deadline else { throw MIMIXError.noRecoveryServer(context: ContextID(1), unnamed: []) }
+      guard Clock.monotonicSeconds() < deadline else {
+        throw MIMIXError.noRecoveryServer(context: ContextID(1), unnamed: [])
+      }
       usleep(50_000)
     }
     check(true, "prod knows its recovery server dr")
@@ -95,7 +100,9 @@ extension DemoState {
       Output.line("   \(name)$ \(command.joined(separator: " "))")
       let outcome = try Executable.current.run(command + ["--json", "--home", home])
       let document = (try? JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8))) as? [String: Any] ?? [:]
-      for step in document["steps"] as? [[String: Any]] ?? [] { Output.line("      \(step["result"] as? String ?? "")") }
+      for step in document["steps"] as? [[String: Any]] ?? [] {
+        Output.line("      \(step["result"] as? String ?? "")")
+      }
       Output.line("      \(document["result"] as? String ?? outcome.stderr)")
       check(outcome.status == 0, "rtdr \(arguments.last ?? "") on \(name) succeeded")
       documents.append(document)

@@ -43,13 +43,16 @@ struct RTStart: ParsableCommand {
       if output.json {
         return Output.json(
           .object([
-            ("context", .int(Int64(config.id.rawValue))), ("node", .string(config.node)), ("role", .string(role.rawValue)),
+            ("context", .int(Int64(config.id.rawValue))), ("node", .string(config.node)),
+            ("role", .string(role.rawValue)),
             ("started", .bool(pid != nil)), ("pid", pid.map { .int(Int64($0)) } ?? .null),
             ("log", .string(ContextDaemon.logPath(layout))),
           ]))
       }
       Output.line(
-        pid.map { "context \(config.id): the \(role) daemon of \(config.node) serves (pid \($0); log \(ContextDaemon.logPath(layout)))" }
+        pid.map {
+          "context \(config.id): the \(role) daemon of \(config.node) serves (pid \($0); log \(ContextDaemon.logPath(layout)))"
+        }
           ?? "context \(config.id): the daemon of \(config.node) was already running")
     }
   }
@@ -107,7 +110,8 @@ struct RTStop: ParsableCommand {
 
 struct SCConfig: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "scconfig", abstract: "Mark a context's statemap dirty (-M: the next resync is a full copy) or show it (-P).")
+    commandName: "scconfig",
+    abstract: "Mark a context's statemap dirty (-M: the next resync is a full copy) or show it (-P).")
 
   @OptionGroup var context: ContextOption
   @Flag(name: .customShort("M"), help: "Mark the statemap dirty (on the acting production, after `rtstop -F`).")
