@@ -724,7 +724,7 @@ private func killedWhenFileAppears(_ arguments: [String], _ path: String) throws
 }
 
 /// Changes a backup's database outside replication (the sqlite3 CLI, else python3).
-private func writeBehindReplication(_ database: String, _ sql: String) throws {
+func writeBehindReplication(_ database: String, _ sql: String) throws {
   let process = Process()
   if FileManager.default.isExecutableFile(atPath: "/usr/bin/sqlite3") {
     process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
