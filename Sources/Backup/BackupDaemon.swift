@@ -30,10 +30,11 @@ public final class BackupDaemon: @unchecked Sendable {
       layout: layout, events: events, stop: stop, progress: progress, showProgress: showProgress)
     let updater = Updater(layout: layout, database: config.database, events: events, stop: stop, progress: progress)
     let purger = try Purger(layout: layout, retention: config.retention, events: events)
+    let queries = QueryListener(layout: layout, config: config, events: events, stop: stop, progress: progress)
     events.log(
       .daemonStarted, "backup daemon started; primary \(config.primary ?? "?"), context '\(config.contextName)'")
     let done = DispatchGroup()
-    for (name, body) in [("receiver", receiver.run), ("updater", updater.run)] {
+    for (name, body) in [("receiver", receiver.run), ("updater", updater.run), ("queries", queries.run)] {
       done.enter()
       let thread = Thread {
         body()

@@ -1,4 +1,4 @@
-// What a primary tells an `rtdr` procedure on the other server about where it stands:
+// What a primary (or, briefly, a backup) tells an `rtdr` procedure on the other server about where it stands:
 // its role and generation, how the generation began (and, when it began with a takeover,
 // the 888 position or the 858 reason), its durable end, its statemap and the backups it
 // serves. A control message, rare and small, so its payload is JSON
@@ -21,6 +21,10 @@ public struct ContextAnswer: Codable, Sendable, Equatable {
   public var noFileRecovery: String?
   public var statemap: Statemap
   public var backups: [Backup]
+  /// A backup's answer: what its database holds (`durableEnd` is what its image trail
+  /// holds), and the primary it follows.
+  public var applied: MATPosition?
+  public var primary: String?
 
   public struct Backup: Codable, Sendable, Equatable {
     public var node: NodeID
@@ -46,8 +50,10 @@ public struct ContextAnswer: Codable, Sendable, Equatable {
   public init(
     server: String?, node: NodeID, role: Role, generation: Generation, durableEnd: MATPosition,
     base: NodeConfig.GenerationBase?, fileRecovery: MATPosition?, noFileRecovery: String?, statemap: Statemap,
-    backups: [Backup]
+    backups: [Backup], applied: MATPosition? = nil, primary: String? = nil
   ) {
+    self.applied = applied
+    self.primary = primary
     self.server = server
     self.node = node
     self.role = role

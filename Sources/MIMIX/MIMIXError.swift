@@ -33,6 +33,7 @@ public enum MIMIXError: Error, CustomStringConvertible {
   case timedOut(what: String, seconds: Double, detail: String)
   case daemonDidNotStart(node: String, log: String, detail: String)
   case aborted(operation: String)
+  case otherServerAhead(context: ContextID, this: String, ahead: [(name: String, end: MATPosition, mine: MATPosition)])
 
   public var description: String {
     switch self {
@@ -93,6 +94,11 @@ public enum MIMIXError: Error, CustomStringConvertible {
     case .daemonDidNotStart(let node, let log, let detail):
       "the daemon of node \(node) did not start serving: \(detail) (its output is in \(log))"
     case .aborted(let operation): "\(operation) aborted at the prompt: nothing was changed"
+    case .otherServerAhead(let context, let this, let ahead):
+      "refusing failover of context \(context) to \(this): "
+        + ahead.map { "recovery server \($0.name) has received up to \($0.end), more than this server (\($0.mine))" }
+        .joined(separator: "; ")
+        + ". Failing over here would leave those transactions on \(ahead.map(\.name).joined(separator: ", ")) only, which then needs a full copy; fail over to it instead (`rtdr -C \(context) -F <ID> -s \(ahead[0].name) setup` on every server), or run `rtdr -C \(context) -f failover` here to accept that"
     }
   }
 }

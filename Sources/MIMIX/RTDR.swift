@@ -291,13 +291,20 @@ public enum RTDR {
     let executable = s.options.executable
     let production = x.production?.address ?? s.node.primary ?? "?"
     var takeover: TakeoverResult?
+    // RDF's triple contingency: another recovery server that received more than this one
+    // would be left holding transactions the new production never had.
+    let ahead = s.node.role == .backup ? try s.recoveryServersAhead() : []
+    if !ahead.isEmpty && !forced { throw MIMIXError.otherServerAhead(context: x.id, this: x.server, ahead: ahead) }
+    let aheadNote = ahead.map {
+      "\($0.name) received more (to \($0.end), this server to \($0.mine)): it needs a full copy to follow the new production"
+    }
     return RTDRPlan(
       operation: .failover, context: x.id, server: x.server,
       summary: [
         "Fail context \(x.id) over to this server (\(x.server)): the backup takes over from production at \(production)"
           + (forced ? " even if production still answers (-f)" : ", which must be lost") + ".",
         "It applies every whole transaction it received and reports 735 and 888 (the position production's file recovery will use) or 858; then it serves as production of failover context \(y).",
-      ],
+      ] + aheadNote.map { "-f: \($0)." },
       steps: [
         RTDRStep(
           command: "understudy takeover --node \(node)" + (forced ? " --force" : ""),
@@ -323,12 +330,21 @@ public enum RTDR {
       ],
       finish: {
         let t = takeover!
-        return RTDRStepResult(
+        let done =
           t.fileRecovery.map {
             "failover complete: \(x.server) is production (generation \(t.generation)); production's resync will recover it to \($0) (888)"
           }
-            ?? "failover complete: \(x.server) is production (generation \(t.generation)); 858: production's resync will be a full copy (\(t.reason ?? ""))",
-          .object([("takeover", t.json), ("active", .int(Int64(y.rawValue)))]))
+          ?? "failover complete: \(x.server) is production (generation \(t.generation)); 858: production's resync will be a full copy (\(t.reason ?? ""))"
+        return RTDRStepResult(
+          done + aheadNote.map { "; \($0)" }.joined(),
+          .object([
+            ("takeover", t.json), ("active", .int(Int64(y.rawValue))),
+            (
+              "ahead",
+              .array(
+                ahead.map { .object([("server", .string($0.name)), ("received", $0.end.json), ("own", $0.mine.json)]) })
+            ),
+          ]))
       })
   }
 
@@ -741,10 +757,24 @@ struct Situation {
     throw MIMIXError.unknownServer(name: site, context: context.id, known: context.recoveryServers.compactMap(\.name))
   }
 
-  func ask(_ address: String) throws -> ContextAnswer {
+  /// The other recovery servers of the context that answer as backups of this node's
+  /// generation having received more than this node's image trail holds.
+  func recoveryServersAhead() throws -> [(name: String, end: MATPosition, mine: MATPosition)] {
+    let mine = try BackupStatus.read(node: layout.root).acked ?? MATPosition(sno: 1, rba: 0)
+    var ahead: [(name: String, end: MATPosition, mine: MATPosition)] = []
+    for other in context.recoveryServers where other.name != context.server {
+      guard let address = other.address, let answer = try? ask(address, timeout: 2), answer.role == .backup,
+        answer.generation == node.generation, answer.durableEnd > mine
+      else { continue }
+      ahead.append((other.name ?? address, answer.durableEnd, mine))
+    }
+    return ahead
+  }
+
+  func ask(_ address: String, timeout: Double = 5) throws -> ContextAnswer {
     let key = try Secret.load(path: layout.secretKey)
     let me = LinkIdentity(context: node.contextName, nodeID: node.nodeId, generation: node.generation, key: key)
-    return try Handshake.queryContext(try HostPort(parsing: address), as: me).1
+    return try Handshake.queryContext(try HostPort(parsing: address), as: me, timeout: timeout).1
   }
 }
 

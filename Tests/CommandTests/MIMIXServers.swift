@@ -142,6 +142,26 @@ struct MIMIXPair {
     try waitForReplica()
   }
 
+  /// A further recovery server of production (fan-out), registered and started.
+  func addRecoveryServer(_ test: XCTestCase, name: String) throws -> MIMIXServer {
+    let server = MIMIXServer(
+      name: name, home: root + "/\(name)/home", node: root + "/\(name)/node", database: root + "/\(name)/data.db",
+      port: freePort())
+    let b = try understudy([
+      "init", "backup", "--node", server.node, "--db", server.database, "--primary", production.address,
+      "--secret-file", production.node + "/secret.key", "--listen", server.address, "--context", "1", "--name", name,
+      "--home", server.home, "--retention", "3600", "--trail-file-size", "65536",
+    ])
+    XCTAssertEqual(b.status, 0, b.stderr)
+    test.addTeardownBlock { server.killDaemon() }
+    let started = try server.command("rtstart", ["-C", "1"])
+    XCTAssertEqual(started.status, 0, started.stderr)
+    let status = try understudy(["status", "--node", production.node, "--json"])
+    let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr)
+    XCTAssertEqual(try understudy(["wait", "--node", server.node, "--applied", end, "--timeout", "30"]).status, 0)
+    return server
+  }
+
   /// Waits until the node following the other has applied its whole MAT.
   func waitForReplica(from primary: MIMIXServer? = nil, timeout: Double = 30) throws {
     let (source, target) =

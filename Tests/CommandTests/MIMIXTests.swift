@@ -228,6 +228,73 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(try prod.checksum(), try dr.checksum())
   }
 
+  /// Production with two recovery servers (fan-out): `-s` chooses the second, an unknown
+  /// name is refused with both names, the first is refused as the failover site, and the
+  /// cycle runs with the chosen one. (The other recovery server does not yet follow the
+  /// new production by itself: that part of the issue is not built.)
+  func testFanOutWithTheFailoverSiteChosenBySetup() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
+    XCTAssertTrue(
+      try eventually(10) {
+        try understudy(["status", "--node", prod.node, "--json"]).stdout.components(separatedBy: "\"peer\"").count >= 3
+      }, "both recovery servers attached")
+    let unknown = try prod.rtdr(["-q", "-F", "2", "-s", "dr3", "setup"])
+    XCTAssertTrue(unknown.stderr.contains("configured: dr, dr2"), unknown.stderr)
+    for server in [prod, dr, dr2] {
+      let setup = try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"])
+      XCTAssertEqual(setup.status, 0, "\(server.name): \(setup.stderr)")
+    }
+    try pair.loseProduction(unshipped: 2)
+    let wrongSite = try dr.rtdr(["-q", "failover"])
+    XCTAssertEqual(wrongSite.status, 1)
+    XCTAssertTrue(wrongSite.stderr.contains("dr2 is"), wrongSite.stderr)
+    XCTAssertEqual(try dr.role(), "backup")
+    let failover = try dr2.rtdr(["-q", "failover"])
+    XCTAssertEqual(failover.status, 0, failover.stderr)
+    try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (700, 'on dr2')"])
+    let resync = try prod.rtdr(["-q", "resync"])
+    XCTAssertEqual(resync.status, 0, resync.stderr)
+    XCTAssertTrue(resync.stdout.contains("from dr2"), resync.stdout)
+    XCTAssertEqual(try prod.checksum(), try dr2.checksum())
+    XCTAssertEqual(try dr2.rtdr(["-q", "-f", "failback"]).status, 0)
+    XCTAssertEqual(try prod.rtdr(["-q", "failback"]).status, 0)
+    XCTAssertEqual(try prod.role(), "primary")
+    XCTAssertEqual(try dr2.role(), "backup")
+  }
+
+  /// RDF's triple contingency: the chosen recovery server (dr2) was down while production
+  /// committed more, which the other one (dr) received. Failover to dr2 names dr and its
+  /// position and is refused; with -f it goes ahead and says dr needs a full copy.
+  func testFailoverNamesARecoveryServerThatReceivedMore() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
+    XCTAssertTrue(
+      try eventually(10) {
+        try understudy(["status", "--node", prod.node, "--json"]).stdout.components(separatedBy: "\"peer\"").count >= 3
+      }, "both recovery servers attached")
+    for server in [prod, dr, dr2] {
+      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
+    }
+    XCTAssertEqual(try dr2.command("rtstop", ["-C", "1"]).status, 0)
+    for i in 0..<3 { try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (\(800 + i), 'dr only')"]) }
+    try pair.waitForReplica()
+    prod.killDaemon()
+
+    let refused = try dr2.rtdr(["-q", "failover"])
+    XCTAssertEqual(refused.status, 1, refused.stdout)
+    XCTAssertTrue(refused.stderr.contains("recovery server dr has received up to"), refused.stderr)
+    XCTAssertEqual(try dr2.role(), "backup", "nothing changed")
+    let forced = try dr2.rtdr(["-q", "-f", "--json", "failover"])
+    XCTAssertEqual(forced.status, 0, forced.stderr)
+    let ahead = ((forced.json as? [String: Any])?["details"] as? [String: Any])?["ahead"] as? [[String: Any]]
+    XCTAssertEqual(ahead?.first?["server"] as? String, "dr", "\(forced.stdout)")
+    XCTAssertTrue(
+      ((forced.json as? [String: Any])?["result"] as? String)?.contains("dr received more") == true, forced.stdout)
+  }
+
   /// Operations on the wrong server or out of order are refused with what to run
   /// instead, and leave the context able to go on.
   func testRefusalsNameWhatToRunInstead() throws {
