@@ -760,7 +760,7 @@ struct Situation {
   /// The other recovery servers of the context that answer as backups of this node's
   /// generation having received more than this node's image trail holds.
   func recoveryServersAhead() throws -> [(name: String, end: MATPosition, mine: MATPosition)] {
-    let mine = try BackupStatus.read(node: layout.root).acked ?? MATPosition(sno: 1, rba: 0)
+    let mine = try imageEnd()
     var ahead: [(name: String, end: MATPosition, mine: MATPosition)] = []
     for other in context.recoveryServers where other.name != context.server {
       guard let address = other.address, let answer = try? ask(address, timeout: 2), answer.role == .backup,
@@ -769,6 +769,20 @@ struct Situation {
       ahead.append((other.name ?? address, answer.durableEnd, mine))
     }
     return ahead
+  }
+
+  /// Where this backup's image trail ends, read from its last file alone: not through
+  /// the database, whose read-only open would leave -wal and -shm files behind (`-n`
+  /// changes nothing).
+  func imageEnd() throws -> MATPosition {
+    guard let last = try layout.image.snos().last else { return MATPosition(sno: 1, rba: 0) }
+    let reader = try TrailReader(directory: layout.image, from: MATPosition(sno: last, rba: TrailFormat.firstRBA))
+    while true {
+      switch try reader.next() {
+      case .record: continue
+      case .end(let p), .tornTail(let p, _): return p
+      }
+    }
   }
 
   func ask(_ address: String, timeout: Double = 5) throws -> ContextAnswer {

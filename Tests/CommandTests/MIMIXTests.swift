@@ -157,6 +157,14 @@ final class MIMIXTests: XCTestCase {
       XCTAssertNotEqual(no.status, 0)
     }
     XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
+    // Once production's last acknowledgement is in, nothing changes on dr while idle.
+    XCTAssertTrue(
+      try eventually(10) {
+        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
+        let backups = status?["backups"] as? [[String: Any]] ?? []
+        return backups.count == 1 && positionText(backups[0], "applied") == positionText(status, "durableEnd")
+      })
+    usleep(500_000)
     // Production now streams (its runtime file changes with every heartbeat): the
     // recovery server, serving it, is the one to watch.
     try assertUnchanged("failback -n", on: [dr]) {
