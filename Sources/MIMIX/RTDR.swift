@@ -91,7 +91,9 @@ public struct RTDRReport: Sendable {
         "steps",
         .array(
           steps.map {
-            .object([("command", .string($0.command)), ("result", .string($0.result.text)), ("details", $0.result.json)])
+            .object([
+              ("command", .string($0.command)), ("result", .string($0.result.text)), ("details", $0.result.json),
+            ])
           })
       ),
       ("result", .string(outcome.text)), ("details", outcome.json),
@@ -222,7 +224,8 @@ public enum RTDR {
       r.role = server.name == site ? .production : .recovery
       return r
     }
-    reversed.servers = reversed.servers.filter { $0.role == .production } + reversed.servers.filter { $0.role == .recovery }
+    reversed.servers =
+      reversed.servers.filter { $0.role == .production } + reversed.servers.filter { $0.role == .recovery }
     reversed.createdMicros = Clock.nowMicros()
     var forward = x
     forward.servers = servers
@@ -277,7 +280,8 @@ public enum RTDR {
     let x = s.context
     let (y, site) = try s.setUp()
     guard x.role == .recovery else {
-      throw MIMIXError.wrongServer(operation: "failover", context: x.id, runsOn: "the recovery server \(site)", this: x.server)
+      throw MIMIXError.wrongServer(
+        operation: "failover", context: x.id, runsOn: "the recovery server \(site)", this: x.server)
     }
     guard site == x.server else { throw MIMIXError.notTheSite(context: x.id, site: site, this: x.server) }
     let layout = s.layout
@@ -402,7 +406,8 @@ public enum RTDR {
       if Clock.monotonicSeconds() > deadline {
         throw MIMIXError.timedOut(
           what: "production catching up to \(end)", seconds: timeout,
-          detail: "it applied \(attached.applied.map(\.description) ?? "nothing yet"); run resync again to keep waiting")
+          detail: "it applied \(attached.applied.map(\.description) ?? "nothing yet"); run resync again to keep waiting"
+        )
       }
       usleep(50_000)
     }
@@ -433,6 +438,9 @@ public enum RTDR {
       guard answer.role == .primary, answer.generation > s.node.generation || following else {
         throw MIMIXError.notFailedOver(context: x.id, operation: "resync", site: site)
       }
+      // The statemap was marked dirty after the decision was recorded: the follow would
+      // be refused at every re-run. A full copy, which is always safe, instead.
+      if let recorded = decision, !recorded.fullCopy, answer.statemap.dirty { decision = nil }
       decision = decision ?? resyncDecision(s, answer: answer, address: address)
     }
     let chosen = decision!
