@@ -30,8 +30,10 @@ public enum MIMIXError: Error, CustomStringConvertible {
   case drainOnBackup(context: ContextID)
   case notFullyStopped(context: ContextID)
   case statemapOnBackup(context: ContextID)
+  case notActingProduction(context: ContextID)
   case timedOut(what: String, seconds: Double, detail: String)
   case daemonDidNotStart(node: String, log: String, detail: String)
+  case daemonNotRunning(context: ContextID, operation: String)
   case aborted(operation: String)
 
   public var description: String {
@@ -48,7 +50,8 @@ public enum MIMIXError: Error, CustomStringConvertible {
       "context \(id) is already configured on this server (home \(home)) for node \(node); choose another context ID"
     case .isFailoverContext(let id, let of):
       "context \(id) is the failover context of context \(of): run the command with -C \(of)"
-    case .failoverSameAsContext(let id): "the failover context must have an ID of its own, not \(id) (-F differs from -C)"
+    case .failoverSameAsContext(let id):
+      "the failover context must have an ID of its own, not \(id) (-F differs from -C)"
     case .failoverIDTaken(let id, let home, let by):
       "context ID \(id) is already used on this server (home \(home)) by \(by); choose a failover context ID unused on both servers"
     case .otherFailoverContext(let context, let existing, let site):
@@ -88,9 +91,13 @@ public enum MIMIXError: Error, CustomStringConvertible {
       "scconfig -M needs the context fully stopped first: run `rtstop -C \(context) -F`"
     case .statemapOnBackup(let context):
       "scconfig -C \(context) -M marks the statemap on the acting production server; this server's node is a backup"
+    case .notActingProduction(let context):
+      "scconfig -C \(context) -M marks the statemap on the acting production server, the one `rtdr -C \(context) failover` ran on; context \(context) has not failed over to this server, so no resync would read the mark"
     case .timedOut(let what, let seconds, let detail): "\(what) did not happen within \(Int(seconds)) s: \(detail)"
     case .daemonDidNotStart(let node, let log, let detail):
       "the daemon of node \(node) did not start serving: \(detail) (its output is in \(log))"
+    case .daemonNotRunning(let context, let operation):
+      "`rtdr -C \(context) \(operation)` needs this server's daemon running (production follows it): start it with `rtstart -C \(context)`, then run the command again"
     case .aborted(let operation): "\(operation) aborted at the prompt: nothing was changed"
     }
   }

@@ -11,6 +11,8 @@ final class MIMIXAdversarialTests: XCTestCase {
   /// daemon keeps running, and production must accept writes again. Found: the drain's
   /// write block stays (its `defer` never runs), production refuses every write with
   /// "the context is draining" while nothing drains, until someone thinks of rtstart.
+  /// Fixed in ContextDaemon.drainAndStop for SIGINT, SIGTERM, SIGHUP; a SIGKILL still
+  /// leaves the block (rtstart clears it).
   func testAnInterruptedDrainLeavesProductionWritable() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
@@ -36,7 +38,8 @@ final class MIMIXAdversarialTests: XCTestCase {
   /// then the operator marks the acting production's statemap dirty (rtstop -F, scconfig
   /// -M, rtstart) and runs resync again. It must finish (a full copy, as the mark asks).
   /// Found: the recorded decision wins; the acting production refuses the follow (dirty
-  /// statemap) and every re-run repeats the same refusal: no re-run can finish.
+  /// statemap) and every re-run repeats the same refusal: no re-run can finish. Fixed in
+  /// RTDR.resyncProduction: a dirty answer overrides a recorded file-recovery decision.
   func testAStatemapMarkedAfterTheResyncDecisionDoesNotWedgeTheResync() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
@@ -66,7 +69,8 @@ final class MIMIXAdversarialTests: XCTestCase {
   /// re-run resync says "in sync" and copies nothing (the mark is ignored: production
   /// already follows), the failback goes through, and the dirty mark survives on the
   /// recovery server into the next cycle, where a resync is a full copy for a reason
-  /// that is a cycle old.
+  /// that is a cycle old. Fixed in RTDR.resyncProduction: a follower of a dirty acting
+  /// production that had no full copy makes one (Follow allows it on a backup).
   func testAStatemapMarkAfterTheResyncIsNotSilentlyIgnored() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
@@ -250,5 +254,113 @@ final class MIMIXAdversarialTests: XCTestCase {
       try pair.waitForReplica()
       XCTAssertEqual(try prod.checksum(), try dr.checksum(), "cycle \(cycle)")
     }
+  }
+
+  /// After the failover, the operator marks the statemap dirty on the wrong server: the
+  /// revived production (its node still says primary; it was down during the takeover).
+  /// It must be refused, or the resync must honour it. Found: scconfig -M succeeds and
+  /// says "the next resync is a full copy", and the resync is a file recovery. Fixed in
+  /// StatemapMark: refused unless the context failed over to this server.
+  func testAStatemapMarkOnTheLostProductionIsNotAPromiseItBreaks() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try pair.setUp()
+    try pair.loseProduction(unshipped: 2)
+    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    XCTAssertEqual(try prod.command("rtstop", ["-C", "1", "-F"]).status, 0)
+    let marked = try prod.command("scconfig", ["-C", "1", "-M"])
+    let resync = try prod.rtdr(["-q", "--json", "resync"])
+    XCTAssertEqual(resync.status, 0, resync.stderr)
+    let details = (resync.json as? [String: Any])?["details"] as? [String: Any]
+    XCTAssertTrue(
+      marked.status != 0 || details?["fullCopy"] as? Bool == true,
+      "scconfig -M said \(marked.stdout.debugDescription); the resync: \(details?["why"] ?? resync.stdout)")
+  }
+
+  /// rtstart on the lost production after the failover (the operator brings its daemon
+  /// back before the resync): it must not serve writes as a second production.
+  func testRTStartOnTheLostProductionAfterTheFailoverTakesNoWrites() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try pair.setUp()
+    try pair.loseProduction(unshipped: 1)
+    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    let started = try prod.command("rtstart", ["-C", "1"])
+    usleep(3_000_000)
+    let write = try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (4242, 'second production')"])
+    XCTAssertNotEqual(
+      write.status, 0,
+      "rtstart (\(started.status): \(started.stdout)\(started.stderr)) left the lost production taking writes")
+    let resync = try prod.rtdr(["-q", "resync"])
+    XCTAssertEqual(resync.status, 0, resync.stderr)
+    XCTAssertEqual(try prod.checksum(), try dr.checksum())
+  }
+
+  /// A full-copy resync (dirty statemap) SIGKILLed at random moments, then run again:
+  /// in sync, the statemap clean, and the cycle goes on, three times over.
+  func testAFullCopyResyncKilledAtARandomMomentThenRerunEndsInSync() throws {
+    var rng = SeededGenerator(seed: testSeed("rtdr full copy kill"))
+    let pair = try MIMIXPair(self, rows: 300)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try pair.setUp()
+    for cycle in 1...3 {
+      try pair.loseProduction(unshipped: 2)
+      XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0, "cycle \(cycle)")
+      try understudy(["sql", "--node", dr.node, "INSERT INTO t VALUES (\(5000 + cycle), 'dr')"])
+      XCTAssertEqual(try dr.command("rtstop", ["-C", "1", "-F"]).status, 0)
+      XCTAssertEqual(try dr.command("scconfig", ["-C", "1", "-M"]).status, 0)
+      XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
+      let process = try startUnderstudy(["rtdr", "-C", "1", "-q", "resync", "--home", prod.home, "--timeout", "60"])
+      let delay = UInt32.random(in: 30_000...1_200_000, using: &rng)
+      usleep(delay)
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+      let rerun = try prod.rtdr(["-q", "--json", "resync"])
+      XCTAssertEqual(rerun.status, 0, "cycle \(cycle), killed after \(delay) us: \(rerun.stderr)")
+      XCTAssertEqual(try prod.checksum(), try dr.checksum(), "cycle \(cycle), killed after \(delay) us")
+      XCTAssertTrue(
+        try eventually(10) { try dr.command("scconfig", ["-C", "1", "-P"]).stdout.contains("clean") },
+        "cycle \(cycle), killed after \(delay) us")
+      XCTAssertEqual(try dr.rtdr(["-q", "-f", "failback"]).status, 0, "cycle \(cycle)")
+      let back = try prod.rtdr(["-q", "failback"])
+      XCTAssertEqual(back.status, 0, "cycle \(cycle): \(back.stderr)")
+      try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (\(6000 + cycle), 'prod')"])
+      try pair.waitForReplica()
+      XCTAssertEqual(try prod.checksum(), try dr.checksum(), "cycle \(cycle)")
+    }
+  }
+
+  /// The acting production's daemon crashed after the resync (SIGKILL), and the operator
+  /// runs failback there: it must refuse (or start the daemon) saying what to do, and
+  /// after `rtstart` the failback finishes with nothing lost. Found: it read the dead
+  /// daemon's attached file and said "production has not caught up … run -f failback to
+  /// wait for the drain" (which waits for a drain that never comes); after `rtstart`, a
+  /// failback at once said "failback before resync: run resync on both servers" because
+  /// production's receiver, in its 5 s backoff, had not attached again within 2 s. Fixed
+  /// in RTDR.failbackAtSite: refused without the daemon, naming rtstart; an absent
+  /// production is waited for 7 s (RTDR.reconnectGrace), also in waitInSync.
+  func testAFailbackWithTheActingProductionsDaemonDeadSaysWhatToDo() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try pair.setUp()
+    try pair.loseProduction(unshipped: 1)
+    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    try understudy(["sql", "--node", dr.node, "INSERT INTO t VALUES (800, 'dr')"])
+    XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
+    dr.killDaemon()
+    let failback = try dr.rtdr(["-q", "failback"])
+    if failback.status != 0 {
+      XCTAssertTrue(
+        failback.stderr.contains("rtstart") || failback.stderr.contains("daemon"),
+        "the refusal names the daemon: \(failback.stderr)")
+      XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
+      let again = try dr.rtdr(["-q", "-f", "failback"])
+      XCTAssertEqual(again.status, 0, again.stderr)
+    }
+    let back = try prod.rtdr(["-q", "failback"])
+    XCTAssertEqual(back.status, 0, back.stderr)
+    XCTAssertEqual(try prod.role(), "primary")
+    XCTAssertEqual(try prod.count("t"), try dr.count("t"))
+    XCTAssertEqual(try prod.checksum(), try dr.checksum())
   }
 }
