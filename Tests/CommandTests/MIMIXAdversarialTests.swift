@@ -363,4 +363,35 @@ final class MIMIXAdversarialTests: XCTestCase {
     XCTAssertEqual(try prod.count("t"), try dr.count("t"))
     XCTAssertEqual(try prod.checksum(), try dr.checksum())
   }
+
+  /// failback started on both servers at once, while a slow writer streams on the acting
+  /// production (no -f): whatever each says, running them again in order ends with
+  /// production primary and every acknowledged write on it. (Fine.)
+  func testFailbackOnBothServersAtOnceWithAWriterLosesNothing() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try pair.setUp()
+    try pair.loseProduction(unshipped: 1)
+    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
+    try understudy(["sql", "--node", dr.node, "CREATE TABLE d(id INTEGER PRIMARY KEY)"])
+    try pair.waitForReplica(from: dr)
+    let writer = try LineFeeder(["sql", "--node", dr.node, "--each-line", "--json"])
+    writer.feed(lines: 400, every: 0.02) { "INSERT INTO d VALUES (\($0))" }
+    usleep(500_000)
+    let a = try startUnderstudy(["rtdr", "-C", "1", "-q", "failback", "--home", dr.home, "--timeout", "60"])
+    let b = try startUnderstudy(["rtdr", "-C", "1", "-q", "failback", "--home", prod.home, "--timeout", "60"])
+    a.waitUntilExit()
+    b.waitUntilExit()
+    let acked = writer.finish().jsonLines.compactMap { ($0 as? [String: Any])?["line"] as? Int }
+    if a.terminationStatus != 0 {
+      let again = try dr.rtdr(["-q", "-f", "failback"])
+      XCTAssertEqual(again.status, 0, again.stderr)
+    }
+    let back = try prod.rtdr(["-q", "failback"])
+    XCTAssertEqual(back.status, 0, "(first runs \(a.terminationStatus), \(b.terminationStatus)): \(back.stderr)")
+    XCTAssertEqual(try prod.role(), "primary")
+    XCTAssertGreaterThanOrEqual(try prod.count("d"), acked.count)
+    XCTAssertEqual(try prod.checksum(), try dr.checksum())
+  }
 }
