@@ -84,7 +84,14 @@ public enum ContextDaemon {
       usleep(50_000)
     }
     try WriteBlock.set(layout, reason: drainReason)
-    defer { try? WriteBlock.clear(layout) }
+    let lifting = liftOnSignal(layout)
+    defer {
+      try? WriteBlock.clear(layout)
+      for (signo, source) in lifting {
+        source.cancel()
+        signal(signo, SIG_DFL)
+      }
+    }
     let end = try NodeStatus.read(node: layout.root).durableEnd
     let deadline = Clock.monotonicSeconds() + timeout
     while true {
@@ -100,6 +107,24 @@ public enum ContextDaemon {
       usleep(20_000)
     }
     return (end, try stop(layout))
+  }
+
+  /// A drain interrupted (Ctrl-C, SIGTERM, a closed terminal) lifts its write block before
+  /// the command ends: the daemon keeps running, and production must take writes again.
+  /// (A SIGKILL still leaves the block; `rtstart` clears a drain's block.)
+  static func liftOnSignal(_ layout: NodeLayout) -> [(Int32, DispatchSourceSignal)] {
+    [SIGINT, SIGTERM, SIGHUP].map { signo in
+      signal(signo, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
+      source.setEventHandler {
+        try? WriteBlock.clear(layout)
+        FileHandle.standardError.write(
+          Data("rtstop -S interrupted (signal \(signo)): writes are allowed again; the daemon keeps running\n".utf8))
+        exit(128 + signo)
+      }
+      source.resume()
+      return (signo, source)
+    }
   }
 
   /// Marks every descriptor above stderr close-on-exec: the daemon must hold nothing of

@@ -30,8 +30,10 @@ public enum MIMIXError: Error, CustomStringConvertible {
   case drainOnBackup(context: ContextID)
   case notFullyStopped(context: ContextID)
   case statemapOnBackup(context: ContextID)
+  case notActingProduction(context: ContextID)
   case timedOut(what: String, seconds: Double, detail: String)
   case daemonDidNotStart(node: String, log: String, detail: String)
+  case daemonNotRunning(context: ContextID, operation: String)
   case aborted(operation: String)
   case otherServerAhead(context: ContextID, this: String, ahead: [(name: String, end: MATPosition, mine: MATPosition)])
 
@@ -90,9 +92,13 @@ public enum MIMIXError: Error, CustomStringConvertible {
       "scconfig -M needs the context fully stopped first: run `rtstop -C \(context) -F`"
     case .statemapOnBackup(let context):
       "scconfig -C \(context) -M marks the statemap on the acting production server; this server's node is a backup"
+    case .notActingProduction(let context):
+      "scconfig -C \(context) -M marks the statemap on the acting production server, the one `rtdr -C \(context) failover` ran on; context \(context) has not failed over to this server, so no resync would read the mark"
     case .timedOut(let what, let seconds, let detail): "\(what) did not happen within \(Int(seconds)) s: \(detail)"
     case .daemonDidNotStart(let node, let log, let detail):
       "the daemon of node \(node) did not start serving: \(detail) (its output is in \(log))"
+    case .daemonNotRunning(let context, let operation):
+      "`rtdr -C \(context) \(operation)` needs this server's daemon running (production follows it): start it with `rtstart -C \(context)`, then run the command again"
     case .aborted(let operation): "\(operation) aborted at the prompt: nothing was changed"
     case .otherServerAhead(let context, let this, let ahead):
       "refusing failover of context \(context) to \(this): "

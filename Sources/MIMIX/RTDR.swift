@@ -387,13 +387,17 @@ public enum RTDR {
   /// before it refuses.
   static let ackGrace = 2.0
 
+  /// How long a backup may take to attach again after this primary's daemon started: its
+  /// receiver's retry backoff grows to 5 s (Sources/Backup/Receiver.swift), plus the handshake.
+  static let reconnectGrace = 7.0
+
   /// Production is attached and has applied everything: "in sync". Not attached: it
   /// has not resynced yet (production's own resync waits; this one need not).
   static func waitInSync(_ layout: NodeLayout, production: NodeID?, timeout: Double, context: ContextID) throws
     -> RTDRStepResult
   {
     let deadline = Clock.monotonicSeconds() + timeout
-    let attachGrace = Clock.monotonicSeconds() + ackGrace
+    let attachGrace = Clock.monotonicSeconds() + reconnectGrace
     // What was committed when it began: writers may go on meanwhile.
     let end = try NodeStatus.read(node: layout.root).durableEnd
     while true {
@@ -435,8 +439,16 @@ public enum RTDR {
     let executable = s.options.executable
     let secret = layout.secretKey
     // Already following the acting production (a re-run): start and wait.
-    let following = s.node.role == .backup && s.node.primary == address
+    var following = s.node.role == .backup && s.node.primary == address
     var decision = s.state.resync
+    // Following, but the acting production's statemap was marked dirty since (and this
+    // is no full copy already under way): the mark asks for a full copy, so one is made.
+    let marked =
+      following && decision?.fullCopy != true && (try? s.ask(address))?.statemap.dirty == true
+    if marked {
+      following = false
+      decision = nil
+    }
     if decision == nil || !following {
       let answer: ContextAnswer
       do {
@@ -444,9 +456,12 @@ public enum RTDR {
       } catch {
         throw MIMIXError.siteUnreachable(context: x.id, site: site, address: address, detail: "\(error)")
       }
-      guard answer.role == .primary, answer.generation > s.node.generation || following else {
+      guard answer.role == .primary, answer.generation > s.node.generation || following || marked else {
         throw MIMIXError.notFailedOver(context: x.id, operation: "resync", site: site)
       }
+      // The statemap was marked dirty after the decision was recorded: the follow would
+      // be refused at every re-run. A full copy, which is always safe, instead.
+      if let recorded = decision, !recorded.fullCopy, answer.statemap.dirty { decision = nil }
       decision = decision ?? resyncDecision(s, answer: answer, address: address)
     }
     let chosen = decision!
@@ -582,15 +597,20 @@ public enum RTDR {
         throw MIMIXError.notFailedOver(context: x.id, operation: "failback", site: site)
       }
       let productionNode = s.node.generationBase?.priorNode ?? x.production?.node
-      // An acknowledgement may lag: wait for it briefly before refusing.
+      // Without the daemon, what production applied is a dead daemon's last word (its
+      // attached file), and nothing would ever drain.
+      guard DaemonLock.isHeld(layout) else { throw MIMIXError.daemonNotRunning(context: x.id, operation: "failback") }
+      // An acknowledgement may lag: wait for it briefly before refusing; a production
+      // that is reconnecting (this daemon just started) longer.
       var attached: AttachedBackup?
       let end = try NodeStatus.read(node: node).durableEnd
       let grace = Clock.monotonicSeconds() + ackGrace
+      let attachGrace = Clock.monotonicSeconds() + reconnectGrace
       repeat {
         attached = try PrimaryServer.readAttached(layout).first { $0.nodeID == productionNode }
         if let applied = attached?.applied, applied >= end { break }
         usleep(50_000)
-      } while Clock.monotonicSeconds() < grace
+      } while Clock.monotonicSeconds() < (attached == nil ? attachGrace : grace)
       guard let attached else { throw MIMIXError.notResynced(context: x.id, production: productionName) }
       if (attached.applied ?? MATPosition(sno: 0, rba: 0)) < end {
         guard s.options.forced else { throw MIMIXError.notCaughtUp(context: x.id, applied: attached.applied, end: end) }

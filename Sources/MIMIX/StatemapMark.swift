@@ -10,7 +10,13 @@ public enum StatemapMark {
     let layout = NodeLayout(root: config.node)
     let node = try layout.loadConfig()
     guard node.role == .primary, node.superseded == nil else { throw MIMIXError.statemapOnBackup(context: config.id) }
-    guard try home.state(config.reverseOf ?? config.id).fullStop, !DaemonLock.isHeld(layout) else {
+    let primary = config.reverseOf ?? config.id
+    // A revived production's node still says primary: only the server the context failed
+    // over to has a follower whose next resync reads this mark.
+    guard try home.state(primary).active != primary else {
+      throw MIMIXError.notActingProduction(context: primary)
+    }
+    guard try home.state(primary).fullStop, !DaemonLock.isHeld(layout) else {
       throw MIMIXError.notFullyStopped(context: config.id)
     }
     let why = "marked by scconfig -M on server \(config.server) at \(isoTime(micros: Clock.nowMicros()))"
