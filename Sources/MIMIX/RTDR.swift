@@ -791,12 +791,15 @@ struct Situation {
     return ahead
   }
 
-  /// Where this backup's image trail ends, read from its last file alone: not through
-  /// the database, whose read-only open would leave -wal and -shm files behind (`-n`
-  /// changes nothing).
+  /// Where this backup's image trail ends: read on from the safe position the purger
+  /// recorded (a record boundary the image trail keeps; a copy's image trail does not
+  /// start at a file's first record), not through the database, whose read-only open
+  /// would leave -wal and -shm files behind (`-n` changes nothing).
   func imageEnd() throws -> MATPosition {
-    guard let last = try layout.image.snos().last else { return MATPosition(sno: 1, rba: 0) }
-    let reader = try TrailReader(directory: layout.image, from: MATPosition(sno: last, rba: TrailFormat.firstRBA))
+    guard let safe = try SafePosition.read(layout)?.safe, layout.image.fileExists(sno: safe.sno) else {
+      return MATPosition(sno: 1, rba: 0)
+    }
+    let reader = try TrailReader(directory: layout.image, from: safe)
     while true {
       switch try reader.next() {
       case .record: continue
