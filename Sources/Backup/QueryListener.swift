@@ -1,7 +1,9 @@
-// A backup with a listen address answers context queries there while it runs as a
-// backup, and nothing else: before a failover, `rtdr` on the chosen recovery server asks
+// A backup with a listen address answers context queries and follow hints there while
+// it runs as a backup, and nothing else. Before a failover, `rtdr` on the chosen recovery server asks
 // the other recovery servers how far they have received, so that one holding more than
 // the new production is named, not silently left behind (RDF's triple contingency).
+// After it, the new primary tells them where it serves and how its generation began: a
+// backup whose database is exactly that base follows it without a copy (NodeDaemon).
 
 import AuditTrail
 import Foundation
@@ -44,8 +46,25 @@ final class QueryListener: Sendable {
         let config = try layout.loadConfig()
         let me = LinkIdentity(
           context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
-        _ = try Handshake.accept(link, as: me)
-        guard case .contextQuery = try link.receive(timeout: Handshake.stepTimeout) else {
+        let (peer, _) = try Handshake.accept(link, as: me)
+        switch try link.receive(timeout: Handshake.stepTimeout) {
+        case .contextQuery: break
+        case .followHint(let hint):
+          // Only from the primary of that newer generation (it proved the key), about itself.
+          guard hint.generation > config.generation, peer.generation == hint.generation,
+            hint.base.generation == hint.generation, (try? HostPort(parsing: hint.address)) != nil
+          else {
+            throw link.refusing(
+              "a follow hint must come from the primary of a newer generation than this backup's \(config.generation), about itself"
+            )
+          }
+          try StateFile.write(hint, to: FollowHintFile.path(layout))
+          events.log(
+            .followHinted,
+            "generation \(hint.generation) began at \(hint.base.priorEnd) on node \(peer.nodeID) at \(hint.address): this backup follows it if its database is exactly that base",
+            [("listen", .string(hint.address)), ("generation", .int(Int64(hint.generation.rawValue)))])
+          stop.stop("a new primary at \(hint.address) (generation \(hint.generation))")
+        default:
           throw link.refusing("this node is a backup: it answers context queries only, and serves no stream")
         }
         let s = progress.snapshot
@@ -61,5 +80,18 @@ final class QueryListener: Sendable {
       }
       link.socket.shutdown()
     }
+  }
+}
+
+/// Where a backup keeps a follow hint until its daemon has acted on it.
+public enum FollowHintFile {
+  public static func path(_ layout: NodeLayout) -> String { layout.state + "/follow-hint.json" }
+
+  public static func read(_ layout: NodeLayout) throws -> FollowHint? {
+    try StateFile.read(FollowHint.self, at: path(layout))
+  }
+
+  public static func remove(_ layout: NodeLayout) {
+    unlink(path(layout))
   }
 }

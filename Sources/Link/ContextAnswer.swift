@@ -66,22 +66,57 @@ public struct ContextAnswer: Codable, Sendable, Equatable {
     self.backups = backups
   }
 
-  func encoded() -> [UInt8] {
+  func encoded() -> [UInt8] { ControlJSON.encode(self) }
+}
+
+/// A new primary's word to the other backups of the primary it superseded (see
+/// `Message.followHint`).
+public struct FollowHint: Codable, Sendable, Equatable {
+  public var address: String
+  public var generation: Generation
+  public var base: NodeConfig.GenerationBase
+
+  public init(address: String, generation: Generation, base: NodeConfig.GenerationBase) {
+    self.address = address
+    self.generation = generation
+    self.base = base
+  }
+}
+
+/// The JSON payloads of the rare control frames: sorted keys, decoded exactly.
+enum ControlJSON {
+  static func encode<T: Encodable>(_ value: T) -> [UInt8] {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    return Array((try? encoder.encode(self)) ?? Data("{}".utf8))
+    return Array((try? encoder.encode(value)) ?? Data("{}".utf8))
   }
 
-  init(decoding bytes: [UInt8], peer: String) throws {
+  static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8], peer: String) throws -> T {
     do {
-      self = try JSONDecoder().decode(ContextAnswer.self, from: Data(bytes))
+      return try JSONDecoder().decode(T.self, from: Data(bytes))
     } catch {
-      throw LinkError.badFrame(peer: peer, reason: "context-answer frame is not the JSON it must be: \(error)")
+      throw LinkError.badFrame(peer: peer, reason: "\(T.self) frame is not the JSON it must be: \(error)")
     }
   }
 }
 
 extension Handshake {
+  /// Tells the backup at `address` that a new generation began (a `follow-hint`); returns
+  /// its answer (where it stands as it takes the hint).
+  public static func sendFollowHint(_ hint: FollowHint, to address: HostPort, as me: LinkIdentity, timeout: Double = 3)
+    throws -> ContextAnswer
+  {
+    let socket = try Socket.connect(to: address, timeout: timeout)
+    let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+    defer { socket.shutdown() }
+    _ = try connect(link, as: me)
+    try link.send(.followHint(hint))
+    guard case .contextAnswer(let answer) = try link.receive(timeout: max(timeout, 2)) else {
+      throw link.refusingFrame("expected a context answer to the follow hint")
+    }
+    return answer
+  }
+
   /// Asks the primary at `address` where it stands in the context (a `context-query`).
   public static func queryContext(_ address: HostPort, as me: LinkIdentity, timeout: Double = 5) throws -> (
     LinkPeer, ContextAnswer

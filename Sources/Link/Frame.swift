@@ -28,6 +28,7 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
   case promoted = 18
   case contextQuery = 19
   case contextAnswer = 20
+  case followHint = 21
 
   public var description: String {
     switch self {
@@ -42,6 +43,7 @@ public enum FrameType: UInt8, Sendable, CustomStringConvertible {
     case .promoted: "promoted"
     case .contextQuery: "context-query"
     case .contextAnswer: "context-answer"
+    case .followHint: "follow-hint"
     case .copyRequest: "copy-request"
     case .fileStart: "file-start"
     case .records: "records"

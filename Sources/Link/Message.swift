@@ -60,6 +60,10 @@ public enum Message: Sendable {
   case contextQuery
   /// Primary → asker: its answer, as JSON (Schemas/context-answer.schema.json).
   case contextAnswer(ContextAnswer)
+  /// The new primary → a backup of the primary it superseded, at the backup's listen
+  /// address: generation `generation` began at `base` and serves at `address`; follow it
+  /// if your database is exactly that base. Answered with a context answer.
+  case followHint(FollowHint)
 
   /// How a generation began (the same value the primary keeps in its config).
   public typealias GenerationBase = NodeConfig.GenerationBase
@@ -119,6 +123,7 @@ public enum Message: Sendable {
     case .base: .followAccept
     case .contextQuery: .contextQuery
     case .contextAnswer: .contextAnswer
+    case .followHint: .followHint
     }
   }
 
@@ -185,6 +190,7 @@ public enum Message: Sendable {
       w.string(b.checksum)
     case .contextQuery: break
     case .contextAnswer(let answer): w.raw(answer.encoded())
+    case .followHint(let hint): w.raw(ControlJSON.encode(hint))
     }
     return Frame(type, w.bytes)
   }
@@ -254,7 +260,8 @@ public enum Message: Sendable {
     case .promote: self = .promote(generation: Generation(try r.u64()), end: try r.position())
     case .promoted: self = .promoted(matStart: try r.position())
     case .contextQuery: self = .contextQuery
-    case .contextAnswer: self = .contextAnswer(try ContextAnswer(decoding: r.rest(), peer: peer))
+    case .contextAnswer: self = .contextAnswer(try ControlJSON.decode(ContextAnswer.self, r.rest(), peer: peer))
+    case .followHint: self = .followHint(try ControlJSON.decode(FollowHint.self, r.rest(), peer: peer))
     }
     try r.finish()
   }

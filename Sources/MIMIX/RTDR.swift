@@ -327,6 +327,7 @@ public enum RTDR {
         activateStep(
           home, of: x.id, active: y, what: "this server is now the production server of failover context \(y)",
           says: "context \(y) active: \(x.server) is its production server"),
+        tellOthersStep(s, besides: [x.production?.name]),
       ],
       finish: {
         let t = takeover!
@@ -624,7 +625,7 @@ public enum RTDR {
           command: "understudy switchover --node \(node) --timeout \(Int(timeout))",
           what: "planned switchover: writes stop here, production applies the switchover record and becomes primary",
           run: {
-            let r = try Switchover.run(node: node, timeout: timeout)
+            let r = try Switchover.run(node: node, timeout: timeout, to: productionNode)
             return RTDRStepResult(
               "switchover record \(r.record); \(r.newPrimaryAddress) is primary (generation \(r.generation)); checksum \(r.checksum)",
               r.json)
@@ -701,6 +702,7 @@ public enum RTDR {
         activateStep(
           home, of: x.id, active: x.id, what: "context \(x.id) holds again",
           says: "context \(x.id) active: \(x.server) is production"),
+        tellOthersStep(s, besides: [site]),
       ],
       finish: {
         let config = try layout.loadConfig()
@@ -729,6 +731,39 @@ public enum RTDR {
         state.resync = nil
         try home.saveState(state, of: x)
         return RTDRStepResult(says)
+      })
+  }
+
+  /// Tells the context's other recovery servers (not this one, nor `besides`) that this
+  /// node's generation began and where it serves: each follows it if it holds exactly the
+  /// base, or logs why not (9084, 9085). One that does not answer is reported, not fatal.
+  static func tellOthersStep(_ s: Situation, besides: [String?]) -> RTDRStep {
+    let others = s.context.recoveryServers.filter { $0.name != s.context.server && !besides.contains($0.name) }
+    let layout = s.layout
+    return RTDRStep(
+      command: "tell the other recovery servers to follow: "
+        + (others.isEmpty ? "none" : others.map { $0.name ?? $0.address ?? "?" }.joined(separator: ", ")),
+      what: "each one that holds exactly this generation's base follows this server without a copy",
+      run: {
+        let config = try layout.loadConfig()
+        guard !others.isEmpty, let base = config.generationBase, base.generation == config.generation,
+          let listen = config.listen
+        else { return RTDRStepResult("no other recovery server to tell") }
+        let hint = FollowHint(address: listen, generation: config.generation, base: base)
+        let me = LinkIdentity(
+          context: config.contextName, nodeID: config.nodeId, generation: config.generation,
+          key: try Secret.load(path: layout.secretKey))
+        var told: [String] = []
+        for other in others {
+          let name = other.name ?? other.address ?? "?"
+          do {
+            let answer = try Handshake.sendFollowHint(hint, to: try HostPort(parsing: other.address ?? ""), as: me)
+            told.append("\(name) told (it had received up to \(answer.durableEnd))")
+          } catch {
+            told.append("\(name) not reached (\(error)): it needs `understudy follow --full-copy`")
+          }
+        }
+        return RTDRStepResult(told.joined(separator: "; "))
       })
   }
 

@@ -52,6 +52,8 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case rtdrComplete = 9081
   case statemapDirty = 9082
   case statemapClean = 9083
+  case followHinted = 9084
+  case followHintRefused = 9085
 }
 
 public struct Event: Sendable {

@@ -52,12 +52,22 @@ public enum Follow {
 
   /// `run` without the daemon lock: also the old primary's last step of a switchover,
   /// inside its daemon.
-  static func follow(_ layout: NodeLayout, primary: String, key: [UInt8], fullCopy: Bool) throws -> FollowResult {
+  /// `prior`: a backup whose database holds exactly this much of its old primary's MAT
+  /// (node, end, last transaction; a follow hint), instead of a node recovered in its own.
+  static func follow(
+    _ layout: NodeLayout, primary: String, key: [UInt8], fullCopy: Bool,
+    prior: (node: NodeID, end: MATPosition, txid: TransactionID)? = nil
+  ) throws -> FollowResult {
     let node = layout.root
     var config = try layout.loadConfig()
     let address = try HostPort(parsing: primary)
-    let recovered = config.superseded.flatMap { s in s.recoveredTo.map { ($0, s.recoveredTxid ?? TransactionID(0)) } }
-    guard fullCopy || (config.role == .primary && recovered != nil) else { throw FollowError.notRecovered(node: node) }
+    let priorNode = prior?.node ?? config.nodeId
+    let recovered =
+      prior.map { ($0.end, $0.txid) }
+      ?? config.superseded.flatMap { s in s.recoveredTo.map { ($0, s.recoveredTxid ?? TransactionID(0)) } }
+    guard fullCopy || (config.role == .primary && recovered != nil) || (config.role == .backup && prior != nil) else {
+      throw FollowError.notRecovered(node: node)
+    }
 
     let link = Link.Connection(socket: try Socket.connect(to: address, timeout: 5), maxPayload: Frame.maxControlPayload)
     defer { link.socket.shutdown() }
@@ -80,11 +90,11 @@ public enum Follow {
       let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
       try link.send(
         .followRequest(
-          .init(priorNode: config.nodeId, priorTxid: priorTxid, priorEnd: priorEnd, checksum: checksum)))
+          .init(priorNode: priorNode, priorTxid: priorTxid, priorEnd: priorEnd, checksum: checksum)))
       guard case .followAccept(let start) = try link.receive(timeout: Handshake.stepTimeout) else {
         throw link.refusingFrame("expected the primary's answer to a follow request")
       }
-      try Promotion.rebase(database: config.database, from: config.nodeId, to: peer.nodeID, start: start)
+      try Promotion.rebase(database: config.database, from: priorNode, to: peer.nodeID, start: start)
       config.base = .init(position: start, checksum: checksum, empty: false)
       result.from = start
     }

@@ -43,6 +43,9 @@ public final class NodeDaemon: Sendable {
       do {
         try Takeover.finishIfDecided(layout)
         try Switchover.finishInterrupted(layout, events: events)
+        // A new primary's hint, taken in by the last run of the backup (or left by a
+        // daemon killed before it acted): follow it now, or say why not.
+        if try layout.loadConfig().role == .backup { _ = FollowNewPrimary.takeHint(layout, events: events) }
         role = try layout.loadConfig().role
         switch role {
         case .primary: try PrimaryServer(layout: layout, events: events, stop: stop).run()
@@ -55,6 +58,8 @@ public final class NodeDaemon: Sendable {
       }
       if requested.isSet { break }
       try Switchover.finishInterrupted(layout, events: events)
+      // A backup stopped by a follow hint runs again, following the new primary or not.
+      if role == .backup, (try? FollowHintFile.read(layout)) != nil { continue }
       let next = try layout.loadConfig().role
       guard next != role else { break }
       events.log(.daemonStarted, "role changed by a switchover: continuing as \(next)")

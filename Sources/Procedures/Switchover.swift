@@ -53,9 +53,10 @@ public enum SwitchoverError: Error, CustomStringConvertible {
 }
 
 public enum Switchover {
-  public static func run(node: String, timeout: Double, progress: (String) -> Void = { _ in }) throws
-    -> SwitchoverResult
-  {
+  /// `to`: the backup to hand over to, when several are attached (default: the first).
+  public static func run(
+    node: String, timeout: Double, to target: NodeID? = nil, progress: (String) -> Void = { _ in }
+  ) throws -> SwitchoverResult {
     let layout = NodeLayout(root: node)
     let config = try layout.loadConfig()
     guard config.role == .primary else {
@@ -69,11 +70,14 @@ public enum Switchover {
       plan = open  // an interrupted run: go on from where it stood
     } else {
       // The daemon publishes its attached backups every 0.2 s: give a fresh link a moment.
-      var attached = try PrimaryServer.readAttached(layout).first
+      func chosen() throws -> AttachedBackup? {
+        try PrimaryServer.readAttached(layout).first { target == nil || $0.nodeID == target }
+      }
+      var attached = try chosen()
       let patience = Clock.monotonicSeconds() + min(timeout, 5)
       while attached == nil && Clock.monotonicSeconds() < patience {
         usleep(50_000)
-        attached = try PrimaryServer.readAttached(layout).first
+        attached = try chosen()
       }
       guard let backup = attached else { throw SwitchoverError.noBackup(node: node) }
       guard let listen = try Fencing.knownBackups(layout).first(where: { $0.node == backup.nodeID })?.listen else {

@@ -238,9 +238,10 @@ final class MIMIXTests: XCTestCase {
 
   /// Production with two recovery servers (fan-out): `-s` chooses the second, an unknown
   /// name is refused with both names, the first is refused as the failover site, and the
-  /// cycle runs with the chosen one. (The other recovery server does not yet follow the
-  /// new production by itself: that part of the issue is not built.)
-  func testFanOutWithTheFailoverSiteChosenBySetup() throws {
+  /// cycle runs with the chosen one. The other recovery server follows the new production
+  /// by itself, without a copy (it holds exactly the new generation's base), and after
+  /// the failback follows production again.
+  func testFanOutWithTheFailoverSiteChosenBySetupAndTheOtherFollowingByItself() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
     let dr2 = try pair.addRecoveryServer(self, name: "dr2")
@@ -259,17 +260,43 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(wrongSite.status, 1)
     XCTAssertTrue(wrongSite.stderr.contains("dr2 is"), wrongSite.stderr)
     XCTAssertEqual(try dr.role(), "backup")
+    let copies = { events(dr.node).filter { $0["code"] as? Int == 9021 }.count }
+    let copiesBefore = copies()
     let failover = try dr2.rtdr(["-q", "failover"])
     XCTAssertEqual(failover.status, 0, failover.stderr)
+    XCTAssertTrue(failover.stdout.contains("dr told"), failover.stdout)
+
+    func follows(_ server: MIMIXServer, _ primary: MIMIXServer) throws -> Bool {
+      let status = try understudy(["status", "--node", server.node, "--json"]).json as? [String: Any]
+      return status?["role"] as? String == "backup" && status?["primary"] as? String == primary.address
+        && status?["connected"] as? Bool == true
+    }
+    func applies(_ server: MIMIXServer, from primary: MIMIXServer, line: UInt = #line) throws {
+      let status = try understudy(["status", "--node", primary.node, "--json"])
+      let end = try XCTUnwrap(positionText(status.json, "durableEnd"))
+      let waited = try understudy(["wait", "--node", server.node, "--applied", end, "--timeout", "30"])
+      XCTAssertEqual(waited.status, 0, waited.stderr, line: line)
+      XCTAssertEqual(try server.checksum(), try primary.checksum(), line: line)
+    }
+    XCTAssertTrue(try eventually(20) { try follows(dr, dr2) }, "dr follows dr2 by itself: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(copies(), copiesBefore, "without a copy")
     try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (700, 'on dr2')"])
+    try applies(dr, from: dr2)
+
     let resync = try prod.rtdr(["-q", "resync"])
     XCTAssertEqual(resync.status, 0, resync.stderr)
     XCTAssertTrue(resync.stdout.contains("from dr2"), resync.stdout)
     XCTAssertEqual(try prod.checksum(), try dr2.checksum())
     XCTAssertEqual(try dr2.rtdr(["-q", "-f", "failback"]).status, 0)
-    XCTAssertEqual(try prod.rtdr(["-q", "failback"]).status, 0)
+    let back = try prod.rtdr(["-q", "failback"])
+    XCTAssertEqual(back.status, 0, back.stderr)
     XCTAssertEqual(try prod.role(), "primary")
     XCTAssertEqual(try dr2.role(), "backup")
+    XCTAssertTrue(try eventually(20) { try follows(dr, prod) }, "dr follows prod again: \(events(dr.node).suffix(4))")
+    try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (701, 'back on prod')"])
+    try applies(dr, from: prod)
+    try applies(dr2, from: prod)
+    XCTAssertEqual(copies(), copiesBefore, "and again without a copy")
   }
 
   /// RDF's triple contingency: the chosen recovery server (dr2) was down while production
