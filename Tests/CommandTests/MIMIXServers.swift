@@ -159,6 +159,11 @@ struct MIMIXPair {
     let status = try understudy(["status", "--node", production.node, "--json"])
     let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr)
     XCTAssertEqual(try understudy(["wait", "--node", server.node, "--applied", end, "--timeout", "30"]).status, 0)
+    XCTAssertTrue(
+      try eventually(10) {
+        let status = try understudy(["status", "--node", production.node, "--json"]).json as? [String: Any]
+        return (status?["backups"] as? [Any])?.count == 2
+      }, "both recovery servers attached")
     return server
   }
 
@@ -178,6 +183,15 @@ struct MIMIXPair {
       let outcome = try server.rtdr(["-F", "2", "-q", "setup"])
       XCTAssertEqual(outcome.status, 0, outcome.stderr)
     }
+  }
+
+  /// setup on both servers, production lost with `unshipped` transactions, failover on
+  /// the recovery server.
+  func failOver(unshipped: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    try setUp()
+    try loseProduction(unshipped: unshipped)
+    let failover = try recovery.rtdr(["-q", "failover"])
+    XCTAssertEqual(failover.status, 0, failover.stderr, file: file, line: line)
   }
 
   /// Production lost: its daemon SIGKILLed, then `count` transactions committed there

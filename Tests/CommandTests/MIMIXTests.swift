@@ -178,9 +178,7 @@ final class MIMIXTests: XCTestCase {
   func testADirtyStatemapMakesResyncAFullCopyAfterProductionsDatabaseIsDeleted() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
-    try pair.setUp()
-    try pair.loseProduction(unshipped: 2)
-    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    try pair.failOver(unshipped: 2)
     try understudy(["sql", "--node", dr.node, "INSERT INTO t VALUES (500, 'written on dr')"])
     for suffix in ["", "-wal", "-shm"] { unlink(prod.database + suffix) }
 
@@ -245,10 +243,6 @@ final class MIMIXTests: XCTestCase {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
     let dr2 = try pair.addRecoveryServer(self, name: "dr2")
-    XCTAssertTrue(
-      try eventually(10) {
-        try understudy(["status", "--node", prod.node, "--json"]).stdout.components(separatedBy: "\"peer\"").count >= 3
-      }, "both recovery servers attached")
     let unknown = try prod.rtdr(["-q", "-F", "2", "-s", "dr3", "setup"])
     XCTAssertTrue(unknown.stderr.contains("configured: dr, dr2"), unknown.stderr)
     for server in [prod, dr, dr2] {
@@ -306,10 +300,6 @@ final class MIMIXTests: XCTestCase {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
     let dr2 = try pair.addRecoveryServer(self, name: "dr2")
-    XCTAssertTrue(
-      try eventually(10) {
-        try understudy(["status", "--node", prod.node, "--json"]).stdout.components(separatedBy: "\"peer\"").count >= 3
-      }, "both recovery servers attached")
     for server in [prod, dr, dr2] {
       XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
     }
