@@ -246,6 +246,11 @@ public final class PrimaryServer: @unchecked Sendable {
       }
       let trailEnd = try NodeStatus.read(node: layout.root).trailEnd
       let segmentStart = config.matStart ?? MATPosition(sno: 1, rba: TrailFormat.firstRBA)
+      if from < segmentStart, peer.generation < config.generation, let base = config.generationBase,
+        base.generation == config.generation, from < base.priorEnd, layout.image.fileExists(sno: from.sno)
+      {
+        return try sendCatchUp(from: from, to: base.priorEnd, on: link)
+      }
       guard from >= segmentStart else {
         throw link.refusing(
           "the backup asks for \(from), before this primary's MAT of generation \(config.generation), which starts at \(segmentStart): it follows an older history and needs `understudy follow` (or a full copy)"
@@ -286,6 +291,41 @@ public final class PrimaryServer: @unchecked Sendable {
     lock.lock()
     attached[link.peer] = nil
     lock.unlock()
+  }
+
+  /// Another backup of the primary this node took over from holds less than this node
+  /// did at takeover: it is sent the records it lacks, from this node's image trail (the
+  /// same bytes at the same positions) up to the generation's base, then told it is
+  /// caught up. It then follows this primary with a follow request like any other.
+  private func sendCatchUp(from: MATPosition, to end: MATPosition, on link: Link.Connection) throws {
+    events.log(
+      .extractorSynchronized, "sending \(link.peer) the old generation's records from \(from) to \(end) (image trail)",
+      [("peer", .string(link.peer)), ("position", from.json)])
+    let image = layout.image
+    let reader = try TrailReader(directory: image, from: from)
+    var announced: UInt32?
+    var run: (start: MATPosition, end: MATPosition)?
+    func flush() throws {
+      guard let r = run else { return }
+      let bytes = try image.readBytes(sno: r.start.sno, at: r.start.rba, count: Int(r.end.rba - r.start.rba))
+      try link.send(.records(position: r.start, bytes: bytes))
+      run = nil
+    }
+    loop: while true {
+      guard case .record(let record) = try reader.next(), record.end <= end else { break loop }
+      if announced != record.position.sno || (run.map { $0.end.rba - $0.start.rba > 512 << 10 } ?? false) {
+        try flush()
+      }
+      if announced != record.position.sno {
+        let (header, size) = try image.headerAndSize(sno: record.position.sno)
+        try link.send(.fileStart(header: header, size: UInt64(size)))
+        announced = record.position.sno
+      }
+      run = (run?.start ?? record.position, record.end)
+      if record.end == end { break loop }
+    }
+    try flush()
+    link.refuse("caught up to \(end), the base of generation \(config.generation): now follow this primary")
   }
 
   /// An old primary asks how this generation began, before it accepts being superseded.

@@ -23,8 +23,13 @@ public enum FollowNewPrimary {
       guard config.role == .backup, config.generation < hint.generation,
         FileManager.default.fileExists(atPath: config.database)
       else { return false }
-      let (_, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
+      var (_, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
       let base = hint.base
+      // Less than the new primary had: it sends what is missing from its image trail.
+      if state.nodeID == base.priorNode, state.end < base.priorEnd {
+        try catchUp(layout, config, from: hint, state: state)
+        state = try Updater.drain(image: layout.image, database: config.database, events: events).state
+      }
       guard state.nodeID == base.priorNode, state.end == base.priorEnd, state.lastTxid == base.priorTxid else {
         let relation =
           state.nodeID != base.priorNode
@@ -46,6 +51,35 @@ public enum FollowNewPrimary {
       refuse(hint, layout, events, "\(error)")
       return false
     }
+  }
+
+  /// Streams the records between this backup's image trail end and the new primary's
+  /// base from the new primary's image trail into its own, checked and synced as the
+  /// receiver writes them; the new primary ends the link once it has sent them all.
+  static func catchUp(_ layout: NodeLayout, _ config: NodeConfig, from hint: FollowHint, state: CommitState) throws {
+    let (writer, _) = try ImageTrailWriter.open(directory: layout.image, last: state.last, applied: state.end)
+    let key = try Secret.load(path: layout.secretKey)
+    let link = Link.Connection(
+      socket: try Socket.connect(to: try HostPort(parsing: hint.address), timeout: 5),
+      maxPayload: Frame.maxStreamPayload)
+    defer { link.socket.shutdown() }
+    _ = try Handshake.connect(
+      link,
+      as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
+    try link.send(.start(from: writer.end, lastCRC: writer.lastCRC))
+    do {
+      while writer.end < hint.base.priorEnd {
+        switch try link.receive(timeout: 30) {
+        case .fileStart(let header, let size): try writer.beginFile(header: header, size: Int(size))
+        case .records(let position, let bytes): _ = try writer.append(position: position, bytes: bytes)
+        case .heartbeat: continue
+        default: throw link.refusingFrame("expected the old generation's records")
+        }
+      }
+    } catch LinkError.refusedByPeer {
+      // Its last word: caught up (or why not; the drain and the check say which).
+    }
+    try writer.sync()
   }
 
   static func refuse(_ hint: FollowHint, _ layout: NodeLayout, _ events: EventLog, _ why: String) {

@@ -293,6 +293,42 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(copies(), copiesBefore, "and again without a copy")
   }
 
+  /// The other recovery server was down while production committed more, so it holds
+  /// less than the new production: the new production sends it the missing records from
+  /// its image trail, and it follows without a copy.
+  func testARecoveryServerThatHoldsLessCatchesUpFromTheNewProduction() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
+    for server in [prod, dr, dr2] {
+      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
+    }
+    XCTAssertEqual(try dr.command("rtstop", ["-C", "1"]).status, 0)
+    for i in 0..<3 {
+      try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (\(800 + i), 'dr missed it')"])
+    }
+    let end = try XCTUnwrap(positionText(try understudy(["status", "--node", prod.node, "--json"]).json, "durableEnd"))
+    XCTAssertEqual(try understudy(["wait", "--node", dr2.node, "--applied", end, "--timeout", "30"]).status, 0)
+    prod.killDaemon()
+    XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
+    let copies = events(dr.node).filter { $0["code"] as? Int == 9021 }.count
+
+    let failover = try dr2.rtdr(["-q", "failover"])
+    XCTAssertEqual(failover.status, 0, failover.stderr)
+    XCTAssertTrue(
+      try eventually(20) {
+        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
+        return status?["primary"] as? String == dr2.address && status?["connected"] as? Bool == true
+      }, "dr follows dr2: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(events(dr.node).filter { $0["code"] as? Int == 9021 }.count, copies, "without a copy")
+    try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (900, 'on dr2')"])
+    let dr2End = try XCTUnwrap(
+      positionText(try understudy(["status", "--node", dr2.node, "--json"]).json, "durableEnd"))
+    XCTAssertEqual(try understudy(["wait", "--node", dr.node, "--applied", dr2End, "--timeout", "30"]).status, 0)
+    XCTAssertEqual(try dr.checksum(), try dr2.checksum())
+    XCTAssertEqual(try dr.count("t"), try dr2.count("t"))
+  }
+
   /// RDF's triple contingency: the chosen recovery server (dr2) was down while production
   /// committed more, which the other one (dr) received. Failover to dr2 names dr and its
   /// position and is refused; with -f it goes ahead and says dr needs a full copy.
