@@ -52,16 +52,14 @@ struct RTDRCommand: ParsableCommand {
     if usage { return Output.line(RTDRManual.usage) }
     try reporting(json: output.json) {
       guard let operation, let op = RTDROperation(rawValue: operation) else {
-        throw ValidationError(
-          (self.operation.map { "'\($0)' is not an rtdr operation. " } ?? "no operation given. ")
-            + "Usage:\n" + RTDRManual.usage)
+        throw usageError((self.operation.map { "'\($0)' is not an rtdr operation" } ?? "no operation given"))
       }
-      guard let context else { throw ValidationError("-C <ID> is required. Usage:\n" + RTDRManual.usage) }
+      guard let context else { throw usageError("-C <ID> is required") }
       if op != .setup, failoverContext != nil || site != nil {
-        throw ValidationError("-F and -s belong to setup: `rtdr -C \(context) -F <ID> [-s <hostname>] setup`")
+        throw usageError("-F and -s belong to setup: `rtdr -C \(context) -F <ID> [-s <hostname>] setup`")
       }
       if op == .setup, failoverContext == nil {
-        throw ValidationError("setup needs the failover context: `rtdr -C \(context) -F <ID> [-s <hostname>] setup`")
+        throw usageError("setup needs the failover context: `rtdr -C \(context) -F <ID> [-s <hostname>] setup`")
       }
       let options = RTDROptions(
         home: home.resolved, context: try ContextID(parsing: context),
@@ -79,6 +77,13 @@ struct RTDRCommand: ParsableCommand {
       if !verbose { for step in report.steps { Output.line("   \(step.result.text)") } }
       Output.line(report.outcome.text)
     }
+  }
+
+  /// The problem and MIMIX's usage on stderr; exit 64 (EX_USAGE), nothing run.
+  private func usageError(_ problem: String) -> ExitCode {
+    Output.error(problem + "\nusage:\n" + RTDRManual.usage)
+    if output.json { Output.json(.object([("error", .string(problem))])) }
+    return ExitCode(64)
   }
 
   private func printDryRun(_ plan: RTDRPlan) {
