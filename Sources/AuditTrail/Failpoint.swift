@@ -4,6 +4,8 @@
 //
 //   after-trail-sync   the group's records are durable in the MAT, SQLite has not committed
 //   torn-trail-write   half of the group's bytes are written to the MAT, nothing synced
+//   rtdr-step          an rtdr operation has run its N-th step (journal still open)
+//   follow-rebased     follow tied the database to the new primary's MAT, config unchanged
 //
 // And switches, for paths a test cannot otherwise reach (N is ignored):
 //

@@ -51,7 +51,7 @@ final class QueryListener: Sendable {
         case .contextQuery: break
         case .followHint(let hint):
           // Only from the primary of that newer generation (it proved the key), about itself.
-          guard hint.generation > config.generation, peer.generation == hint.generation,
+          guard hint.generation > config.generation, peer.generation == hint.generation, peer.nodeID == hint.node,
             hint.base.generation == hint.generation, (try? HostPort(parsing: hint.address)) != nil
           else {
             throw link.refusing(

@@ -73,11 +73,14 @@ public struct ContextAnswer: Codable, Sendable, Equatable {
 /// `Message.followHint`).
 public struct FollowHint: Codable, Sendable, Equatable {
   public var address: String
+  /// The new primary's node id.
+  public var node: NodeID
   public var generation: Generation
   public var base: NodeConfig.GenerationBase
 
-  public init(address: String, generation: Generation, base: NodeConfig.GenerationBase) {
+  public init(address: String, node: NodeID, generation: Generation, base: NodeConfig.GenerationBase) {
     self.address = address
+    self.node = node
     self.generation = generation
     self.base = base
   }

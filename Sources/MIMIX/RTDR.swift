@@ -749,7 +749,7 @@ public enum RTDR {
         guard !others.isEmpty, let base = config.generationBase, base.generation == config.generation,
           let listen = config.listen
         else { return RTDRStepResult("no other recovery server to tell") }
-        let hint = FollowHint(address: listen, generation: config.generation, base: base)
+        let hint = FollowHint(address: listen, node: config.nodeId, generation: config.generation, base: base)
         let me = LinkIdentity(
           context: config.contextName, nodeID: config.nodeId, generation: config.generation,
           key: try Secret.load(path: layout.secretKey))

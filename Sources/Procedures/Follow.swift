@@ -94,13 +94,16 @@ public enum Follow {
       guard case .followAccept(let start) = try link.receive(timeout: Handshake.stepTimeout) else {
         throw link.refusingFrame("expected the primary's answer to a follow request")
       }
+      // The old history's image trail goes before the database is tied to the new MAT:
+      // a kill between the two must never leave old records where the new ones will lie.
+      try clearImage(layout)
       try Promotion.rebase(database: config.database, from: priorNode, to: peer.nodeID, start: start)
+      Failpoint.reached("follow-rebased")
       config.base = .init(position: start, checksum: checksum, empty: false)
       result.from = start
     }
     // The image trail of an earlier time as a backup belongs to another history.
-    for sno in (try? layout.image.snos()) ?? [] { unlink(layout.image.filePath(sno: sno)) }
-    try FileManager.default.createDirectory(atPath: layout.image.path, withIntermediateDirectories: true)
+    try clearImage(layout)
     try Secret.install(key + [0x0A], in: layout)
     config.role = .backup
     config.primary = primary
@@ -115,6 +118,11 @@ public enum Follow {
         + (result.from.map { ", streaming from \($0)" } ?? "; the next start copies its database"),
       [("listen", .string(primary)), ("generation", .int(Int64(peer.generation.rawValue)))])
     return result
+  }
+
+  static func clearImage(_ layout: NodeLayout) throws {
+    for sno in (try? layout.image.snos()) ?? [] { unlink(layout.image.filePath(sno: sno)) }
+    try FileManager.default.createDirectory(atPath: layout.image.path, withIntermediateDirectories: true)
   }
 
   /// Moves the database (and its WAL) aside for a full copy; returns where it went.

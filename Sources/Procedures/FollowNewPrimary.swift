@@ -23,8 +23,18 @@ public enum FollowNewPrimary {
       guard config.role == .backup, config.generation < hint.generation,
         FileManager.default.fileExists(atPath: config.database)
       else { return false }
-      var (_, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
       let base = hint.base
+      // Killed after the database was tied to the new primary's MAT, before the config
+      // said so (the old image trail is gone by then): the follow is finished the same
+      // way, the new primary checking it again. Nothing is applied first.
+      let tied = try CommitState.read(databaseAt: config.database)
+      if tied.nodeID == hint.node, tied.end == base.matStart {
+        _ = try Follow.follow(
+          layout, primary: hint.address, key: try Secret.load(path: layout.secretKey), fullCopy: false,
+          prior: (base.priorNode, base.priorEnd, base.priorTxid))
+        return true
+      }
+      var (_, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
       // Less than the new primary had: it sends what is missing from its image trail.
       if state.nodeID == base.priorNode, state.end < base.priorEnd {
         try catchUp(layout, config, from: hint, state: state)

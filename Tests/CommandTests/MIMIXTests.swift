@@ -329,6 +329,41 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(try dr.count("t"), try dr2.count("t"))
   }
 
+  /// The other recovery server's daemon is SIGKILLed right after its database was tied
+  /// to the new production's MAT, before its config said so: its next start finishes the
+  /// follow (the hint is kept until acted on), without a copy and applying nothing old.
+  func testAFollowKilledAfterTheRebaseFinishesAtTheNextStart() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
+    for server in [prod, dr, dr2] {
+      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
+    }
+    XCTAssertEqual(try dr.command("rtstop", ["-C", "1"]).status, 0)
+    let armed = try mimix(
+      "rtstart", ["-C", "1", "--home", dr.home], environment: ["UNDERSTUDY_FAILPOINT": "follow-rebased:1"])
+    XCTAssertEqual(armed.status, 0, armed.stderr)
+    try pair.loseProduction(unshipped: 0)
+    let copies = events(dr.node).filter { $0["code"] as? Int == 9021 }.count
+    XCTAssertEqual(try dr2.rtdr(["-q", "failover"]).status, 0)
+    XCTAssertTrue(try eventually(20) { dr.daemonPid == nil }, "the failpoint killed dr's daemon at the rebase")
+    XCTAssertEqual(
+      try understudy(["status", "--node", dr.node, "--json"]).json.flatMap {
+        ($0 as? [String: Any])?["primary"] as? String
+      }, prod.address, "killed before its config changed")
+    XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
+    XCTAssertTrue(
+      try eventually(20) {
+        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
+        return status?["primary"] as? String == dr2.address && status?["connected"] as? Bool == true
+      }, "dr follows dr2 after the restart: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(events(dr.node).filter { $0["code"] as? Int == 9021 }.count, copies, "without a copy")
+    try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (901, 'on dr2')"])
+    let end = try XCTUnwrap(positionText(try understudy(["status", "--node", dr2.node, "--json"]).json, "durableEnd"))
+    XCTAssertEqual(try understudy(["wait", "--node", dr.node, "--applied", end, "--timeout", "30"]).status, 0)
+    XCTAssertEqual(try dr.checksum(), try dr2.checksum())
+  }
+
   /// RDF's triple contingency: the chosen recovery server (dr2) was down while production
   /// committed more, which the other one (dr) received. Failover to dr2 names dr and its
   /// position and is refused; with -f it goes ahead and says dr needs a full copy.
