@@ -22,7 +22,9 @@ final class MIMIXAdversarialTests: XCTestCase {
     try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (100, 'after the backup stalled')"])
     let drain = try startUnderstudy(["rtstop", "-C", "1", "-S", "--timeout", "60", "--home", prod.home])
     let blocked = prod.node + "/state/writes-blocked"
-    XCTAssertTrue(try eventually(10) { FileManager.default.fileExists(atPath: blocked) }, "the drain blocks writes")
+    XCTAssertTrue(
+      try eventually(30) { FileManager.default.fileExists(atPath: blocked) },
+      "the drain blocks writes (drain running: \(drain.isRunning); prod: \(events(prod.node).suffix(3)))")
     kill(drain.processIdentifier, SIGINT)
     drain.waitUntilExit()
     kill(drPid, SIGCONT)
