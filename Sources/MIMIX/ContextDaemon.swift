@@ -83,10 +83,11 @@ public enum ContextDaemon {
       guard Clock.monotonicSeconds() < attachDeadline else { throw MIMIXError.drainWithoutBackup(context: context) }
       usleep(50_000)
     }
-    try WriteBlock.set(layout, reason: drainReason)
-    let lifting = liftOnSignal(layout)
+    // Held by this process: if it is SIGKILLed, the primary's daemon lifts it.
+    let held = try WriteBlock.setHeld(layout, reason: drainReason)
+    let lifting = liftOnSignal(held)
     defer {
-      try? WriteBlock.clear(layout)
+      try? held.release()
       for (signo, source) in lifting {
         source.cancel()
         signal(signo, SIG_DFL)
@@ -111,13 +112,13 @@ public enum ContextDaemon {
 
   /// A drain interrupted (Ctrl-C, SIGTERM, a closed terminal) lifts its write block before
   /// the command ends: the daemon keeps running, and production must take writes again.
-  /// (A SIGKILL still leaves the block; `rtstart` clears a drain's block.)
-  static func liftOnSignal(_ layout: NodeLayout) -> [(Int32, DispatchSourceSignal)] {
+  /// (After a SIGKILL, the primary's daemon lifts the orphaned block; `rtstart` too.)
+  static func liftOnSignal(_ held: WriteBlock.Holder) -> [(Int32, DispatchSourceSignal)] {
     [SIGINT, SIGTERM, SIGHUP].map { signo in
       signal(signo, SIG_IGN)
       let source = DispatchSource.makeSignalSource(signal: signo, queue: .global())
       source.setEventHandler {
-        try? WriteBlock.clear(layout)
+        try? held.release()
         FileHandle.standardError.write(
           Data("rtstop -S interrupted (signal \(signo)): writes are allowed again; the daemon keeps running\n".utf8))
         exit(128 + signo)

@@ -54,6 +54,7 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case statemapClean = 9083
   case followHinted = 9084
   case followHintRefused = 9085
+  case writeBlockLifted = 9086
 }
 
 public struct Event: Sendable {

@@ -59,6 +59,9 @@ public final class PrimaryServer: @unchecked Sendable {
         }
       }
       publishAttached()
+      if WriteBlock.liftOrphaned(layout) {
+        events.log(.writeBlockLifted, "writes allowed again: the process that blocked them is gone")
+      }
       do {
         try purger.tick()
       } catch {

@@ -24,8 +24,18 @@ enum Output {
   static func json(_ value: JSON) { line(value.serialized()) }
 
   static func error(_ text: String) {
-    FileHandle.standardError.write(Data(("understudy: " + text + "\n").utf8))
+    FileHandle.standardError.write(Data((program + ": " + text + "\n").utf8))
   }
+
+  /// What errors are prefixed with: the MIMIX command's own name when it runs (as
+  /// `rtdr …` or `understudy rtdr …`), else `understudy`.
+  static let program: String = {
+    let arguments = CommandLine.arguments
+    guard arguments.count > 1, ["rtdr", "rtstart", "rtstop", "scconfig"].contains(arguments[1]) else {
+      return "understudy"
+    }
+    return arguments[1]
+  }()
 
   /// Progress for people on a terminal; silent when stderr is not a terminal or in JSON mode.
   static func progress(_ text: String, json: Bool) {

@@ -36,6 +36,29 @@ final class MIMIXAdversarialTests: XCTestCase {
     XCTAssertNil((status.json as? [String: Any])?["writesBlocked"] as? String, status.stdout)
   }
 
+  /// `rtstop -S` SIGKILLed while it drains: it cannot lift its block itself, so the
+  /// primary's daemon does, once the block's holder is gone (9086).
+  func testASIGKILLedDrainsBlockIsLiftedByTheDaemon() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let drPid = try XCTUnwrap(dr.daemonPid)
+    kill(drPid, SIGSTOP)
+    defer { kill(drPid, SIGCONT) }
+    try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (100, 'after the backup stalled')"])
+    let drain = try startUnderstudy(["rtstop", "-C", "1", "-S", "--timeout", "60", "--home", prod.home])
+    let blocked = prod.node + "/state/writes-blocked"
+    XCTAssertTrue(try eventually(30) { FileManager.default.fileExists(atPath: blocked) }, "the drain blocks writes")
+    kill(drain.processIdentifier, SIGKILL)
+    drain.waitUntilExit()
+    XCTAssertTrue(try eventually(10) { !FileManager.default.fileExists(atPath: blocked) }, "the daemon lifts the block")
+    XCTAssertTrue(events(prod.node).contains { $0["code"] as? Int == 9086 })
+    let write = try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (101, 'after the kill')"])
+    XCTAssertEqual(write.status, 0, write.stderr)
+    kill(drPid, SIGCONT)
+    try pair.waitForReplica()
+    XCTAssertEqual(try prod.checksum(), try dr.checksum())
+  }
+
   /// resync on production is killed right after it recorded its decision (file recovery);
   /// then the operator marks the acting production's statemap dirty (rtstop -F, scconfig
   /// -M, rtstart) and runs resync again. It must finish (a full copy, as the mark asks).
