@@ -74,6 +74,25 @@ struct MIMIXServer {
     return ((outcome.json as? [String: Any])?["rows"] as? [[Int]])?.first?.first ?? -1
   }
 
+  /// A backup of `primary`, connected to it now.
+  func follows(_ primary: MIMIXServer) throws -> Bool {
+    let status = try understudy(["status", "--node", node, "--json"]).json as? [String: Any]
+    return status?["role"] as? String == "backup" && status?["primary"] as? String == primary.address
+      && status?["connected"] as? Bool == true
+  }
+
+  /// Waits until this node has applied `primary`'s whole MAT, then compares checksums.
+  func catchesUp(with primary: MIMIXServer, file: StaticString = #filePath, line: UInt = #line) throws {
+    let status = try understudy(["status", "--node", primary.node, "--json"])
+    let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr, file: file, line: line)
+    let waited = try understudy(["wait", "--node", node, "--applied", end, "--timeout", "30"])
+    XCTAssertEqual(waited.status, 0, waited.stderr, file: file, line: line)
+    XCTAssertEqual(try checksum(), try primary.checksum(), file: file, line: line)
+  }
+
+  /// How many initial copies this node has received (9021).
+  var copies: Int { events(node).filter { $0["code"] as? Int == 9021 }.count }
+
   /// Every file under the home and the node directory, and the database, byte for byte.
   func fingerprint() throws -> [String: Data] {
     var result: [String: Data] = [:]
@@ -165,6 +184,19 @@ struct MIMIXPair {
         return (status?["backups"] as? [Any])?.count == 2
       }, "both recovery servers attached")
     return server
+  }
+
+  /// A second recovery server `dr2`, and failover context 2 set up on all three servers
+  /// with dr2 as the failover site.
+  func addFailoverSite(_ test: XCTestCase, file: StaticString = #filePath, line: UInt = #line) throws
+    -> MIMIXServer
+  {
+    let dr2 = try addRecoveryServer(test, name: "dr2")
+    for server in [production, recovery, dr2] {
+      let setup = try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"])
+      XCTAssertEqual(setup.status, 0, "\(server.name): \(setup.stderr)", file: file, line: line)
+    }
+    return dr2
   }
 
   /// Waits until the node following the other has applied its whole MAT.

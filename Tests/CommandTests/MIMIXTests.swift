@@ -254,28 +254,15 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(wrongSite.status, 1)
     XCTAssertTrue(wrongSite.stderr.contains("dr2 is"), wrongSite.stderr)
     XCTAssertEqual(try dr.role(), "backup")
-    let copies = { events(dr.node).filter { $0["code"] as? Int == 9021 }.count }
-    let copiesBefore = copies()
+    let copiesBefore = dr.copies
     let failover = try dr2.rtdr(["-q", "failover"])
     XCTAssertEqual(failover.status, 0, failover.stderr)
     XCTAssertTrue(failover.stdout.contains("dr told"), failover.stdout)
 
-    func follows(_ server: MIMIXServer, _ primary: MIMIXServer) throws -> Bool {
-      let status = try understudy(["status", "--node", server.node, "--json"]).json as? [String: Any]
-      return status?["role"] as? String == "backup" && status?["primary"] as? String == primary.address
-        && status?["connected"] as? Bool == true
-    }
-    func applies(_ server: MIMIXServer, from primary: MIMIXServer, line: UInt = #line) throws {
-      let status = try understudy(["status", "--node", primary.node, "--json"])
-      let end = try XCTUnwrap(positionText(status.json, "durableEnd"))
-      let waited = try understudy(["wait", "--node", server.node, "--applied", end, "--timeout", "30"])
-      XCTAssertEqual(waited.status, 0, waited.stderr, line: line)
-      XCTAssertEqual(try server.checksum(), try primary.checksum(), line: line)
-    }
-    XCTAssertTrue(try eventually(20) { try follows(dr, dr2) }, "dr follows dr2 by itself: \(events(dr.node).suffix(4))")
-    XCTAssertEqual(copies(), copiesBefore, "without a copy")
+    XCTAssertTrue(try eventually(20) { try dr.follows(dr2) }, "dr follows dr2 by itself: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(dr.copies, copiesBefore, "without a copy")
     try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (700, 'on dr2')"])
-    try applies(dr, from: dr2)
+    try dr.catchesUp(with: dr2)
 
     let resync = try prod.rtdr(["-q", "resync"])
     XCTAssertEqual(resync.status, 0, resync.stderr)
@@ -286,11 +273,11 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(back.status, 0, back.stderr)
     XCTAssertEqual(try prod.role(), "primary")
     XCTAssertEqual(try dr2.role(), "backup")
-    XCTAssertTrue(try eventually(20) { try follows(dr, prod) }, "dr follows prod again: \(events(dr.node).suffix(4))")
+    XCTAssertTrue(try eventually(20) { try dr.follows(prod) }, "dr follows prod again: \(events(dr.node).suffix(4))")
     try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (701, 'back on prod')"])
-    try applies(dr, from: prod)
-    try applies(dr2, from: prod)
-    XCTAssertEqual(copies(), copiesBefore, "and again without a copy")
+    try dr.catchesUp(with: prod)
+    try dr2.catchesUp(with: prod)
+    XCTAssertEqual(dr.copies, copiesBefore, "and again without a copy")
   }
 
   /// The other recovery server was down while production committed more, so it holds
@@ -299,10 +286,7 @@ final class MIMIXTests: XCTestCase {
   func testARecoveryServerThatHoldsLessCatchesUpFromTheNewProduction() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
-    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
-    for server in [prod, dr, dr2] {
-      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
-    }
+    let dr2 = try pair.addFailoverSite(self)
     XCTAssertEqual(try dr.command("rtstop", ["-C", "1"]).status, 0)
     for i in 0..<3 {
       try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (\(800 + i), 'dr missed it')"])
@@ -311,21 +295,14 @@ final class MIMIXTests: XCTestCase {
     XCTAssertEqual(try understudy(["wait", "--node", dr2.node, "--applied", end, "--timeout", "30"]).status, 0)
     prod.killDaemon()
     XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
-    let copies = events(dr.node).filter { $0["code"] as? Int == 9021 }.count
+    let copies = dr.copies
 
     let failover = try dr2.rtdr(["-q", "failover"])
     XCTAssertEqual(failover.status, 0, failover.stderr)
-    XCTAssertTrue(
-      try eventually(20) {
-        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
-        return status?["primary"] as? String == dr2.address && status?["connected"] as? Bool == true
-      }, "dr follows dr2: \(events(dr.node).suffix(4))")
-    XCTAssertEqual(events(dr.node).filter { $0["code"] as? Int == 9021 }.count, copies, "without a copy")
+    XCTAssertTrue(try eventually(20) { try dr.follows(dr2) }, "dr follows dr2: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(dr.copies, copies, "without a copy")
     try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (900, 'on dr2')"])
-    let dr2End = try XCTUnwrap(
-      positionText(try understudy(["status", "--node", dr2.node, "--json"]).json, "durableEnd"))
-    XCTAssertEqual(try understudy(["wait", "--node", dr.node, "--applied", dr2End, "--timeout", "30"]).status, 0)
-    XCTAssertEqual(try dr.checksum(), try dr2.checksum())
+    try dr.catchesUp(with: dr2)
     XCTAssertEqual(try dr.count("t"), try dr2.count("t"))
   }
 
@@ -335,16 +312,13 @@ final class MIMIXTests: XCTestCase {
   func testAFollowKilledAfterTheRebaseFinishesAtTheNextStart() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
-    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
-    for server in [prod, dr, dr2] {
-      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
-    }
+    let dr2 = try pair.addFailoverSite(self)
     XCTAssertEqual(try dr.command("rtstop", ["-C", "1"]).status, 0)
     let armed = try mimix(
       "rtstart", ["-C", "1", "--home", dr.home], environment: ["UNDERSTUDY_FAILPOINT": "follow-rebased:1"])
     XCTAssertEqual(armed.status, 0, armed.stderr)
     try pair.loseProduction(unshipped: 0)
-    let copies = events(dr.node).filter { $0["code"] as? Int == 9021 }.count
+    let copies = dr.copies
     XCTAssertEqual(try dr2.rtdr(["-q", "failover"]).status, 0)
     XCTAssertTrue(try eventually(20) { dr.daemonPid == nil }, "the failpoint killed dr's daemon at the rebase")
     XCTAssertEqual(
@@ -353,15 +327,10 @@ final class MIMIXTests: XCTestCase {
       }, prod.address, "killed before its config changed")
     XCTAssertEqual(try dr.command("rtstart", ["-C", "1"]).status, 0)
     XCTAssertTrue(
-      try eventually(20) {
-        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
-        return status?["primary"] as? String == dr2.address && status?["connected"] as? Bool == true
-      }, "dr follows dr2 after the restart: \(events(dr.node).suffix(4))")
-    XCTAssertEqual(events(dr.node).filter { $0["code"] as? Int == 9021 }.count, copies, "without a copy")
+      try eventually(20) { try dr.follows(dr2) }, "dr follows dr2 after the restart: \(events(dr.node).suffix(4))")
+    XCTAssertEqual(dr.copies, copies, "without a copy")
     try understudy(["sql", "--node", dr2.node, "INSERT INTO t VALUES (901, 'on dr2')"])
-    let end = try XCTUnwrap(positionText(try understudy(["status", "--node", dr2.node, "--json"]).json, "durableEnd"))
-    XCTAssertEqual(try understudy(["wait", "--node", dr.node, "--applied", end, "--timeout", "30"]).status, 0)
-    XCTAssertEqual(try dr.checksum(), try dr2.checksum())
+    try dr.catchesUp(with: dr2)
   }
 
   /// RDF's triple contingency: the chosen recovery server (dr2) was down while production
@@ -370,10 +339,7 @@ final class MIMIXTests: XCTestCase {
   func testFailoverNamesARecoveryServerThatReceivedMore() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
-    let dr2 = try pair.addRecoveryServer(self, name: "dr2")
-    for server in [prod, dr, dr2] {
-      XCTAssertEqual(try server.rtdr(["-q", "-F", "2", "-s", "dr2", "setup"]).status, 0, server.name)
-    }
+    let dr2 = try pair.addFailoverSite(self)
     XCTAssertEqual(try dr2.command("rtstop", ["-C", "1"]).status, 0)
     for i in 0..<3 { try understudy(["sql", "--node", prod.node, "INSERT INTO t VALUES (\(800 + i), 'dr only')"]) }
     try pair.waitForReplica()
