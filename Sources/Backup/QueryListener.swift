@@ -44,8 +44,7 @@ final class QueryListener: Sendable {
       do {
         // As of now: a first start's initial copy sets the generation after this began.
         let config = try layout.loadConfig()
-        let me = LinkIdentity(
-          context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
+        let me = LinkIdentity(config, key: key)
         let (peer, _) = try Handshake.accept(link, as: me)
         switch try link.receive(timeout: Handshake.stepTimeout) {
         case .contextQuery: break

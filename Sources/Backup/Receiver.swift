@@ -96,7 +96,7 @@ final class Receiver: @unchecked Sendable {
     defer { socket.shutdown() }
     let peer = try Handshake.connect(
       link,
-      as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
+      as: LinkIdentity(config, key: key))
     guard peer.generation >= config.generation else {
       throw link.refusing(
         "the primary at \(primaryAddress) is at generation \(peer.generation), older than this backup's \(config.generation)"

@@ -65,8 +65,6 @@ public struct ContextAnswer: Codable, Sendable, Equatable {
     self.statemap = statemap
     self.backups = backups
   }
-
-  func encoded() -> [UInt8] { ControlJSON.encode(self) }
 }
 
 /// A new primary's word to the other backups of the primary it superseded (see

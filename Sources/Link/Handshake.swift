@@ -20,6 +20,11 @@ public struct LinkIdentity: Sendable {
     self.generation = generation
     self.key = key
   }
+
+  /// A node as its config names it (context, id, generation), with its link key.
+  public init(_ config: NodeConfig, key: [UInt8]) {
+    self.init(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
+  }
 }
 
 /// Who is at the other end, once proven.

@@ -189,7 +189,7 @@ public enum Message: Sendable {
       w.position(b.priorEnd)
       w.string(b.checksum)
     case .contextQuery: break
-    case .contextAnswer(let answer): w.raw(answer.encoded())
+    case .contextAnswer(let answer): w.raw(ControlJSON.encode(answer))
     case .followHint(let hint): w.raw(ControlJSON.encode(hint))
     }
     return Frame(type, w.bytes)

@@ -60,12 +60,6 @@ public enum ContextDaemon {
     }
   }
 
-  /// Stops the daemon if it runs; its pid then.
-  @discardableResult
-  public static func stop(_ layout: NodeLayout, timeout: Double = 60) throws -> Int32? {
-    try DaemonLock.stopIfRunning(layout, timeout: timeout)
-  }
-
   /// What `rtstop -S` says to writers while it drains.
   public static let drainReason = "rtstop -S: the context is draining into its backups before its daemon stops"
 
@@ -107,7 +101,7 @@ public enum ContextDaemon {
       }
       usleep(20_000)
     }
-    return (end, try stop(layout))
+    return (end, try DaemonLock.stopIfRunning(layout))
   }
 
   /// A drain interrupted (Ctrl-C, SIGTERM, a closed terminal) lifts its write block before

@@ -442,21 +442,26 @@ public enum RTDR {
     // Already following the acting production (a re-run): start and wait.
     var following = s.node.role == .backup && s.node.primary == address
     var decision = s.state.resync
+    func askSite() throws -> ContextAnswer {
+      do {
+        return try s.ask(address)
+      } catch {
+        throw MIMIXError.siteUnreachable(context: x.id, site: site, address: address, detail: "\(error)")
+      }
+    }
+    // Asked once: not at all when a full copy is already under way; while following, a
+    // site that does not answer is no reason to stop a re-run that only starts and waits.
+    let asked: ContextAnswer? =
+      following && decision?.fullCopy == true ? nil : following ? try? askSite() : try askSite()
     // Following, but the acting production's statemap was marked dirty since (and this
     // is no full copy already under way): the mark asks for a full copy, so one is made.
-    let marked =
-      following && decision?.fullCopy != true && (try? s.ask(address))?.statemap.dirty == true
+    let marked = following && decision?.fullCopy != true && asked?.statemap.dirty == true
     if marked {
       following = false
       decision = nil
     }
     if decision == nil || !following {
-      let answer: ContextAnswer
-      do {
-        answer = try s.ask(address)
-      } catch {
-        throw MIMIXError.siteUnreachable(context: x.id, site: site, address: address, detail: "\(error)")
-      }
+      let answer = try asked ?? askSite()
       guard answer.role == .primary, answer.generation > s.node.generation || following || marked else {
         throw MIMIXError.notFailedOver(context: x.id, operation: "resync", site: site)
       }
@@ -482,7 +487,7 @@ public enum RTDR {
         RTDRStep(
           command: "understudy stop --node \(node)", what: "this node's daemon stops (if it runs)",
           run: {
-            let pid = try ContextDaemon.stop(layout)
+            let pid = try DaemonLock.stopIfRunning(layout)
             return RTDRStepResult(pid.map { "stopped (pid \($0))" } ?? "not running")
           }))
       if let to = chosen.to, !chosen.fullCopy {
@@ -750,9 +755,7 @@ public enum RTDR {
           let listen = config.listen
         else { return RTDRStepResult("no other recovery server to tell") }
         let hint = FollowHint(address: listen, node: config.nodeId, generation: config.generation, base: base)
-        let me = LinkIdentity(
-          context: config.contextName, nodeID: config.nodeId, generation: config.generation,
-          key: try Secret.load(path: layout.secretKey))
+        let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
         var told: [String] = []
         for other in others {
           let name = other.name ?? other.address ?? "?"
@@ -845,7 +848,7 @@ struct Situation {
 
   func ask(_ address: String, timeout: Double = 5) throws -> ContextAnswer {
     let key = try Secret.load(path: layout.secretKey)
-    let me = LinkIdentity(context: node.contextName, nodeID: node.nodeId, generation: node.generation, key: key)
+    let me = LinkIdentity(node, key: key)
     return try Handshake.queryContext(try HostPort(parsing: address), as: me, timeout: timeout).1
   }
 }

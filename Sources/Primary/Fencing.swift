@@ -64,7 +64,7 @@ public enum Fencing {
     _ layout: NodeLayout, _ config: NodeConfig, refused: (Refusal) -> Void = { _ in }
   ) throws -> (LinkPeer, String)? {
     let key = try Secret.load(path: layout.secretKey)
-    let me = LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
+    let me = LinkIdentity(config, key: key)
     for (index, backup) in try knownBackups(layout).enumerated() {
       guard let address = try? HostPort(parsing: backup.listen) else {
         throw FencingError.unreadableBackups(

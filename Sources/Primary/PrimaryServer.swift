@@ -183,8 +183,7 @@ public final class PrimaryServer: @unchecked Sendable {
   }
 
   func serve(_ link: Link.Connection) {
-    let identity = LinkIdentity(
-      context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
+    let identity = LinkIdentity(config, key: key)
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       guard peer.generation <= config.generation else {

@@ -73,7 +73,7 @@ public enum Follow {
     defer { link.socket.shutdown() }
     let peer = try Handshake.connect(
       link,
-      as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
+      as: LinkIdentity(config, key: key))
     guard peer.generation > config.generation || (fullCopy && config.role == .backup) else {
       link.refuse("follow: the follower is at generation \(config.generation), not older than this node's")
       throw FollowError.notNewer(address: primary, generation: peer.generation, own: config.generation)

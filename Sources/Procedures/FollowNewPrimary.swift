@@ -75,7 +75,7 @@ public enum FollowNewPrimary {
     defer { link.socket.shutdown() }
     _ = try Handshake.connect(
       link,
-      as: LinkIdentity(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key))
+      as: LinkIdentity(config, key: key))
     try link.send(.start(from: writer.end, lastCRC: writer.lastCRC))
     do {
       while writer.end < hint.base.priorEnd {

@@ -226,9 +226,7 @@ public enum Takeover {
       return
     }
     guard let address = try? HostPort(parsing: primary) else { return }
-    let me = LinkIdentity(
-      context: config.contextName, nodeID: config.nodeId, generation: config.generation,
-      key: try Secret.load(path: layout.secretKey))
+    let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
     if let peer = try? Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2),
       peer.generation <= config.generation
     {

@@ -18,7 +18,7 @@ extension DemoState {
 
   func runMIMIX() throws {
     defer {
-      for node in [primary, backup] { _ = try? ContextDaemon.stop(NodeLayout(root: node)) }
+      for node in [primary, backup] { _ = try? DaemonLock.stopIfRunning(NodeLayout(root: node)) }
     }
     try createPrimary()
     try startBackup()

@@ -83,7 +83,7 @@ struct RTStop: ParsableCommand {
         drainedTo = end.json
         pid = stopped
       } else {
-        pid = try ContextDaemon.stop(layout, timeout: timeout)
+        pid = try DaemonLock.stopIfRunning(layout, timeout: timeout)
       }
       if full {
         var state = try home.state(primary)
