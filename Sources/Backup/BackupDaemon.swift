@@ -30,7 +30,9 @@ public final class BackupDaemon: @unchecked Sendable {
       layout: layout, events: events, stop: stop, progress: progress, showProgress: showProgress)
     let updater = Updater(layout: layout, database: config.database, events: events, stop: stop, progress: progress)
     let purger = try Purger(layout: layout, retention: config.retention, events: events)
-    let queries = QueryListener(layout: layout, config: config, events: events, stop: stop, progress: progress)
+    let relay = try Relay(layout: layout, events: events, stop: stop, progress: progress)
+    let queries = QueryListener(
+      layout: layout, config: config, events: events, stop: stop, progress: progress, relay: relay)
     events.log(
       .daemonStarted, "backup daemon started; primary \(config.primary ?? "?"), context '\(config.contextName)'")
     let done = DispatchGroup()
@@ -49,7 +51,7 @@ public final class BackupDaemon: @unchecked Sendable {
       if Clock.monotonicSeconds() - lastPurge >= 1 {
         lastPurge = Clock.monotonicSeconds()
         do {
-          try purger.tick(applied: progress.snapshot.applied)
+          try purger.tick(applied: progress.snapshot.applied, relayed: try relay.record())
         } catch {
           events.log(.fileError, "the purger could not record the safe position: \(error)")
         }
@@ -57,7 +59,7 @@ public final class BackupDaemon: @unchecked Sendable {
       stop.sleep(0.25)
     }
     _ = done.wait(timeout: .now() + 30)
-    try purger.tick(applied: progress.snapshot.applied)
+    try purger.tick(applied: progress.snapshot.applied, relayed: try relay.record())
     progress.update { $0.connected = false }
     progress.writeRuntime(layout)
   }

@@ -26,6 +26,9 @@ public final class BackupProgress: @unchecked Sendable {
     public var lastFrameMicros: Int64?
     /// Why the updater is waiting to retry (a full disk), while it is.
     public var updaterWaiting: String?
+    /// Set while the stream comes from a relay (a backup passing on what it received),
+    /// not from the primary itself: that node.
+    public var relayedBy: NodeID?
   }
 
   public var snapshot: Snapshot {
@@ -82,6 +85,7 @@ public final class BackupProgress: @unchecked Sendable {
       ("copying", s.copying.map(JSON.double) ?? .null),
       ("lastFrameMicros", s.lastFrameMicros.map { .int($0) } ?? .null),
       ("updaterWaiting", s.updaterWaiting.map(JSON.string) ?? .null),
+      ("relayedBy", s.relayedBy.map { .string($0.description) } ?? .null),
     ])
     let path = Self.runtimePath(layout)
     let temp = path + ".tmp"

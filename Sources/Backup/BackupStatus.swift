@@ -31,6 +31,8 @@ public struct BackupStatus: Sendable {
   /// Connected, but no whole frame for more than `stalledAfter`: when the last one came.
   public var linkStalledSince: Int64?
   public var updaterWaiting: String?
+  /// The backup it receives from when that is a relay (a cascade), not the primary.
+  public var relayedBy: NodeID?
 
   /// Four of the primary's heartbeat intervals.
   public static let stalledAfter = 2.0
@@ -46,6 +48,7 @@ public struct BackupStatus: Sendable {
     var updaterStopped: String?
     var lastFrameMicros: Int64?
     var updaterWaiting: String?
+    var relayedBy: NodeID?
   }
 
   public static func read(node: String) throws -> BackupStatus {
@@ -99,7 +102,7 @@ public struct BackupStatus: Sendable {
         ? runtime?.lastFrameMicros.flatMap {
           Double(Clock.nowMicros() - $0) / 1e6 > stalledAfter ? $0 : nil
         } : nil,
-      updaterWaiting: running ? runtime?.updaterWaiting : nil)
+      updaterWaiting: running ? runtime?.updaterWaiting : nil, relayedBy: running ? runtime?.relayedBy : nil)
   }
 
   public var json: JSON {
@@ -116,6 +119,7 @@ public struct BackupStatus: Sendable {
       ("lastError", lastError.map(JSON.string) ?? .null), ("updaterStopped", updaterStopped.map(JSON.string) ?? .null),
       ("linkStalledSince", linkStalledSince.map { .string(isoTime(micros: $0)) } ?? .null),
       ("updaterWaiting", updaterWaiting.map(JSON.string) ?? .null),
+      ("relayedBy", relayedBy.map { .string($0.description) } ?? .null),
     ])
   }
 }

@@ -67,7 +67,7 @@ struct InitialCopy {
       let db = try SQLiteSupport.Connection(path: temp, mode: .readOnly)
       let state = try CommitState.read(db)
       let actual = try DatabaseChecksum.compute(db).checksum
-      guard state.end == position, state.nodeID == peer.nodeID, actual == checksum else {
+      guard state.end == position, state.nodeID == peer.origin, actual == checksum else {
         throw NodeError.badConfig(
           path: temp,
           reason:

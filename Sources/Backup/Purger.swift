@@ -32,7 +32,8 @@ final class Purger {
     recorded = try SafePosition.read(layout)?.safe
   }
 
-  func tick(applied: MATPosition?) throws {
+  /// `relayed`: the earliest position a next hop still needs (a cascade); files it needs stay.
+  func tick(applied: MATPosition?, relayed: MATPosition? = nil) throws {
     guard let applied else { return }
     if recorded != applied {
       try StateFile.write(SafePosition(safe: applied, recordedMicros: Clock.nowMicros()), to: SafePosition.path(layout))
@@ -40,7 +41,8 @@ final class Purger {
     }
     var removed: [String] = []
     let now = Date()
-    for sno in try layout.image.snos() where sno < applied.sno {
+    let keep = min(applied.sno, relayed?.sno ?? applied.sno)
+    for sno in try layout.image.snos() where sno < keep {
       let path = layout.image.filePath(sno: sno)
       // An age that cannot be read counts as new: the file is kept, never removed early.
       let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now

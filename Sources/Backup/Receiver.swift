@@ -116,9 +116,10 @@ final class Receiver: @unchecked Sendable {
       config = try layout.loadConfig()
     }
     let state = try CommitState.read(databaseAt: config.database)
-    guard state.nodeID == peer.nodeID else {
+    guard state.nodeID == peer.origin else {
       throw link.refusing(
-        "this backup follows node \(state.nodeID), but the primary at \(primaryAddress) is node \(peer.nodeID)")
+        "this backup follows node \(state.nodeID), but the \(peer.isRelay ? "relay" : "primary") at \(primaryAddress) serves node \(peer.origin)"
+          + (peer.isRelay ? " (it is node \(peer.nodeID), a backup)" : ""))
     }
     let (image, cut) = try ImageTrailWriter.open(directory: layout.image, last: state.last, applied: state.end)
     if cut > 0 {
@@ -131,15 +132,30 @@ final class Receiver: @unchecked Sendable {
     if let last = state.last, image.end == state.end { image.refetchLast(at: last, txid: state.lastTxid) }
     try link.send(.start(from: image.end, lastCRC: image.lastCRC))
     events.log(
-      .linkConnected, "connected to primary \(peer.nodeID) at \(primaryAddress), streaming from \(image.end)",
+      .linkConnected,
+      (peer.isRelay
+        ? "connected to relay \(peer.nodeID) (a backup of primary \(peer.origin)) at \(primaryAddress)"
+        : "connected to primary \(peer.nodeID) at \(primaryAddress)") + ", streaming from \(image.end)",
       [("position", image.end.json)])
     progress.update {
+      $0.relayedBy = peer.isRelay ? peer.nodeID : nil
       $0.connected = true
       $0.lastError = nil
       $0.lastFrameMicros = Clock.nowMicros()
     }
     established = true
 
+    // However the session ends (stopping, or the link dropped mid-burst), what was written
+    // is synced and counts as received: whole, checked records the primary had made
+    // durable. Left unsynced, the next hop of a cascade and `rtdr`'s comparison of the
+    // recovery servers would not see them, though takeover and the updater would.
+    defer {
+      if (try? image.sync()) != nil {
+        // Never back: a refetch of the last record starts one record before the end.
+        progress.update { $0.acked = max($0.acked ?? image.end, image.end) }
+      }
+      progress.update { $0.connected = false }
+    }
     var unsynced = 0
     var lastSync = 0.0
     var lastSentApplied: MATPosition?
@@ -191,12 +207,6 @@ final class Receiver: @unchecked Sendable {
         lastSentApplied = applied
         try link.send(.ack(acked: image.end, applied: applied))
       }
-    }
-    // Stopping: what was written is synced before the link closes.
-    try image.sync()
-    progress.update {
-      $0.acked = image.end
-      $0.connected = false
     }
   }
 

@@ -305,6 +305,7 @@ struct ByteReader {
   }
   mutating func position() throws -> MATPosition { MATPosition(sno: try u32(), rba: try u64()) }
   var atEnd: Bool { offset == bytes.count }
+  var remaining: Int { bytes.count - offset }
   func finish() throws {
     guard offset == bytes.count else {
       throw LinkError.badFrame(

@@ -13,12 +13,22 @@ public struct LinkIdentity: Sendable {
   public var nodeID: NodeID
   public var generation: Generation
   public var key: [UInt8]
+  /// A backup serving its image trail to a next hop names the node whose MAT it relays.
+  public var relays: NodeID?
 
-  public init(context: String, nodeID: NodeID, generation: Generation, key: [UInt8]) {
+  public init(context: String, nodeID: NodeID, generation: Generation, key: [UInt8], relays: NodeID? = nil) {
     self.context = context
     self.nodeID = nodeID
     self.generation = generation
     self.key = key
+    self.relays = relays
+  }
+
+  /// The same node serving positions of `origin`'s MAT (nil or itself: its own).
+  public func relaying(_ origin: NodeID?) -> LinkIdentity {
+    var relay = self
+    relay.relays = origin == nodeID ? nil : origin
+    return relay
   }
 
   /// A node as its config names it (context, id, generation), with its link key.
@@ -31,6 +41,18 @@ public struct LinkIdentity: Sendable {
 public struct LinkPeer: Sendable {
   public var nodeID: NodeID
   public var generation: Generation
+  /// The node whose MAT positions this peer serves: itself for a primary, the primary it
+  /// receives from for a relaying backup.
+  public var origin: NodeID
+
+  public init(nodeID: NodeID, generation: Generation, origin: NodeID? = nil) {
+    self.nodeID = nodeID
+    self.generation = generation
+    self.origin = origin ?? nodeID
+  }
+
+  /// A backup passing on what it received, not the primary that wrote it.
+  public var isRelay: Bool { origin != nodeID }
 }
 
 public enum Handshake {
@@ -71,7 +93,7 @@ public enum Handshake {
         told: "authentication failed: the backup's link secret differs from the primary's")
     }
     try link.send(.auth(mac: mac("backup", key: me.key, hello: hello, challenge: challenge)))
-    return LinkPeer(nodeID: challenge.nodeID, generation: challenge.generation)
+    return LinkPeer(nodeID: challenge.nodeID, generation: challenge.generation, origin: challenge.origin)
   }
 
   /// The primary's side. Returns the backup's identity once it has proven the key.
@@ -88,7 +110,7 @@ public enum Handshake {
     }
     var challenge = Message.Challenge(
       protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
-      nonce: nonce(), mac: [])
+      nonce: nonce(), origin: me.relays, mac: [])
     challenge.mac = mac("primary", key: me.key, hello: hello, challenge: challenge)
     try link.send(.challenge(challenge))
     guard case .auth(let proof) = try link.receive(timeout: stepTimeout) else {

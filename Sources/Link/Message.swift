@@ -96,6 +96,9 @@ public enum Message: Sendable {
     public var nodeID: NodeID
     public var generation: Generation
     public var nonce: [UInt8]
+    /// Set by a backup that relays its image trail to a next hop (a cascade): the node
+    /// whose MAT the positions belong to. Covered by the MACs like the rest.
+    public var origin: NodeID? = nil
     public var mac: [UInt8]
   }
 
@@ -203,6 +206,7 @@ public enum Message: Sendable {
     w.raw(c.nodeID.bytes)
     w.u64(c.generation.rawValue)
     w.raw(c.nonce)
+    if let origin = c.origin { w.raw(origin.bytes) }
     return w.bytes
   }
 
@@ -218,10 +222,13 @@ public enum Message: Sendable {
           protocolVersion: try r.u16(), context: try r.string(), nodeID: NodeID(bytes: try r.raw(16)[...]),
           generation: Generation(try r.u64()), nonce: try r.raw(Self.nonceSize)))
     case .challenge:
+      let (version, context, node) = (try r.u16(), try r.string(), NodeID(bytes: try r.raw(16)[...]))
+      let (generation, nonce) = (Generation(try r.u64()), try r.raw(Self.nonceSize))
+      let origin = r.remaining == Self.macSize + 16 ? NodeID(bytes: try r.raw(16)[...]) : nil
       self = .challenge(
         Challenge(
-          protocolVersion: try r.u16(), context: try r.string(), nodeID: NodeID(bytes: try r.raw(16)[...]),
-          generation: Generation(try r.u64()), nonce: try r.raw(Self.nonceSize), mac: try r.raw(Self.macSize)))
+          protocolVersion: version, context: context, nodeID: node, generation: generation, nonce: nonce,
+          origin: origin, mac: try r.raw(Self.macSize)))
     case .auth: self = .auth(mac: try r.raw(Self.macSize))
     case .start:
       let from = try r.position()

@@ -180,27 +180,44 @@ public enum RTDR {
           by: other.reverseOf.map { "the failover context of \($0)" } ?? "context \(y) (node \(other.node))")
       }
     }
-    // Who takes part: production lists the backups that named themselves; a recovery
-    // server asks production, when it answers, and knows itself.
+    // Who takes part: production lists the backups that named themselves, and each of
+    // them the next hops it relays to (a cascade); a recovery server asks production, when
+    // it answers, finding it through the relays between (its own primary may be one).
     var servers = x.servers
     var unnamed: [String] = []
-    if x.role == .production {
-      for known in try Fencing.knownBackups(s.layout) {
-        guard let name = known.server else {
-          unnamed.append(known.listen)
-          continue
-        }
-        servers.removeAll { $0.name == name || $0.node == known.node }
-        servers.append(.init(name: name, address: known.listen, role: .recovery, node: known.node))
+    var hops: [String] = []  // the recovery servers in replication order, this one too
+    func add(_ name: String?, _ listen: String?, _ node: NodeID) {
+      guard let name, let listen else {
+        if let listen { unnamed.append(listen) }
+        return
       }
-    } else if let production = x.production?.address, let answer = try? s.ask(production) {
+      if !hops.contains(name) { hops.append(name) }
+      guard name != x.server else { return }
+      servers.removeAll { $0.name == name || $0.node == node }
+      servers.append(.init(name: name, address: listen, role: .recovery, node: node))
+    }
+    /// The next hops of the backups found so far, breadth first, each asked once.
+    func addHops(from first: [ContextAnswer.Backup]) {
+      var queue = first
+      var asked: Set<NodeID> = []
+      while !queue.isEmpty {
+        let b = queue.removeFirst()
+        add(b.server, b.listen, b.node)
+        guard let listen = b.listen, asked.insert(b.node).inserted, asked.count <= 16,
+          let answer = try? s.ask(listen, timeout: 2), answer.role == .backup
+        else { continue }
+        queue += answer.backups
+      }
+    }
+    if x.role == .production {
+      addHops(
+        from: try Fencing.knownBackups(s.layout).map {
+          .init(node: $0.node, server: $0.server, listen: $0.listen, attached: false, acked: nil, applied: nil)
+        })
+    } else if let (production, answer) = s.findProduction() {
       servers.removeAll { $0.role == .production }
       servers.insert(.init(name: answer.server, address: production, role: .production, node: answer.node), at: 0)
-      for b in answer.backups {
-        guard let name = b.server, name != x.server else { continue }
-        servers.removeAll { $0.name == name }
-        servers.append(.init(name: name, address: b.listen, role: .recovery, node: b.node))
-      }
+      addHops(from: answer.backups)
     }
     let names = servers.filter { $0.role == .recovery }.compactMap(\.name)
     let site: String
@@ -209,7 +226,7 @@ public enum RTDR {
         throw MIMIXError.unknownServer(name: chosen, context: x.id, known: names)
       }
       site = chosen
-    } else if let first = x.failover?.site ?? names.first {
+    } else if let first = x.failover?.site ?? hops.first(where: names.contains) ?? names.first {
       site = first  // the first replication hop: the first backup that came
     } else {
       throw MIMIXError.noRecoveryServer(context: x.id, unnamed: unnamed)
@@ -293,7 +310,17 @@ public enum RTDR {
     var takeover: TakeoverResult?
     // RDF's triple contingency: another recovery server that received more than this one
     // would be left holding transactions the new production never had.
-    let ahead = s.node.role == .backup ? try s.recoveryServersAhead() : []
+    var ahead = s.node.role == .backup ? try s.recoveryServersAhead() : []
+    // Fed by a relay (a cascade) that received more: that is on its way here while the
+    // daemon streams from it. Wait for it, a bounded while, before naming it.
+    let upstream = x.recoveryServers.first { $0.address == s.node.primary }?.name
+    let deadline = Clock.monotonicSeconds() + 10
+    while ahead.contains(where: { $0.name == upstream }), DaemonLock.isHeld(layout),
+      Clock.monotonicSeconds() < deadline
+    {
+      usleep(200_000)
+      ahead = try s.recoveryServersAhead()
+    }
     if !ahead.isEmpty && !forced { throw MIMIXError.otherServerAhead(context: x.id, this: x.server, ahead: ahead) }
     let aheadNote = ahead.map {
       "\($0.name) received more (to \($0.end), this server to \($0.mine)): it needs a full copy to follow the new production"
@@ -844,6 +871,18 @@ struct Situation {
       case .end(let p), .tornTail(let p, _): return p
       }
     }
+  }
+
+  /// The production server as it answers, found from the one this server knows: when
+  /// that is a relay (a backup passing on what it receives), through the primary it follows.
+  func findProduction() -> (address: String, ContextAnswer)? {
+    var address = context.production?.address
+    for _ in 0..<8 {
+      guard let at = address, let answer = try? ask(at, timeout: 3) else { return nil }
+      if answer.role == .primary { return (at, answer) }
+      address = answer.primary
+    }
+    return nil
   }
 
   func ask(_ address: String, timeout: Double = 5) throws -> ContextAnswer {

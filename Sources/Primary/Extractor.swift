@@ -63,33 +63,9 @@ public final class Extractor {
     self.onAck = onAck
   }
 
-  /// Serves a snapshot of the database for a backup's initial copy: a consistent copy
-  /// (VACUUM INTO, one read transaction) that holds its own MAT position in its state table.
+  /// Serves a snapshot of the database for a backup's initial copy.
   func sendSnapshot(database: String) throws -> MATPosition {
-    let path = layout.state + "/snapshot-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).db"
-    defer { unlink(path) }
-    do {
-      let db = try SQLiteSupport.Connection(path: database, mode: .readOnly)
-      try db.query("VACUUM INTO ?", [.text(path)])
-    }
-    let snapshot = try SQLiteSupport.Connection(path: path, mode: .readOnly)
-    let state = try CommitState.read(snapshot)
-    let checksum = try DatabaseChecksum.compute(snapshot).checksum
-    let file = try AuditTrail.FileHandle(path: path, flags: O_RDONLY)
-    let size = try file.size()
-    try link.send(.copyBegin(size: UInt64(size), position: state.end, checksum: checksum))
-    var hash = SHA256()
-    var offset = 0
-    let chunk = 256 << 10
-    while offset < size {
-      if stop.isSet { throw LinkError.closed(peer: link.peer) }
-      let bytes = try file.read(count: min(chunk, size - offset), at: offset)
-      hash.update(data: bytes)
-      try link.send(.copyData(offset: UInt64(offset), bytes: bytes))
-      offset += bytes.count
-    }
-    try link.send(.copyEnd(sha256: Array(hash.finalize())))
-    return state.end
+    try DatabaseSnapshot.send(database: database, scratch: layout.state, on: link, stop: stop)
   }
 
   /// Streams records from `from` until the link drops or the daemon stops.
@@ -110,9 +86,8 @@ public final class Extractor {
     var expectedPrev = lastCRC
     // Announce the starting file first, even if the next record lies in a later file:
     // the backup creates its image-trail files in order.
-    let first = try mat.headerAndSize(sno: from.sno)
-    try link.send(.fileStart(header: first.header, size: UInt64(first.size)))
-    var sentSno = from.sno
+    var shipment = TrailShipment(directory: mat)
+    try link.send(try shipment.announce(sno: from.sno))
     var newestCommit: Int64 = 0
     var lastHeartbeat = 0.0
     var badSince: Double?
@@ -202,27 +177,7 @@ public final class Extractor {
         }
       }
       if !batch.isEmpty {
-        var messages: [Message] = []
-        var runStart = batch[0].position
-        var runEnd = batch[0].position
-        func flushRun() throws {
-          guard runEnd.rba > runStart.rba else { return }
-          let raw = try mat.readBytes(sno: runStart.sno, at: runStart.rba, count: Int(runEnd.rba - runStart.rba))
-          messages.append(.records(position: runStart, bytes: raw))
-        }
-        for r in batch {
-          if r.position.sno != sentSno || r.position != runEnd {
-            try flushRun()
-            if r.position.sno != sentSno {
-              let (header, size) = try mat.headerAndSize(sno: r.position.sno)
-              messages.append(.fileStart(header: header, size: UInt64(size)))
-              sentSno = r.position.sno
-            }
-            runStart = r.position
-          }
-          runEnd = r.end
-        }
-        try flushRun()
+        let messages = try shipment.messages(for: batch)
         try link.send(messages)
         newestCommit = batch.last!.record.commitMicros
       }

@@ -38,7 +38,7 @@ public enum Fencing {
   }
 
   /// Remembers a backup's listen address (durably, only when it is new or moved).
-  static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
+  public static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
     var known = try knownBackups(layout)
     guard !known.contains(backup) else { return }
     // In place: the order is the order backups first came (`rtdr -s` defaults to the first).
@@ -79,12 +79,31 @@ public enum Fencing {
         peer.generation > config.generation
       else { continue }
       if let problem = try check(base, why: why, of: peer, layout, config) {
+        // A backup of the newer generation: the one that took over may be a node this one
+        // never knew (a cascade's next hop). Its primary is asked the same question.
+        if let (primary, at) = try newerPrimary(behind: address, as: me, layout, config) { return (primary, at) }
         refused(Refusal(peer: peer, address: backup.listen, reason: problem))
         continue
       }
       return (peer, backup.listen)
     }
     return nil
+  }
+
+  /// The primary a backup of a newer generation follows, when it proves it began from this
+  /// node's MAT.
+  static func newerPrimary(behind backup: HostPort, as me: LinkIdentity, _ layout: NodeLayout, _ config: NodeConfig)
+    throws -> (LinkPeer, String)?
+  {
+    guard let answer = try? Handshake.queryContext(backup, as: me, timeout: 1).1, answer.role == .backup,
+      answer.generation > config.generation, let primary = answer.primary,
+      let address = try? HostPort(parsing: primary),
+      let (peer, base, why) = try? Handshake.probeBase(
+        address, as: me, reason: "generation check by the primary of generation \(config.generation)", timeout: 1,
+        ask: { $0.generation > config.generation }),
+      peer.generation > config.generation, try check(base, why: why, of: peer, layout, config) == nil
+    else { return nil }
+    return (peer, primary)
   }
 
   /// Why `peer`'s claim to have superseded this node does not hold, or nil if it does:

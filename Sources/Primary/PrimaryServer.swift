@@ -303,30 +303,20 @@ public final class PrimaryServer: @unchecked Sendable {
     events.log(
       .extractorSynchronized, "sending \(link.peer) the old generation's records from \(from) to \(end) (image trail)",
       [("peer", .string(link.peer)), ("position", from.json)])
-    let image = layout.image
-    let reader = try TrailReader(directory: image, from: from)
-    var announced: UInt32?
-    var run: (start: MATPosition, end: MATPosition)?
-    func flush() throws {
-      guard let r = run else { return }
-      let bytes = try image.readBytes(sno: r.start.sno, at: r.start.rba, count: Int(r.end.rba - r.start.rba))
-      try link.send(.records(position: r.start, bytes: bytes))
-      run = nil
-    }
-    loop: while true {
-      guard case .record(let record) = try reader.next(), record.end <= end else { break loop }
-      if announced != record.position.sno || (run.map { $0.end.rba - $0.start.rba > 512 << 10 } ?? false) {
-        try flush()
+    let reader = try TrailReader(directory: layout.image, from: from)
+    var shipment = TrailShipment(directory: layout.image)
+    var batch: [PositionedRecord] = []
+    var bytes = 0
+    while case .record(let record) = try reader.next(), record.end <= end {
+      batch.append(record)
+      bytes += record.record.size
+      if bytes >= 512 << 10 || record.end == end {
+        try link.send(try shipment.messages(for: batch))
+        (batch, bytes) = ([], 0)
       }
-      if announced != record.position.sno {
-        let (header, size) = try image.headerAndSize(sno: record.position.sno)
-        try link.send(.fileStart(header: header, size: UInt64(size)))
-        announced = record.position.sno
-      }
-      run = (run?.start ?? record.position, record.end)
-      if record.end == end { break loop }
+      if record.end == end { break }
     }
-    try flush()
+    if !batch.isEmpty { try link.send(try shipment.messages(for: batch)) }
     link.refuse("caught up to \(end), the base of generation \(config.generation): now follow this primary")
   }
 

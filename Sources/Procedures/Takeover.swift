@@ -214,25 +214,54 @@ public enum Takeover {
   }
 
   /// Refuses when the primary still answers: through the running daemon's link, or a
-  /// probe of its address when no daemon runs.
+  /// probe of its address when no daemon runs. A backup fed by a relay (a cascade) asks
+  /// about the primary behind it: the relay answering is not the primary answering.
   static func checkPrimaryLost(_ layout: NodeLayout, _ config: NodeConfig) throws {
     let primary = config.primary ?? "?"
+    let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
     if DaemonLock.isHeld(layout) {
       let status = try BackupStatus.read(node: layout.root)
-      if status.connected {
+      guard status.connected else { return }
+      guard let relay = status.relayedBy else {
         throw TakeoverError.primaryReachable(
           node: layout.root, primary: primary, how: "the backup daemon's link to it is up")
       }
+      if let how = primaryAnswers(behind: primary, as: me) {
+        throw TakeoverError.primaryReachable(
+          node: layout.root, primary: primary, how: "the daemon streams from relay \(relay), and \(how)")
+      }
       return
     }
-    guard let address = try? HostPort(parsing: primary) else { return }
-    let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
-    if let peer = try? Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2),
+    guard let address = try? HostPort(parsing: primary),
+      let peer = try? Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2),
       peer.generation <= config.generation
-    {
+    else { return }
+    guard peer.isRelay else {
       throw TakeoverError.primaryReachable(
         node: layout.root, primary: primary, how: "it answered a handshake as node \(peer.nodeID)")
     }
+    if let how = primaryAnswers(behind: primary, as: me) {
+      throw TakeoverError.primaryReachable(
+        node: layout.root, primary: primary, how: "it is relay \(peer.nodeID), and \(how)")
+    }
+  }
+
+  /// Whether the primary behind the relay at `relay` (and any relays between) answers a
+  /// handshake in this backup's generation or an older one; how, if it does.
+  static func primaryAnswers(behind relay: String, as me: LinkIdentity) -> String? {
+    var at = relay
+    for _ in 0..<8 {
+      guard let address = try? HostPort(parsing: at),
+        let answer = try? Handshake.queryContext(address, as: me, timeout: 2).1, answer.role == .backup,
+        let next = answer.primary, let nextAddress = try? HostPort(parsing: next)
+      else { return nil }
+      guard let peer = try? Handshake.probe(nextAddress, as: me, reason: "takeover check: is the primary alive?"),
+        peer.generation <= me.generation
+      else { return nil }
+      if !peer.isRelay { return "the primary behind it at \(next) answered a handshake as node \(peer.nodeID)" }
+      at = next
+    }
+    return nil
   }
 }
 

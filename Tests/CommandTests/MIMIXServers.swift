@@ -81,6 +81,14 @@ struct MIMIXServer {
       && status?["connected"] as? Bool == true
   }
 
+  /// A backup streaming from `relay`, a backup that passes on what it receives.
+  func relayed(by relay: MIMIXServer) throws -> Bool {
+    let status = try understudy(["status", "--node", node, "--json"]).json as? [String: Any]
+    let relayStatus = try understudy(["status", "--node", relay.node, "--json"]).json as? [String: Any]
+    return status?["primary"] as? String == relay.address && status?["connected"] as? Bool == true
+      && status?["relayedBy"] as? String == relayStatus?["nodeId"] as? String
+  }
+
   /// Waits until this node has applied `primary`'s whole MAT, then compares checksums.
   func catchesUp(with primary: MIMIXServer, file: StaticString = #filePath, line: UInt = #line) throws {
     let status = try understudy(["status", "--node", primary.node, "--json"])
@@ -161,13 +169,15 @@ struct MIMIXPair {
     try waitForReplica()
   }
 
-  /// A further recovery server of production (fan-out), registered and started.
-  func addRecoveryServer(_ test: XCTestCase, name: String) throws -> MIMIXServer {
+  /// A further recovery server, registered and started: of production (fan-out), or
+  /// behind `upstream`, which relays to it what it receives (a cascade).
+  func addRecoveryServer(_ test: XCTestCase, name: String, behind upstream: MIMIXServer? = nil) throws -> MIMIXServer {
     let server = MIMIXServer(
       name: name, home: root + "/\(name)/home", node: root + "/\(name)/node", database: root + "/\(name)/data.db",
       port: freePort())
     let b = try understudy([
-      "init", "backup", "--node", server.node, "--db", server.database, "--primary", production.address,
+      "init", "backup", "--node", server.node, "--db", server.database, "--primary",
+      (upstream ?? production).address,
       "--secret-file", production.node + "/secret.key", "--listen", server.address, "--context", "1", "--name", name,
       "--home", server.home, "--retention", "3600", "--trail-file-size", "65536",
     ])
@@ -178,11 +188,16 @@ struct MIMIXPair {
     let status = try understudy(["status", "--node", production.node, "--json"])
     let end = try XCTUnwrap(positionText(status.json, "durableEnd"), status.stderr)
     XCTAssertEqual(try understudy(["wait", "--node", server.node, "--applied", end, "--timeout", "30"]).status, 0)
-    XCTAssertTrue(
-      try eventually(10) {
-        let status = try understudy(["status", "--node", production.node, "--json"]).json as? [String: Any]
-        return (status?["backups"] as? [Any])?.count == 2
-      }, "both recovery servers attached")
+    if let upstream {
+      XCTAssertTrue(
+        try eventually(10) { try server.relayed(by: upstream) }, "\(name) streams from relay \(upstream.name)")
+    } else {
+      XCTAssertTrue(
+        try eventually(10) {
+          let status = try understudy(["status", "--node", production.node, "--json"]).json as? [String: Any]
+          return (status?["backups"] as? [Any])?.count == 2
+        }, "both recovery servers attached")
+    }
     return server
   }
 

@@ -10,7 +10,12 @@ import XCTest
 public func temporaryDirectory(_ test: XCTestCase, _ name: String = #function) throws -> String {
   let path = NSTemporaryDirectory() + "understudy-test-\(name.filter(\.isLetter))-\(UUID().uuidString.prefix(8))"
   try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-  test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+  // UNDERSTUDY_KEEP_TEST_FILES=1 keeps them, to read a failed test's nodes afterwards.
+  if ProcessInfo.processInfo.environment["UNDERSTUDY_KEEP_TEST_FILES"] == nil {
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+  } else {
+    print("keeping \(path)")
+  }
   return path
 }
 

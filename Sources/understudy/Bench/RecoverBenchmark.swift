@@ -73,7 +73,7 @@ enum RecoverBenchmark {
     let primary = dir + "/primary"
     let backup = dir + "/backup"
     try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
-    var primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
+    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
     defer { primaryDaemon.stop() }
     try DaemonProcess.waitUntilListening(port: primaryPort)
     try BackupSetup.initBackup(

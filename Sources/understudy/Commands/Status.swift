@@ -55,7 +55,9 @@ struct Status: ParsableCommand {
       return
     }
     Output.line("node        \(s.node) (id \(s.nodeId))")
-    Output.line("role        backup of \(s.primary), context '\(s.context)', generation \(s.generation)")
+    Output.line(
+      "role        backup of \(s.primary)\(s.relayedBy.map { " (a relay: backup \($0))" } ?? ""), context '\(s.context)', generation \(s.generation)"
+    )
     Output.line("database    \(s.database)")
     let link =
       s.linkStalledSince.map { "stalled since \(isoTime(micros: $0)) (connected, but nothing arrives)" }

@@ -1,0 +1,45 @@
+// Records leave a trail exactly as they lie in it (the same bytes at the same `sno:rba`):
+// one records frame per run of adjacent records in one file, each file announced with
+// its header before its first run. The extractor ships its MAT this way, a relaying
+// backup its image trail, and a new primary the old generation's records a backup lacks.
+
+import AuditTrail
+
+public struct TrailShipment {
+  public let directory: TrailDirectory
+  /// The file the receiving side is in: the last one announced.
+  public private(set) var announced: UInt32?
+
+  public init(directory: TrailDirectory, announced: UInt32? = nil) {
+    self.directory = directory
+    self.announced = announced
+  }
+
+  /// Announces file `sno` (its header and size), as the first message of a stream.
+  public mutating func announce(sno: UInt32) throws -> Message {
+    let (header, size) = try directory.headerAndSize(sno: sno)
+    announced = sno
+    return .fileStart(header: header, size: UInt64(size))
+  }
+
+  /// The messages that carry `batch`, records in trail order.
+  public mutating func messages(for batch: [PositionedRecord]) throws -> [Message] {
+    var messages: [Message] = []
+    var run: (start: MATPosition, end: MATPosition)?
+    func flush() throws {
+      guard let r = run, r.end.rba > r.start.rba else { return }
+      let bytes = try directory.readBytes(sno: r.start.sno, at: r.start.rba, count: Int(r.end.rba - r.start.rba))
+      messages.append(.records(position: r.start, bytes: bytes))
+      run = nil
+    }
+    for record in batch {
+      if record.position.sno != announced || record.position != run?.end {
+        try flush()
+        if record.position.sno != announced { messages.append(try announce(sno: record.position.sno)) }
+      }
+      run = (run?.start ?? record.position, record.end)
+    }
+    try flush()
+    return messages
+  }
+}
