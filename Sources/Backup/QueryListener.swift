@@ -69,6 +69,7 @@ final class QueryListener: @unchecked Sendable {
       attached[link.peer] = nil
       lock.unlock()
     }
+    var hop = false
     do {
       // As of now: a first start's initial copy sets the generation after this began.
       let config = try layout.loadConfig()
@@ -81,7 +82,10 @@ final class QueryListener: @unchecked Sendable {
       switch request {
       case .contextQuery: return try link.send(.contextAnswer(answer(config)))
       case .followHint(let hint): return try take(hint, from: peer, config: config, on: link)
-      default: break
+      case .baseQuery, .followRequest:
+        // An old primary's probe, or a node that took this for a primary.
+        return link.refuse("this node is a backup: it has no generation base and accepts no follower")
+      default: hop = true
       }
       // A next hop: it streams from here as from a primary, in this generation only.
       guard origin != nil else {
@@ -114,6 +118,8 @@ final class QueryListener: @unchecked Sendable {
       }
       try relay.stream(to: peer, from: from, lastCRC: lastCRC, on: link)
     } catch let error as LinkError {
+      // Probes and queries end with the asker hanging up: only a next hop's end is news.
+      guard hop else { return }
       switch error {
       case .refused, .refusedByPeer: events.log(.linkRefused, "\(error)", [("peer", .string(link.peer))])
       case .badFrame: events.log(.badFrame, "\(error)", [("peer", .string(link.peer))])

@@ -47,6 +47,48 @@ final class CascadeTests: XCTestCase {
     XCTAssertEqual(mat.count, tail.count, "production's current MAT file and dr3's copy have one size")
   }
 
+  /// A relay that keeps no applied image trail of its own (retention 0) still keeps what
+  /// its next hop needs while that one is down (`relayed.json`), though production's MAT
+  /// no longer does; the next hop then catches up without a copy, and the files go.
+  func testARelayKeepsTheImageTrailItsNextHopStillNeeds() throws {
+    let pair = try MIMIXPair(self, retention: 0)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr3 = try pair.addRecoveryServer(self, name: "dr3", behind: dr)
+    XCTAssertEqual(try dr3.command("rtstop", ["-C", "1"]).status, 0)
+    let stoppedAt = try XCTUnwrap(
+      positionText(try understudy(["status", "--node", dr3.node, "--json"]).json, "durableEnd"))
+    try understudy(["sql", "--node", prod.node, "CREATE TABLE w(id INTEGER PRIMARY KEY, pad TEXT)"])
+    for i in 0..<12 {
+      let rows = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20)"
+      let insert = try understudy([
+        "sql", "--node", prod.node, "\(rows) INSERT INTO w SELECT \(i * 100) + x, hex(randomblob(500)) FROM c",
+      ])
+      XCTAssertEqual(insert.status, 0, insert.stderr)
+    }
+    try pair.waitForReplica()
+    let firstNeeded = "AA" + String(format: "%08d", Int(stoppedAt.split(separator: ":")[0])!)
+    // Production's MAT and the relay's purger have had time to drop what nobody needs.
+    XCTAssertTrue(
+      try eventually(10) {
+        try !FileManager.default.contentsOfDirectory(atPath: prod.node + "/mat").contains(firstNeeded)
+      }, "production keeps no MAT for a node that is not its backup")
+    sleep(3)
+    let kept = try FileManager.default.contentsOfDirectory(atPath: dr.node + "/image")
+    XCTAssertTrue(kept.contains(firstNeeded), "the relay keeps \(firstNeeded) for dr3: \(kept.sorted())")
+    let relayed = try JSONSerialization.jsonObject(
+      with: Data(contentsOf: URL(fileURLWithPath: dr.node + "/state/relayed.json")))
+    try assertConforms(relayed, to: "state-relayed.schema.json")
+    XCTAssertEqual((relayed as? [[String: Any]])?.count, 1, "\(relayed)")
+
+    XCTAssertEqual(try dr3.command("rtstart", ["-C", "1"]).status, 0)
+    try dr3.catchesUp(with: prod)
+    XCTAssertEqual(dr3.copies, 1, "caught up from the relay's image trail, not copied again")
+    XCTAssertTrue(
+      try eventually(10) {
+        try !FileManager.default.contentsOfDirectory(atPath: dr.node + "/image").contains(firstNeeded)
+      }, "once dr3 has it, the relay removes it")
+  }
+
   /// setup on the three servers (the site is the first hop), production lost, failover on
   /// dr: dr3 goes on as dr's backup by itself, without a copy; resync and failback
   /// return production, and both recovery servers follow it, all equal.
@@ -87,9 +129,10 @@ final class CascadeTests: XCTestCase {
   }
 
   /// `-s dr3`: the failover goes to the second hop, with a writer on production until it
-  /// is lost and the relay dr still up. dr3 first receives what dr holds (so dr is not
-  /// ahead), takes over, and dr follows dr3 by itself; production resyncs from dr3 and
-  /// fails back; every write dr3 acknowledged is on production.
+  /// is lost and the relay dr still up; it is SIGKILLed after a seeded step and run again.
+  /// dr3 first receives what dr holds (so dr is not ahead), takes over, and dr follows dr3
+  /// by itself; production, which knew only dr, learns of dr3 through it (829), resyncs
+  /// from dr3 and fails back; everything dr3 held is on production.
   func testFailoverToTheSecondHopOfACascade() throws {
     let pair = try MIMIXPair(self)
     let (prod, dr) = (pair.production, pair.recovery)
@@ -109,8 +152,14 @@ final class CascadeTests: XCTestCase {
 
     let refused = try dr.rtdr(["-q", "failover"])
     XCTAssertEqual(refused.status, 1, "dr is not the site")
+    // Killed after a seeded step, then run again.
+    var rng = SeededGenerator(seed: testSeed("second-hop failover kill"))
+    let k = Int.random(in: 1...4, using: &rng)
+    let killed = try dr3.rtdr(["-q", "failover"], environment: ["UNDERSTUDY_FAILPOINT": "rtdr-step:\(k)"])
+    XCTAssertNotEqual(killed.status, 0, "killed after step \(k): \(killed.stdout)")
+    XCTAssertFalse(killed.stderr.contains("received more"), "no -f needed while the relay is up: \(killed.stderr)")
     let failover = try dr3.rtdr(["-q", "--json", "failover"])
-    XCTAssertEqual(failover.status, 0, "no -f needed while the relay is up: \(failover.stderr)")
+    XCTAssertEqual(failover.status, 0, "after a kill at step \(k): \(failover.stderr)")
     let details = (failover.json as? [String: Any])?["details"] as? [String: Any]
     XCTAssertEqual((details?["ahead"] as? [Any])?.count, 0, "dr held nothing dr3 did not")
     XCTAssertEqual(try dr3.role(), "primary")

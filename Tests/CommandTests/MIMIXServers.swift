@@ -131,7 +131,11 @@ struct MIMIXPair {
   let production: MIMIXServer
   let recovery: MIMIXServer
 
-  init(_ test: XCTestCase, rows: Int = 5) throws {
+  /// Seconds each recovery server keeps applied image-trail files.
+  let retention: Int
+
+  init(_ test: XCTestCase, rows: Int = 5, retention: Int = 3600) throws {
+    self.retention = retention
     let root = try temporaryDirectory(test)
     self.root = root
     func server(_ name: String) -> MIMIXServer {
@@ -154,7 +158,7 @@ struct MIMIXPair {
     let b = try understudy([
       "init", "backup", "--node", recovery.node, "--db", recovery.database, "--primary", production.address,
       "--secret-file", production.node + "/secret.key", "--listen", recovery.address, "--context", "1", "--name", "dr",
-      "--home", recovery.home, "--retention", "3600", "--trail-file-size", "65536",
+      "--home", recovery.home, "--retention", String(retention), "--trail-file-size", "65536",
     ])
     XCTAssertEqual(b.status, 0, b.stderr)
     let (prod, dr) = (production, recovery)
@@ -179,7 +183,7 @@ struct MIMIXPair {
       "init", "backup", "--node", server.node, "--db", server.database, "--primary",
       (upstream ?? production).address,
       "--secret-file", production.node + "/secret.key", "--listen", server.address, "--context", "1", "--name", name,
-      "--home", server.home, "--retention", "3600", "--trail-file-size", "65536",
+      "--home", server.home, "--retention", String(retention), "--trail-file-size", "65536",
     ])
     XCTAssertEqual(b.status, 0, b.stderr)
     test.addTeardownBlock { server.killDaemon() }

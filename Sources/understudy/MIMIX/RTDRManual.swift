@@ -115,6 +115,14 @@ enum RTDRManual {
          order (failback before resync, resync before failover) are refused
          with what to run instead, and change nothing.
 
+         Several recovery servers: each fed by production (fan-out) or by
+         another recovery server that relays what it received (a cascade:
+         init backup --primary names the upstream server). setup finds
+         them all; failover asks them first and refuses (without -f) when
+         one received more than this server (RDF's triple contingency),
+         then tells them to follow the new production, which each does by
+         itself, without a copy, when it holds a prefix of what it holds.
+
     SEE ALSO
          rtstart(1), rtstop(1), scconfig(1), understudy takeover, recover,
          follow, switchover; Schemas/context-config.schema.json
