@@ -75,6 +75,16 @@ struct InitialCopy {
         )
       }
     }
+    // The copy brought the primary's kept checksum along: from here it is this node's, and
+    // it must be what this node holds (the full scan above), before the copy is in place.
+    do {
+      let db = try SQLiteSupport.Connection(path: temp)
+      if try IncrementalChecksum.read(db)?.checksum != checksum {
+        try db.execute("BEGIN IMMEDIATE")
+        try IncrementalChecksum.recompute(on: db)
+        try db.execute("COMMIT")
+      }
+    }
     guard rename(temp, database) == 0 else {
       throw NodeError.badConfig(path: database, reason: "cannot rename the copy into place: errno \(errno)")
     }

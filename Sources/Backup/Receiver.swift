@@ -233,7 +233,7 @@ final class Receiver: @unchecked Sendable {
         "cannot become the primary of generation \(generation): this backup (generation \(config.generation)) has applied up to \(state.end), and the switchover record naming it ends at \(end)"
       )
     }
-    let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+    let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
     let base = NodeConfig.GenerationBase(
       generation: generation, matStart: try Promotion.freshSegment(layout, after: end), priorNode: peer.nodeID,
       priorTxid: state.lastTxid, priorEnd: end, checksum: checksum)

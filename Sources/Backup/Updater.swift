@@ -119,6 +119,7 @@ public final class Updater: @unchecked Sendable {
     // The image trail is synced before the updater sees it, so losing the database's
     // tail to a power cut only means applying those records again.
     try db.execute("PRAGMA synchronous = NORMAL")
+    let tracker = ChecksumTracker(connection: db)
     try db.execute("BEGIN")
     var state = try CommitState.read(db)
     try db.execute("COMMIT")
@@ -134,7 +135,7 @@ public final class Updater: @unchecked Sendable {
       }
       let started = Clock.monotonicSeconds()
       var taken = 0
-      let (records, batch) = try Self.applyBatch(db, after: state, events: events) {
+      let (records, batch) = try Self.applyBatch(db, tracker: tracker, after: state, events: events) {
         // Only as far as the receiver has synced: beyond it a record may be half written.
         guard reader!.position < acked, taken < Self.maxBatch,
           Clock.monotonicSeconds() - started < Self.maxBatchSeconds
@@ -167,11 +168,14 @@ public final class Updater: @unchecked Sendable {
 
   /// Applies the records `next` hands out (until it returns nil) in one SQLite transaction,
   /// with the position after them: all of them or none. Returns them and that position.
+  /// `tracker` keeps the database checksum from the rows this backup changes.
   static func applyBatch(
-    _ db: Connection, after state: CommitState, events: EventLog?, next: () throws -> PositionedRecord?
+    _ db: Connection, tracker: ChecksumTracker, after state: CommitState, events: EventLog?,
+    next: () throws -> PositionedRecord?
   ) throws -> (records: [PositionedRecord], state: CommitState) {
     var batch = state
     var records: [PositionedRecord] = []
+    tracker.reset()
     try db.execute("BEGIN IMMEDIATE")
     do {
       while let record = try next() {
@@ -179,12 +183,13 @@ public final class Updater: @unchecked Sendable {
         records.append(record)
       }
       if !records.isEmpty {
-        if let reason = try Replay.apply(records, to: db) {
+        if let reason = try Replay.apply(records, to: db, tracker: tracker) {
           events?.log(
             .batchAppliedOneByOne,
             "the batch \(records[0].position) to \(batch.end) applied one transaction at a time; joined it failed: \(reason)"
           )
         }
+        try tracker.commit()
         try batch.save(db)
       }
       try db.execute("COMMIT")
@@ -192,6 +197,7 @@ public final class Updater: @unchecked Sendable {
       // On a full disk or an I/O error SQLite may already have rolled the transaction
       // back by itself; then there is nothing to roll back.
       if !db.isAutocommit { try? db.execute("ROLLBACK") }
+      tracker.reset()
       throw error
     }
     return (records, batch)
@@ -218,6 +224,7 @@ public final class Updater: @unchecked Sendable {
   ) {
     let db = try Connection(path: database)
     try db.execute("PRAGMA journal_mode = WAL")
+    let tracker = ChecksumTracker(connection: db)
     var state = try CommitState.read(databaseAt: database)
     guard image.fileExists(sno: state.end.sno) else { return (0, state) }
     let reader = try TrailReader(directory: image, from: state.end)
@@ -225,7 +232,7 @@ public final class Updater: @unchecked Sendable {
     var done = false
     while !done {
       var taken = 0
-      let (records, batch) = try applyBatch(db, after: state, events: events) {
+      let (records, batch) = try applyBatch(db, tracker: tracker, after: state, events: events) {
         guard taken < maxBatch else { return nil }
         guard case .record(let record) = try reader.next() else {
           done = true

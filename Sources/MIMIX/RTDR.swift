@@ -553,7 +553,7 @@ public enum RTDR {
           let end = try s.ask(address).durableEnd
           do {
             let applied = try AppliedWait.wait(node: node, for: end, timeout: timeout)
-            let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+            let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
             synced = RTDRStepResult(
               "in sync: applied everything up to \(applied) from \(site); checksum \(checksum)",
               .object([("inSync", .bool(true)), ("applied", applied.json), ("checksum", .string(checksum))]))
@@ -677,7 +677,7 @@ public enum RTDR {
       steps: steps,
       finish: {
         let config = try layout.loadConfig()
-        let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+        let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
         return RTDRStepResult(
           "failback done here: \(x.server) is the recovery server again (generation \(config.generation)); checksum \(checksum). Now run `rtdr -C \(x.id) failback` on production",
           .object([
@@ -738,7 +738,7 @@ public enum RTDR {
       ],
       finish: {
         let config = try layout.loadConfig()
-        let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+        let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
         let base = config.generationBase?.checksum
         return RTDRStepResult(
           "failback complete: \(x.server) is production again (generation \(config.generation)); checksum \(checksum)"

@@ -1,10 +1,14 @@
 // The logical checksum of a protected database: schema and rows, independent of page
-// layout, row order on disk and free space, excluding Understudy's own tables. Two
-// nodes hold the same data exactly when their checksums are equal. AUTOINCREMENT's
-// `sqlite_sequence` is covered too (as the table `sqlite_sequence`, when it exists): it
-// decides the next id, so two nodes that differ there would not stay equal.
+// layout, row order and free space, excluding Understudy's own tables. Two nodes hold the
+// same data exactly when their checksums are equal. AUTOINCREMENT's `sqlite_sequence` is
+// covered too (as the table `sqlite_sequence`, when it exists): it decides the next id,
+// so two nodes that differ there would not stay equal.
+//
+// It is a set hash (SetChecksum, Schemas/checksum.md): the sum of a digest per row and per
+// schema object. `compute` reads every row (a full scan, `understudy checksum --full`);
+// `current` reads the value the database keeps up to date transaction by transaction
+// (`IncrementalChecksum`), in O(tables), and scans only when it keeps none.
 
-import Crypto
 import Foundation
 import SQLiteSupport
 
@@ -12,114 +16,95 @@ public struct DatabaseChecksum: Codable, Sendable, Equatable {
   public struct Table: Codable, Sendable, Equatable {
     public var rows: Int
     public var checksum: String
+
+    public init(rows: Int, checksum: String) {
+      self.rows = rows
+      self.checksum = checksum
+    }
   }
 
   public var checksum: String
   public var tables: [String: Table]
+  /// The sum of the schema objects' digests (the part no table holds).
+  public var schema: String
+
+  public init(schema: SetChecksum, tables: [String: (rows: Int, sum: SetChecksum)]) {
+    self.schema = schema.description
+    self.tables = tables.mapValues { Table(rows: $0.rows, checksum: $0.sum.description) }
+    checksum = tables.values.reduce(schema) { $0 + $1.sum }.description
+  }
 
   /// The checksum of the database at `path`, read in one read transaction of its own
   /// (the twin of `CommitState.read(databaseAt:)`).
   public static func compute(databaseAt path: String) throws -> DatabaseChecksum {
+    try reading(path) { try compute($0) }
+  }
+
+  /// As kept by the database, or computed when it keeps none.
+  public static func current(databaseAt path: String) throws -> DatabaseChecksum {
+    try reading(path) { try current($0) }
+  }
+
+  public static func current(_ db: Connection) throws -> DatabaseChecksum {
+    try IncrementalChecksum.read(db) ?? compute(db)
+  }
+
+  static func reading<T>(_ path: String, _ body: (Connection) throws -> T) throws -> T {
     let db = try Connection(path: path, mode: .readOnly)
     try db.execute("BEGIN")
     defer { try? db.execute("COMMIT") }
-    return try compute(db)
+    return try body(db)
   }
 
+  /// A full scan: every schema object and every row.
   public static func compute(_ db: Connection) throws -> DatabaseChecksum {
-    var overall = SHA256()
-    var tables: [String: Table] = [:]
-    let schema = try db.query(
-      "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE \(ObjectNames.userFilter(column: "name")) ORDER BY type, name"
-    )
-    for entry in schema {
-      feed(&overall, entry)
+    var schema = SetChecksum.zero
+    var tables: [String: (rows: Int, sum: SetChecksum)] = [:]
+    let entries = try db.query(
+      "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE \(ObjectNames.userFilter(column: "name"))")
+    for entry in entries {
+      schema += SetChecksum.schemaObject(entry)
       guard case .text("table") = entry[0], case .text(let name) = entry[1] else { continue }
-      let table = try checksum(table: name, schemaSQL: entry[3], db)
-      tables[name] = table
-      feed(&overall, [.text(name), .text(table.checksum)])
+      tables[name] = try scan(table: name, db)
     }
-    // Absent until a table with AUTOINCREMENT is created: other databases' checksums stay as they were.
-    if try db.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'") == 1 {
-      let table = try checksum(sequenceIn: db)
-      tables[sequenceTable] = table
-      feed(&overall, [.text(sequenceTable), .text(table.checksum)])
-    }
-    return DatabaseChecksum(checksum: hexDigest(overall.finalize()), tables: tables)
+    // Absent until a table with AUTOINCREMENT is created.
+    if let sequence = try sequenceTable(db) { tables[sequenceTable] = sequence }
+    return DatabaseChecksum(schema: schema, tables: tables)
   }
 
-  static func checksum(table: String, schemaSQL: SQLiteValue, _ db: Connection) throws -> Table {
-    var hasher = SHA256()
-    feed(&hasher, [schemaSQL])
-    let info = try db.query("SELECT name, pk FROM pragma_table_info(?) ORDER BY pk, cid", [.text(table)])
-    let keyColumns = info.compactMap { row -> String? in
-      guard case .integer(let pk) = row[1], pk > 0, case .text(let name) = row[0] else { return nil }
-      return name
-    }
-    let allColumns = info.compactMap { row -> String? in
-      if case .text(let name) = row[0] { return name }
-      return nil
-    }
-    let order = (keyColumns.isEmpty ? allColumns : keyColumns).map(quoteIdentifier).joined(separator: ", ")
-    let statement = try db.prepare(
-      "SELECT * FROM \(quoteIdentifier(table))" + (order.isEmpty ? "" : " ORDER BY \(order)"))
+  /// Every row of one table.
+  public static func scan(table: String, _ db: Connection) throws -> (rows: Int, sum: SetChecksum) {
+    let statement = try db.prepare("SELECT * FROM main.\(quoteIdentifier(table))")
+    let columns = statement.columnCount
     var rows = 0
-    var buffer: [UInt8] = []
+    var sum = SetChecksum.zero
+    var values: [UInt8] = []
     while try statement.step() {
-      encode(statement.row(), into: &buffer)
+      values.removeAll(keepingCapacity: true)
+      RowEncoding.appendRow(of: statement, count: columns, to: &values)
+      sum += SetChecksum.row(table: table, columns: columns, values: values)
       rows += 1
-      if buffer.count > 1 << 16 {
-        hasher.update(data: buffer)
-        buffer.removeAll(keepingCapacity: true)
-      }
     }
-    hasher.update(data: buffer)
-    return Table(rows: rows, checksum: hexDigest(hasher.finalize()))
+    return (rows, sum)
   }
 
   public static let sequenceTable = "sqlite_sequence"
 
-  /// sqlite_sequence's rows (it has no key, and a name may appear twice if written by hand).
-  static func checksum(sequenceIn db: Connection) throws -> Table {
-    var hasher = SHA256()
-    let rows = try db.query("SELECT name, seq FROM sqlite_sequence ORDER BY name, seq")
-    for row in rows { feed(&hasher, row) }
-    return Table(rows: rows.count, checksum: hexDigest(hasher.finalize()))
+  /// sqlite_sequence's rows, nil when it does not exist.
+  static func sequenceTable(_ db: Connection) throws -> (rows: Int, sum: SetChecksum)? {
+    guard try db.scalarInt("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'") == 1
+    else { return nil }
+    return try scan(table: sequenceTable, db)
   }
 
-  static func feed(_ hasher: inout SHA256, _ values: [SQLiteValue]) {
-    var buffer: [UInt8] = []
-    encode(values, into: &buffer)
-    hasher.update(data: buffer)
-  }
-
-  /// A canonical, unambiguous encoding: a type tag, then a fixed-width or length-prefixed body.
-  static func encode(_ values: [SQLiteValue], into out: inout [UInt8]) {
-    func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-    le(UInt32(values.count))
-    for value in values {
-      switch value {
-      case .null: out.append(0)
-      case .integer(let v):
-        out.append(1)
-        le(v)
-      case .real(let v):
-        out.append(2)
-        le(v.bitPattern)
-      case .text(let s):
-        out.append(3)
-        let utf8 = Array(s.utf8)
-        le(UInt64(utf8.count))
-        out.append(contentsOf: utf8)
-      case .blob(let b):
-        out.append(4)
-        le(UInt64(b.count))
-        out.append(contentsOf: b)
-      }
-    }
-  }
-
-  static func hexDigest(_ digest: SHA256.Digest) -> String {
-    digest.map { String(format: "%02x", $0) }.joined()
+  /// Tables whose rows or checksum differ between `self` and `other` (a table one lacks
+  /// counts as empty), sorted; "schema" when the schema differs.
+  public func differences(from other: DatabaseChecksum) -> [String] {
+    let empty = Table(rows: 0, checksum: SetChecksum.zero.description)
+    var names = Set(tables.keys).union(other.tables.keys).filter {
+      (tables[$0] ?? empty) != (other.tables[$0] ?? empty)
+    }.sorted()
+    if schema != other.schema { names.insert("schema", at: 0) }
+    return names
   }
 }

@@ -122,6 +122,8 @@ final class Writer {
   let schema: SchemaCache
   /// Records row changes while a request's body runs (and only then).
   let capture: ChangeCapture
+  /// Keeps the database checksum while replay on open applies the MAT's commits (on the capture's hook).
+  lazy var tracker = ChecksumTracker(connection: connection, capture: capture)
   var trail: TrailWriter!
   var state: CommitState!
   /// Set, with the reason, while the MAT holds commits the database could not take (its
@@ -170,7 +172,7 @@ final class Writer {
   }
 
   private func catchUp() throws -> Recovery.Outcome {
-    let outcome = try Recovery.catchUp(connection, trail: layout.mat, nodeID: config.nodeId)
+    let outcome = try Recovery.catchUp(connection, trail: layout.mat, nodeID: config.nodeId, tracker: tracker)
     trail = try TrailWriter(
       directory: layout.mat, nodeID: config.nodeId, generation: outcome.generation, fileSize: config.trailFileSize,
       end: outcome.trailEnd, lastCRC: outcome.lastCRC)
@@ -286,6 +288,7 @@ final class Writer {
     }
     var records: [PendingRecord] = []
     var committed: [(WriteRequest, Int?)] = []
+    var checksumDelta = ChecksumDelta()
     var txid = state.lastTxid
     // A request alone in its group needs no savepoint: if it fails, the transaction goes.
     let alone = batch.count == 1
@@ -304,6 +307,7 @@ final class Writer {
           if connection.isAutocommit { throw PrimaryError.transactionRolledBack }
           let items = try transaction.finish()
           if !alone { try connection.run(cached: "RELEASE understudy_w") }
+          checksumDelta.merge(transaction.checksumDelta)
           if items.isEmpty {
             committed.append((request, nil))
           } else {
@@ -353,7 +357,10 @@ final class Writer {
     }
     var pending: String?
     do {
-      if !records.isEmpty { try newState.save(connection) }
+      if !records.isEmpty {
+        try IncrementalChecksum.apply(checksumDelta, on: connection)
+        try newState.save(connection)
+      }
       try connection.run(cached: "COMMIT")
       state = newState
     } catch {

@@ -75,6 +75,8 @@ public enum PrimarySetup {
       // (see AddedColumnDefaults), so before images of those rows are right.
       try db.execute("BEGIN IMMEDIATE")
       try AddedColumnDefaults.materialize(since: try AddedColumnDefaults.snapshot(db).mapValues { _ in [] }, db)
+      // From here on every transaction moves it by what it changed.
+      try IncrementalChecksum.recompute(on: db)
       try db.execute("COMMIT")
       let nodeID = NodeID()
       var config = NodeConfig(

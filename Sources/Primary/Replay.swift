@@ -3,13 +3,16 @@
 // replay: changesets carry before images, so a mismatch means divergence.
 
 import AuditTrail
+import Node
 import SQLiteSupport
 
 public enum Replay {
-  /// Applies `record` inside the caller's open transaction.
-  public static func apply(_ record: PositionedRecord, to db: Connection) throws {
+  /// Applies `record` inside the caller's open transaction. `tracker` keeps the
+  /// database checksum (its caller commits it); without one, the kept checksum is
+  /// invalidated.
+  public static func apply(_ record: PositionedRecord, to db: Connection, tracker: ChecksumTracker? = nil) throws {
     do {
-      try applyJoined([record], to: db)
+      try applyJoined([record], to: db, tracker: tracker)
     } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
       throw error  // the database could not be written (a full disk): not this record's fault
     } catch {
@@ -27,14 +30,17 @@ public enum Replay {
   /// Returns why the joined apply failed if the records then applied one by one (which
   /// would be a bug here, not in the data), else nil.
   @discardableResult
-  public static func apply(_ records: [PositionedRecord], to db: Connection) throws -> String? {
+  public static func apply(_ records: [PositionedRecord], to db: Connection, tracker: ChecksumTracker? = nil) throws
+    -> String?
+  {
     guard records.count > 1 else {
-      if let record = records.first { try apply(record, to: db) }
+      if let record = records.first { try apply(record, to: db, tracker: tracker) }
       return nil
     }
+    let saved = tracker?.saved
     try db.execute("SAVEPOINT understudy_replay")
     do {
-      try applyJoined(records, to: db)
+      try applyJoined(records, to: db, tracker: tracker)
       if Failpoint.isArmed("joined-apply-fails") { throw Failpoint.Triggered("joined-apply-fails") }
       try db.execute("RELEASE understudy_replay")
       return nil
@@ -48,12 +54,16 @@ public enum Replay {
       }
       try db.execute("ROLLBACK TO understudy_replay")
       try db.execute("RELEASE understudy_replay")
-      for record in records { try apply(record, to: db) }
+      if let saved { tracker?.restore(saved) }
+      for record in records { try apply(record, to: db, tracker: tracker) }
       return "\(error)"
     }
   }
 
-  private static func applyJoined(_ records: [PositionedRecord], to db: Connection) throws {
+  private static func applyJoined(_ records: [PositionedRecord], to db: Connection, tracker: ChecksumTracker?)
+    throws
+  {
+    if tracker == nil { try IncrementalChecksum.invalidate(on: db) }
     try db.withTriggersDisabled {
       var joined: [UInt8] = []
       // sqlite_sequence items wait for the joined apply (which only raises sequences) and
@@ -61,7 +71,12 @@ public enum Replay {
       // do not split the join at every AUTOINCREMENT insert.
       var sequences: [String] = []
       func flush() throws {
-        try Changeset.apply(joined, to: db)
+        if let tracker {
+          try tracker.track { try Changeset.apply(joined, to: db) }
+          if !sequences.isEmpty { tracker.noteSequence() }
+        } else {
+          try Changeset.apply(joined, to: db)
+        }
         joined.removeAll(keepingCapacity: true)
         for sql in sequences { try db.execute(sql) }
         sequences.removeAll()
@@ -74,6 +89,7 @@ public enum Replay {
           case .ddl(let sql):
             try flush()
             try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
+            tracker?.noteSchemaChange()
           case .changes(let changeset, _):
             joined += changeset
           }
@@ -100,7 +116,10 @@ enum Recovery {
 
   /// Inside an open write transaction: checks that the database's last commit is in the
   /// trail, replays every later commit, and cuts a torn tail.
-  static func catchUp(_ db: Connection, trail: TrailDirectory, nodeID: NodeID) throws -> Outcome {
+  static func catchUp(_ db: Connection, trail: TrailDirectory, nodeID: NodeID, tracker: ChecksumTracker? = nil) throws
+    -> Outcome
+  {
+    tracker?.reset()  // an earlier attempt rolled back
     var state = try CommitState.read(db)
     guard state.nodeID == nodeID else {
       throw PrimaryError.foreignDatabase(database: db.path, belongsTo: state.nodeID.description, node: nodeID)
@@ -133,20 +152,26 @@ enum Recovery {
             database: db.path, position: r.position,
             reason: "expected transaction \(expected) next, the trail has \(r.record.txid)")
         }
-        try Replay.apply(r, to: db)
+        try Replay.apply(r, to: db, tracker: tracker)
         state.advance(txid: r.record.txid, position: r.position, end: r.end)
         lastCRC = r.crc
         replayed += 1
       case .end(let end):
         let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 { try state.save(db) }
+        if replayed > 0 {
+          try tracker?.commit()
+          try state.save(db)
+        }
         return Outcome(
           state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
           replayed: replayed,
           tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
       case .tornTail(let end, let reason):
         let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 { try state.save(db) }
+        if replayed > 0 {
+          try tracker?.commit()
+          try state.save(db)
+        }
         return Outcome(
           state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
           replayed: replayed,
@@ -167,14 +192,19 @@ extension Replay {
     try db.execute("PRAGMA journal_mode = WAL")
     let reader = try TrailReader(directory: trail, from: MATPosition(sno: first, rba: TrailFormat.firstRBA))
     var count = 0
+    // It keeps its checksum as it goes, like any node: the rebuilt database's kept
+    // checksum and a full scan of it must agree.
+    let tracker = ChecksumTracker(connection: db)
     try db.execute("BEGIN IMMEDIATE")
     do {
+      try IncrementalChecksum.recompute(on: db)
       while true {
         switch try reader.next() {
         case .record(let r):
-          try apply(r, to: db)
+          try apply(r, to: db, tracker: tracker)
           count += 1
         case .end(let end), .tornTail(let end, _):
+          try tracker.commit()
           try db.execute("COMMIT")
           return (count, end)
         }

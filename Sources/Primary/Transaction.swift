@@ -14,6 +14,8 @@ public final class Transaction {
   let schema: SchemaCache
   let capture: ChangeCapture
   private(set) var items: [CommitItem] = []
+  /// What the transaction did to the database checksum (IncrementalChecksum).
+  private(set) var checksumDelta = ChecksumDelta()
   /// sqlite_sequence as it was before the first statement since the last flush that
   /// could move it; nil if none could.
   private var sequenceBefore: SequenceItem.Rows?
@@ -73,6 +75,7 @@ public final class Transaction {
         defer { capture.isRecording = true }
         try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
         schema.invalidate()
+        checksumDelta.schemaChanged = true
         try refuseGeneratedColumns(in: policy.definedTables)
         items.append(.ddl(statement.sql))
       } else {
@@ -149,6 +152,7 @@ public final class Transaction {
       let item = SequenceItem.item(before: before, after: try SequenceItem.read(connection))
     {
       items.append(.ddl(item))
+      checksumDelta.sequenceMoved = true
     }
   }
 
@@ -161,6 +165,7 @@ public final class Transaction {
       for n in [name] + table.columns where n.utf8.count > Int(UInt16.max) { throw PrimaryError.nameTooLong(n) }
       tables.append(TableColumns(table: name, columns: table.columns))
     }
+    try checksumDelta.add(from: capture) { try schema.table($0).shape }
     let changeset = try capture.changeset { try schema.table($0).shape }
     if !changeset.isEmpty { items.append(.changes(changeset: changeset, tables: tables)) }
   }

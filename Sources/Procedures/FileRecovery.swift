@@ -67,6 +67,28 @@ public enum FileRecoveryError: Error, CustomStringConvertible {
 }
 
 public enum FileRecovery {
+  /// Undoes `records` and moves the database checksum by the rows the undo changed
+  /// (the preupdate hook sees them), in O(changes). A DDL among them may change a table's
+  /// columns midway, so then the checksum is recomputed instead.
+  static func undoKeepingChecksum(_ records: [PositionedRecord], on db: Connection) throws {
+    var ddl = false
+    var sequence = false
+    for record in records where record.record.type == .commit {
+      for case .ddl(let sql) in try CommitPayload.decode(record.record.payload) {
+        if SequenceItem.isItem(sql) { sequence = true } else { ddl = true }
+      }
+    }
+    guard !ddl else {
+      try Undo.undo(records, on: db)
+      try IncrementalChecksum.recompute(on: db)
+      return
+    }
+    let tracker = ChecksumTracker(connection: db)
+    try tracker.track { try Undo.undo(records, on: db) }
+    if sequence { tracker.noteSequence() }
+    try tracker.commit()
+  }
+
   struct Journal: Codable {
     var phase: String  // "decided", then "complete"
     var to: MATPosition
@@ -166,7 +188,7 @@ public enum FileRecovery {
       }
       try db.execute("BEGIN IMMEDIATE")
       do {
-        try Undo.undo(records, on: db)
+        try undoKeepingChecksum(records, on: db)
         var recovered = state.rebased(nodeID: config.nodeId, start: journal.fresh)
         recovered.lastTxid = journal.lastTxid
         try recovered.saveWithNodeID(db)
@@ -179,7 +201,7 @@ public enum FileRecovery {
     lap("undo")
     try fence(layout, from: journal.to, trailEnd: journal.trailEnd, fresh: journal.fresh)
     lap("fence")
-    let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+    let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
     lap("checksum")
 
     config = try layout.loadConfig()

@@ -87,7 +87,7 @@ public enum Follow {
       config.base = nil
     } else {
       let (priorEnd, priorTxid) = recovered!
-      let checksum = try DatabaseChecksum.compute(databaseAt: config.database).checksum
+      let checksum = try DatabaseChecksum.current(databaseAt: config.database).checksum
       try link.send(
         .followRequest(
           .init(priorNode: priorNode, priorTxid: priorTxid, priorEnd: priorEnd, checksum: checksum)))

@@ -122,7 +122,7 @@ public enum Takeover {
     progress("applying what the image trail holds")
     let (applied, state) = try Updater.drain(image: layout.image, database: config.database, events: events)
     let db = try Connection(path: config.database, mode: .readOnly)
-    let checksum = try DatabaseChecksum.compute(db).checksum
+    let checksum = try DatabaseChecksum.current(db).checksum
     let skipped = try Resolve.skipped(db)
     let matStart = try Promotion.freshSegment(layout, after: state.end)
     let generation = config.generation.next

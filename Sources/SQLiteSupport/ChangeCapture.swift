@@ -215,6 +215,28 @@ public final class ChangeCapture {
     return out
   }
 
+  /// Every change logged so far as its whole rows, before (nil for an insert) and after
+  /// (nil for a delete), each value in the changeset encoding with REAL-affinity values
+  /// as reals: what `SELECT *` reads back. The log is kept (a changeset is made after).
+  /// The database checksum is kept up to date from these.
+  public func forEachRow(
+    shape: (String) throws -> TableShape,
+    _ body: (_ table: String, _ columns: Int, _ old: ArraySlice<UInt8>?, _ new: ArraySlice<UInt8>?) throws -> Void
+  ) throws {
+    let log = log.takeUnretainedValue()
+    var shapes: [TableShape?] = Array(repeating: nil, count: log.tables.count)
+    for change in log.changes {
+      let table = try shapeOf(change, log: log, shapes: &shapes, shape: shape)
+      func image(_ range: Range<Int>) -> ArraySlice<UInt8> {
+        let values = log.values[range]
+        return table.real.contains(true) ? ArraySlice(ChangesetFormat.realified(values, real: table.real)) : values
+      }
+      try body(
+        log.tables[change.table], change.columns, change.op == SQLITE_INSERT ? nil : image(change.old),
+        change.op == SQLITE_DELETE ? nil : image(change.new))
+    }
+  }
+
   /// After a statement failed: SQLite undid what it changed (all of it, or with ON
   /// CONFLICT FAIL the rows before the failing one are kept), but the hook saw it all.
   /// Replaces the changes logged since `mark` by what the rows they touched now hold,
@@ -360,6 +382,8 @@ enum ChangesetFormat {
     appendVarint(UInt64(count), to: &out)
     if let pointer, count > 0 { out.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count)) }
   }
+
+  static func appendInteger(_ v: UInt64, to out: inout [UInt8]) { appendBigEndian(v, to: &out) }
 
   private static func appendBigEndian(_ v: UInt64, to out: inout [UInt8]) {
     for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
@@ -600,5 +624,36 @@ enum ChangesetFormat {
       out.append(contentsOf: bytes[unit.change])
     }
     return out
+  }
+}
+
+/// Rows read by a query, in the changeset encoding of values (the checksum's canonical
+/// form, Schemas/checksum.md): what `forEachRow` hands over for a captured change.
+public enum RowEncoding {
+  /// Appends the statement's current row, all `count` columns.
+  public static func appendRow(of statement: Statement, count: Int, to out: inout [UInt8]) {
+    for i in 0..<count { ChangesetFormat.append(sqlite3_column_value(statement.handle, Int32(i)), to: &out) }
+  }
+
+  /// Appends one value.
+  public static func append(_ value: SQLiteValue, to out: inout [UInt8]) {
+    switch value {
+    case .null: out.append(5)
+    case .integer(let v):
+      out.append(1)
+      ChangesetFormat.appendInteger(UInt64(bitPattern: v), to: &out)
+    case .real(let v):
+      out.append(2)
+      ChangesetFormat.appendInteger(v.bitPattern, to: &out)
+    case .text(let s):
+      out.append(3)
+      let bytes = Array(s.utf8)
+      ChangesetFormat.appendVarint(UInt64(bytes.count), to: &out)
+      out.append(contentsOf: bytes)
+    case .blob(let b):
+      out.append(4)
+      ChangesetFormat.appendVarint(UInt64(b.count), to: &out)
+      out.append(contentsOf: b)
+    }
   }
 }

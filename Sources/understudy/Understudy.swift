@@ -9,7 +9,7 @@ struct Understudy: ParsableCommand {
     abstract: "Keeps a transaction-by-transaction backup of a SQLite database and runs its recovery procedures.",
     subcommands: [
       Demo.self, Init.self, Start.self, Stop.self, SQL.self, Query.self, Status.self, Wait.self, Events.self,
-      Checksum.self, Trail.self, Bench.self, TakeoverCommand.self, RecoverCommand.self, FollowCommand.self,
+      Checksum.self, Verify.self, Trail.self, Bench.self, TakeoverCommand.self, RecoverCommand.self, FollowCommand.self,
       SwitchoverCommand.self, ResolveCommand.self, RTDRCommand.self, RTStart.self, RTStop.self, SCConfig.self,
     ])
 }

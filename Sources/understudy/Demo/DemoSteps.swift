@@ -123,7 +123,7 @@ extension DemoState {
     try checkBalances(conn, "balances add up")
     let primarySum = try DatabaseChecksum.compute(conn)
     let (count, end) = try Replay.rebuild(trail: NodeLayout(root: primary).mat, into: root + "/replayed.sqlite")
-    let replaySum = try DatabaseChecksum.compute(databaseAt: root + "/replayed.sqlite")
+    let replaySum = try DatabaseChecksum.current(databaseAt: root + "/replayed.sqlite")
     check(primarySum == replaySum, "database equals a fresh replay of its \(count) audited transactions to \(end)")
     Output.line("   checksum \(primarySum.checksum)")
     return primarySum
@@ -138,7 +138,7 @@ extension DemoState {
     Output.line(
       "   applied \(b.applied.map(\.description) ?? "-"), acked \(b.acked.map(\.description) ?? "-"), link \(b.connected ? "connected" : "down"), updater rtd \(b.rtdUpdater) s"
     )
-    let backupSum = try DatabaseChecksum.compute(databaseAt: backupDatabase)
+    let backupSum = try DatabaseChecksum.current(databaseAt: backupDatabase)
     check(backupSum == primarySum, "the backup holds exactly the primary's content (checksum \(backupSum.checksum))")
     check(b.updaterStopped == nil, "the backup's updater applied every transaction once, without conflict")
     return b.applied
@@ -243,8 +243,8 @@ extension DemoState {
     )
     try startPrimaryDaemon()
     try waitUntilApplied(by: primary, of: backup, timeout: 60)
-    let followerSum = try DatabaseChecksum.compute(databaseAt: primaryDatabase).checksum
-    let newPrimarySum = try DatabaseChecksum.compute(databaseAt: backupDatabase).checksum
+    let followerSum = try DatabaseChecksum.current(databaseAt: primaryDatabase).checksum
+    let newPrimarySum = try DatabaseChecksum.current(databaseAt: backupDatabase).checksum
     check(followerSum == newPrimarySum, "the old primary caught up with the new one: equal checksums")
     return newPrimarySum
   }
@@ -263,8 +263,8 @@ extension DemoState {
     }
     back.close()
     try waitUntilApplied(by: backup, of: primary, timeout: 60)
-    let finalPrimary = try DatabaseChecksum.compute(databaseAt: primaryDatabase).checksum
-    let finalBackup = try DatabaseChecksum.compute(databaseAt: backupDatabase).checksum
+    let finalPrimary = try DatabaseChecksum.current(databaseAt: primaryDatabase).checksum
+    let finalBackup = try DatabaseChecksum.current(databaseAt: backupDatabase).checksum
     check(
       switchover.checksum == newPrimarySum,
       "nothing was lost in the switchover (checksum at hand-over equals the new primary's)")

@@ -30,7 +30,7 @@ extension DemoState {
     feed(writer, untilAcknowledged: 300)
     kill(writer)
     try waitUntilApplied(by: backup, of: primary, timeout: 60)
-    let shipped = try DatabaseChecksum.compute(databaseAt: backupDatabase).checksum
+    let shipped = try DatabaseChecksum.current(databaseAt: backupDatabase).checksum
     Output.line("   \(acknowledged.count) transfers acknowledged and applied on dr; checksum \(shipped)")
     let lost = try disasterUnshipped()
 
@@ -111,7 +111,7 @@ extension DemoState {
   }
 
   private func sameChecksum() throws -> Bool {
-    try DatabaseChecksum.compute(databaseAt: primaryDatabase) == DatabaseChecksum.compute(databaseAt: backupDatabase)
+    try DatabaseChecksum.current(databaseAt: primaryDatabase) == DatabaseChecksum.current(databaseAt: backupDatabase)
   }
 
   /// Transfers on account 1, committed on `node` (whichever is primary now).
