@@ -17,6 +17,25 @@ public enum CommitItem: Equatable, Sendable {
   case ddl(String)
   /// A SQLite changeset and the column names of each table in it.
   case changes(changeset: [UInt8], tables: [TableColumns])
+  /// Format 2, last, in a transaction without DDL: what it did to the database checksum
+  /// on the primary (Schemas/checksum.md), per table. A node that applies it checks that
+  /// the rows it changed moved its own checksum the same way.
+  case checksum([TableDigest])
+}
+
+/// One table's share of a transaction's checksum delta: rows added less rows removed,
+/// and the sum of the added rows' digests less the removed ones' (32 bytes, four
+/// little-endian 64-bit lanes).
+public struct TableDigest: Equatable, Sendable {
+  public var table: String
+  public var rows: Int64
+  public var sum: [UInt8]
+
+  public init(table: String, rows: Int64, sum: [UInt8]) {
+    self.table = table
+    self.rows = rows
+    self.sum = sum
+  }
 }
 
 public struct PayloadError: Error, CustomStringConvertible {
@@ -28,9 +47,12 @@ public struct PayloadError: Error, CustomStringConvertible {
 /// Layout: a sequence of items, each `kind u8, length u32, body`.
 /// kind 1, DDL: UTF-8 text. kind 2, changes: `u16 table count`, per table `u16 name
 /// length, name, u16 column count`, per column `u16 length, name`; then the changeset.
+/// kind 3 (format 2), checksum: `u16 table count`, per table `u16 name length, name, i64
+/// rows, 32 bytes sum`.
 public enum CommitPayload {
   static let ddlKind: UInt8 = 1
   static let changesKind: UInt8 = 2
+  static let checksumKind: UInt8 = 3
 
   public static func encode(_ items: [CommitItem]) -> [UInt8] {
     var out: [UInt8] = []
@@ -50,6 +72,14 @@ public enum CommitPayload {
           for c in t.columns { appendString(c, to: &body) }
         }
         body.append(contentsOf: changeset)
+      case .checksum(let tables):
+        kind = checksumKind
+        body.appendLE(UInt16(tables.count))
+        for t in tables {
+          appendString(t.table, to: &body)
+          body.appendLE(UInt64(bitPattern: t.rows))
+          body.append(contentsOf: t.sum)
+        }
       }
       out.append(kind)
       out.appendLE(UInt32(body.count))
@@ -106,6 +136,20 @@ public enum CommitPayload {
         }
         guard o <= end else { throw PayloadError(offset: o, reason: "table list runs past its item") }
         items.append(.changes(changeset: Array(bytes[o..<end]), tables: tables))
+      case checksumKind:
+        try need(2, "table count")
+        let count = Int(bytes.readLE(UInt16.self, at: o))
+        o += 2
+        var tables: [TableDigest] = []
+        for _ in 0..<count {
+          let name = try string("table name")
+          try need(40, "rows and sum")
+          let rows = Int64(bitPattern: bytes.readLE(UInt64.self, at: o))
+          tables.append(TableDigest(table: name, rows: rows, sum: Array(bytes[(o + 8)..<(o + 40)])))
+          o += 40
+        }
+        guard o == end else { throw PayloadError(offset: o, reason: "checksum item does not end where its length says") }
+        items.append(.checksum(tables))
       default:
         throw PayloadError(offset: o - 5, reason: "unknown item kind \(kind)")
       }

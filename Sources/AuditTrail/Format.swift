@@ -1,11 +1,14 @@
-// Audit trail format v1, byte for byte as in Schemas/audit-trail.md.
+// Audit trail format v2 (and v1, which it reads), byte for byte as in Schemas/audit-trail.md.
 // Everything is little-endian. This file is the only place that knows offsets.
 
 import Foundation
 
 public enum TrailFormat {
   public static let magic: [UInt8] = Array("UNDSTMAT".utf8)
-  public static let version: UInt16 = 1
+  /// What this build writes: 2 adds the checksum item to commit payloads.
+  public static let version: UInt16 = 2
+  /// What it reads.
+  public static let readableVersions: ClosedRange<UInt16> = 1...2
   public static let fileHeaderSize = 64
   public static let recordHeaderSize = 32
   /// Records start and end on 8-byte boundaries, so a length field never straddles a sector.
@@ -148,7 +151,7 @@ public struct FileHeader: Equatable, Sendable {
     guard b.count >= TrailFormat.fileHeaderSize else { return .failure(.short(b.count)) }
     guard Array(b[0..<8]) == TrailFormat.magic else { return .failure(.badMagic) }
     let version = b.readLE(UInt16.self, at: 8)
-    guard version == TrailFormat.version else { return .failure(.unsupportedVersion(version)) }
+    guard TrailFormat.readableVersions.contains(version) else { return .failure(.unsupportedVersion(version)) }
     let size = b.readLE(UInt16.self, at: 10)
     guard size == TrailFormat.fileHeaderSize else { return .failure(.badHeaderSize(size)) }
     let stored = b.readLE(UInt32.self, at: 60)
@@ -178,7 +181,7 @@ public struct FileHeader: Equatable, Sendable {
       case .short(let n): "file header is \(n) bytes, expected \(TrailFormat.fileHeaderSize)"
       case .badMagic: "not an Understudy audit trail file (bad magic)"
       case .unsupportedVersion(let v):
-        "format version \(v) is not supported by this build (it reads version \(TrailFormat.version))"
+        "format version \(v) is not supported by this build (it reads versions \(TrailFormat.readableVersions.lowerBound) to \(TrailFormat.readableVersions.upperBound))"
       case .badHeaderSize(let s): "header size field is \(s), expected \(TrailFormat.fileHeaderSize)"
       case .checksum(let s, let c): "file header checksum mismatch (stored \(hex(s)), computed \(hex(c)))"
       }

@@ -33,12 +33,26 @@ public final class Updater: @unchecked Sendable {
     events.log(.updaterStarted, "updater started for \(database)")
     do {
       try applyLoop()
-    } catch PrimaryError.replayFailed(let txid, let position, let reason) {
+    } catch let error as PrimaryError {
+      guard case .diverged(let txid, let position, let table, _, _) = error else { return stopped(error) }
+      let message = "updater stopped: \(error)"
+      progress.update { $0.updaterStopped = message }
+      events.log(
+        .updaterDiverged, message,
+        [("txid", .int(Int64(txid.rawValue))), ("position", position.json), ("table", .string(table))])
+    } catch {
+      stopped(error)
+    }
+  }
+
+  private func stopped(_ error: Error) {
+    switch error {
+    case PrimaryError.replayFailed(let txid, let position, let reason):
       let message =
         "updater stopped: transaction \(txid) at \(position) does not apply to the backup database: \(reason). The backup was changed outside replication; nothing after it is applied"
       progress.update { $0.updaterStopped = message }
       events.log(.updaterConflict, message, [("txid", .int(Int64(txid.rawValue))), ("position", position.json)])
-    } catch {
+    default:
       progress.update { $0.updaterStopped = "\(error)" }
       events.log(.updaterStoppedUnexpectedly, "updater stopped unexpectedly: \(error)")
     }

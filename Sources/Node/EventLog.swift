@@ -55,6 +55,7 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case followHinted = 9084
   case followHintRefused = 9085
   case writeBlockLifted = 9086
+  case updaterDiverged = 9087
 }
 
 public struct Event: Sendable {

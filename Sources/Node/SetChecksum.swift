@@ -4,6 +4,7 @@
 // digest and removing it subtracts it, so a transaction moves the checksum by what it
 // changed, never by the size of the database.
 
+import AuditTrail
 import Crypto
 import SQLiteSupport
 
@@ -122,9 +123,10 @@ public struct SetChecksum: Hashable, Sendable, CustomStringConvertible {
 /// less those it removed, and the sum of the digests it added less those it removed.
 /// DDL and sqlite_sequence are not deltas: they are recomputed (`IncrementalChecksum.apply`).
 public struct ChecksumDelta: Sendable, Equatable {
-  public struct Entry: Sendable, Equatable {
+  public struct Entry: Sendable, Equatable, CustomStringConvertible {
     public var rows: Int64 = 0
     public var sum: SetChecksum = .zero
+    public var description: String { "rows \(rows >= 0 ? "+" : "")\(rows), sum \(sum)" }
   }
 
   public var tables: [String: Entry] = [:]
@@ -151,6 +153,47 @@ public struct ChecksumDelta: Sendable, Equatable {
       }
       tables[table] = entry
     }
+  }
+
+  /// The tables whose rows moved the checksum, by name: a table whose changes cancel
+  /// out (an update that changed nothing) is not one.
+  public var moved: [String: Entry] { tables.filter { $0.value != Entry() } }
+
+  /// As a commit record carries it (format 2), sorted by table.
+  public var digests: [TableDigest] {
+    moved.sorted { $0.key < $1.key }.map { TableDigest(table: $0.key, rows: $0.value.rows, sum: $0.value.sum.bytes) }
+  }
+
+  /// What a commit record's checksum item says; nil when a digest is not 32 bytes.
+  public init?(digests: [TableDigest]) {
+    for d in digests {
+      guard let sum = SetChecksum(bytes: d.sum) else { return nil }
+      var entry = tables[d.table] ?? Entry()
+      entry.rows += d.rows
+      entry.sum += sum
+      tables[d.table] = entry
+    }
+  }
+
+  /// The first table (by name) whose movement differs between `self` and `other`.
+  public func firstDifference(from other: ChecksumDelta) -> (table: String, mine: Entry, theirs: Entry)? {
+    let (a, b) = (moved, other.moved)
+    for name in Set(a.keys).union(b.keys).sorted() where a[name] != b[name] {
+      return (name, a[name] ?? Entry(), b[name] ?? Entry())
+    }
+    return nil
+  }
+
+  /// What `self` holds beyond `earlier` (a delta it grew from).
+  public func subtracting(_ earlier: ChecksumDelta) -> ChecksumDelta {
+    var result = self
+    for (name, entry) in earlier.tables {
+      var mine = result.tables[name] ?? Entry()
+      mine.rows -= entry.rows
+      mine.sum -= entry.sum
+      result.tables[name] = mine
+    }
+    return result
   }
 
   public mutating func merge(_ other: ChecksumDelta) {

@@ -9,6 +9,8 @@ public struct DecodedTransaction: Sendable {
   public enum Item: Sendable {
     case ddl(String)
     case change(DecodedChange)
+    /// Format 2: what the transaction did to the primary's checksum, per table.
+    case checksum([TableDigest])
   }
 
   public var position: MATPosition
@@ -36,6 +38,7 @@ public struct DecodedTransaction: Sendable {
           let columns = tables.first(where: { $0.table == change.table })?.columns ?? []
           items.append(.change(DecodedChange(change, columns: columns)))
         }
+      case .checksum(let tables): items.append(.checksum(tables))
       }
     }
   }
@@ -52,6 +55,20 @@ public struct DecodedTransaction: Sendable {
             switch $0 {
             case .ddl(let sql): .object([("kind", .string("ddl")), ("sql", .string(sql))])
             case .change(let c): c.json
+            case .checksum(let tables):
+              .object([
+                ("kind", .string("checksum")),
+                (
+                  "tables",
+                  .array(
+                    tables.map {
+                      .object([
+                        ("table", .string($0.table)), ("rows", .int($0.rows)),
+                        ("sum", .string(SetChecksum(bytes: $0.sum)?.description ?? "")),
+                      ])
+                    })
+                ),
+              ])
             }
           })
       ),

@@ -15,6 +15,10 @@ public enum Replay {
       try applyJoined([record], to: db, tracker: tracker)
     } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
       throw error  // the database could not be written (a full disk): not this record's fault
+    } catch let divergence as Divergence {
+      throw PrimaryError.diverged(
+        txid: record.record.txid, position: record.position, table: divergence.table,
+        primary: "\(divergence.primary)", here: "\(divergence.here)")
     } catch {
       throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
@@ -60,10 +64,25 @@ public enum Replay {
     }
   }
 
+  /// The rows applied here moved a table's checksum other than the records say they
+  /// moved the primary's.
+  struct Divergence: Error, CustomStringConvertible {
+    var table: String
+    var primary: ChecksumDelta.Entry
+    var here: ChecksumDelta.Entry
+    var description: String {
+      "table \(table) moved by \(here) here and by \(primary) on the primary: the rows differ"
+    }
+  }
+
   private static func applyJoined(_ records: [PositionedRecord], to db: Connection, tracker: ChecksumTracker?)
     throws
   {
     if tracker == nil { try IncrementalChecksum.invalidate(on: db) }
+    // What the records say they did to the primary's checksum, when every one says it
+    // (format 2, no DDL): the rows changed here must move this node's the same way.
+    var said: ChecksumDelta? = ChecksumDelta()
+    let before = tracker?.saved
     try db.withTriggersDisabled {
       var joined: [UInt8] = []
       // sqlite_sequence items wait for the joined apply (which only raises sequences) and
@@ -82,8 +101,11 @@ public enum Replay {
         sequences.removeAll()
       }
       for record in records where record.record.type == .commit {
+        var digests: [TableDigest]?
         for item in try CommitPayload.decode(record.record.payload) {
           switch item {
+          case .checksum(let tables):
+            digests = tables
           case .ddl(let sql) where SequenceItem.isItem(sql):
             sequences.append(sql)
           case .ddl(let sql):
@@ -94,8 +116,14 @@ public enum Replay {
             joined += changeset
           }
         }
+        if let digests, let delta = ChecksumDelta(digests: digests) { said?.merge(delta) } else { said = nil }
       }
       try flush()
+    }
+    if let tracker, let said, let before,
+      let (table, here, primary) = tracker.delta.subtracting(before).firstDifference(from: said)
+    {
+      throw Divergence(table: table, primary: primary, here: here)
     }
   }
 }

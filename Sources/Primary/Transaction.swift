@@ -183,6 +183,9 @@ public final class Transaction {
       if pending > 0 { throw PrimaryError.deferredForeignKeys }
     }
     try flushChanges()
+    // Format 2: what it did to the checksum, for whoever applies it to check (not after
+    // DDL, which recomputes the checksum on every node).
+    if !items.isEmpty && !checksumDelta.schemaChanged { items.append(.checksum(checksumDelta.digests)) }
     return items
   }
 }

@@ -70,6 +70,9 @@ public enum Resolve {
         ])
       state.advance(txid: txid, position: record.position, end: record.end)
       try state.save(db)
+      // The operator accepts the database as it is, changed outside replication: its
+      // kept checksum is made that of what it holds (a full scan, once).
+      try IncrementalChecksum.recompute(on: db)
       try db.execute("COMMIT")
       EventLog(layout: layout, node: config.nodeId.description).log(
         .transactionSkipped,

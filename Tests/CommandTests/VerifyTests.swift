@@ -57,4 +57,37 @@ final class VerifyTests: XCTestCase {
       XCTAssertEqual(ok.status, 0, "\(server.name): \(ok.stdout) \(ok.stderr)")
     }
   }
+
+  /// Continuous verification: a column no later change names is changed on the backup
+  /// behind Understudy's back, so the primary's next update of that row still applies
+  /// there (its changeset carries only the key and the column it sets). The rows it
+  /// changed move the backup's checksum of the table other than the commit record says
+  /// they moved the primary's: the updater stops at that transaction (9087) naming it
+  /// and the table, and applies nothing of it.
+  func testTheUpdaterStopsAtTheFirstTransactionWhoseRowsDiffer() throws {
+    let pair = try MIMIXPair(self)
+    let (prod, dr) = (pair.production, pair.recovery)
+    try understudy(["sql", "--node", prod.node, "CREATE TABLE u(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)"])
+    try understudy(["sql", "--node", prod.node, "INSERT INTO u VALUES (1, 'x', 0), (2, 'y', 0)"])
+    try pair.waitForReplica()
+    try writeBehindReplication(dr.database, "UPDATE u SET a = 'changed behind replication' WHERE id = 1")
+    try understudy(["sql", "--node", prod.node, "UPDATE u SET b = 1 WHERE id = 2"])
+    let update = try understudy(["sql", "--node", prod.node, "--json", "UPDATE u SET b = 5 WHERE id = 1"])
+    let txid = try XCTUnwrap((update.json as? [String: Any])?["txid"] as? Int, update.stdout + update.stderr)
+    XCTAssertTrue(
+      try eventually(10) { events(dr.node).contains { $0["code"] as? Int == 9087 } },
+      "the updater stops: \(events(dr.node).suffix(3))")
+    let stop = try XCTUnwrap(events(dr.node).first { $0["code"] as? Int == 9087 })
+    XCTAssertEqual(stop["txid"] as? Int, txid)
+    XCTAssertEqual(stop["table"] as? String, "u")
+    XCTAssertTrue((stop["message"] as? String)?.contains("table u") == true, "\(stop)")
+    XCTAssertTrue(
+      try eventually(5) {
+        let status = try understudy(["status", "--node", dr.node, "--json"]).json as? [String: Any]
+        return (status?["updaterStopped"] as? String)?.contains("transaction \(txid)") == true
+      }, "status says where the updater stopped")
+    let b = try understudy(["query", "--node", dr.node, "--json", "SELECT b FROM u ORDER BY id"])
+    XCTAssertEqual((b.json as? [String: Any])?["rows"] as? [[Int]], [[0], [1]], "the earlier update applied, not this one")
+    XCTAssertEqual(try understudy(["verify", "--node", dr.node]).status, 1)
+  }
 }

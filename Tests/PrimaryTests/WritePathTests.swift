@@ -52,6 +52,7 @@ final class WritePathTests: XCTestCase {
       switch item {
       case .ddl(let sql): return "ddl:" + sql.prefix(12)
       case .change(let c): return "\(c.operation.rawValue):\(c.table)"
+      case .checksum: return "checksum"
       }
     }
     // DDL keeps its place among the changes; within one changeset SQLite orders rows itself.

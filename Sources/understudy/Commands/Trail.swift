@@ -47,6 +47,12 @@ struct TrailDump: ParsableCommand {
               switch item {
               case .ddl(let sql): Output.line("  ddl     \(sql)")
               case .change(let c): Output.line("  \(c.text)")
+              case .checksum(let tables):
+                for t in tables {
+                  Output.line(
+                    "  checksum \(t.table) rows \(t.rows >= 0 ? "+" : "")\(t.rows) sum \(SetChecksum(bytes: t.sum)?.description ?? "?")"
+                  )
+                }
               }
             }
           }
