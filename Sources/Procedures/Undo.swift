@@ -1,6 +1,8 @@
 // Undoing committed transactions on the old primary, newest first: each row change by
 // its inverted changeset (a conflict means the database is not what the MAT says, and
-// aborts everything), each DDL statement by its opposite where one exists.
+// aborts everything), each DDL statement by its opposite where one exists. The inverted
+// changesets of consecutive transactions are applied as one, split at DDL, as the
+// updater joins them forwards (`Replay.apply`).
 
 import AuditTrail
 import Foundation
@@ -23,45 +25,152 @@ public enum UndoError: Error, CustomStringConvertible {
 
 enum Undo {
   /// Undoes `records` (oldest first as in the MAT) newest first, inside the caller's transaction.
+  ///
+  /// `sqlite3changeset_apply` reads the table's columns and compiles its statements on
+  /// every call, so the inverses of a run of transactions between DDL items are joined
+  /// and applied once: newest transaction first, its changesets last first, each
+  /// inverted newest change first (`Changeset.invert`), which is the exact reverse of
+  /// the order the primary made them in. A failure of the joined apply names no
+  /// transaction, so it is rolled back and the run is undone again change by change, as
+  /// one apply per changeset, to say which transaction fails.
   static func undo(_ records: [PositionedRecord], on db: Connection) throws {
     try db.withTriggersDisabled {
+      var run = Run()
+      // What one record says about itself (an inverse that cannot be made, a DDL that
+      // cannot be undone) is thrown only once the newer transactions' undo has run: a
+      // conflict there is what undoing them one by one would have met first.
+      func refuse(_ error: Error) throws -> Never {
+        try run.flush(on: db)
+        throw error
+      }
       for record in records.reversed() where record.record.type == .commit {
+        let (txid, position) = (record.record.txid, record.position)
         let items = try CommitPayload.decode(record.record.payload)
         // The transaction's sequences go back once its rows have: re-inserting a row it
-        // deleted raises the sequence again.
+        // deleted raises the sequence again. In a joined run they wait for the run's
+        // rows and run newest transaction first, so each name ends at the value of the
+        // oldest transaction that moved it: the one it had where the run starts.
         var sequences: [String] = []
         for item in items.reversed() {
           switch item {
           case .ddl(let sql) where SequenceItem.isItem(sql):
             guard let undo = SequenceItem.undo(of: sql) else {
-              throw UndoError.ddl(
-                sql: sql, txid: record.record.txid, position: record.position, reason: "its undo part is missing")
+              try refuse(UndoError.ddl(sql: sql, txid: txid, position: position, reason: "its undo part is missing"))
             }
             sequences.append(undo)
           case .checksum: continue  // the forward delta; undoing moves the checksum back by the rows undone
           case .changes(let changeset, _):
             do {
-              try Changeset.apply(try Changeset.invert(changeset), to: db)
+              run.add(rows: try Changeset.invert(changeset), txid: txid, position: position)
             } catch {
-              throw UndoError.conflict(txid: record.record.txid, position: record.position, reason: "\(error)")
+              try refuse(UndoError.conflict(txid: txid, position: position, reason: "\(error)"))
             }
           case .ddl(let sql):
-            let opposite = try opposite(of: sql, txid: record.record.txid, position: record.position)
+            // Its opposite runs in order: after every newer change, before every older one.
+            try run.flush(on: db)
+            let opposite: String
+            do {
+              opposite = try Self.opposite(of: sql, txid: txid, position: position)
+            } catch {
+              try refuse(error)
+            }
             do {
               try db.execute(opposite)
+            } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
+              throw error
             } catch {
-              throw UndoError.ddl(
-                sql: sql, txid: record.record.txid, position: record.position, reason: "`\(opposite)` failed: \(error)")
+              throw UndoError.ddl(sql: sql, txid: txid, position: position, reason: "`\(opposite)` failed: \(error)")
             }
           }
         }
-        for sql in sequences {
-          do {
-            try db.execute(sql)
-          } catch {
-            throw UndoError.conflict(
-              txid: record.record.txid, position: record.position, reason: "restoring sqlite_sequence: \(error)")
+        run.add(sequences: sequences, txid: txid, position: position)
+        if run.joined.count >= Run.flushBytes { try run.flush(on: db) }
+      }
+      try run.flush(on: db)
+    }
+  }
+
+  /// The undo of consecutive transactions between DDL items, newest first: their
+  /// inverted changesets joined into one buffer, and where each one's part lies in it.
+  struct Run {
+    /// A run this large is applied before the next transaction joins it, which bounds
+    /// the memory the joined inverse takes beside the records.
+    static let flushBytes = 32 << 20
+
+    enum Step {
+      /// The inverse of one changeset item: a range of `joined`.
+      case rows(Range<Int>)
+      /// A transaction's sqlite_sequence undo, after all its other items.
+      case sequences([String])
+    }
+
+    var joined: [UInt8] = []
+    private(set) var steps: [(step: Step, txid: TransactionID, position: MATPosition)] = []
+    private var transactions = 0
+
+    mutating func add(rows inverse: [UInt8], txid: TransactionID, position: MATPosition) {
+      guard !inverse.isEmpty else { return }
+      note(txid)
+      steps.append((.rows(joined.count..<joined.count + inverse.count), txid, position))
+      joined += inverse
+    }
+
+    mutating func add(sequences: [String], txid: TransactionID, position: MATPosition) {
+      guard !sequences.isEmpty else { return }
+      note(txid)
+      steps.append((.sequences(sequences), txid, position))
+    }
+
+    private mutating func note(_ txid: TransactionID) {
+      if steps.last?.txid != txid { transactions += 1 }
+    }
+
+    /// Applies the run and empties it. One transaction's undo runs step by step as it
+    /// always did; several are joined in a savepoint and, if that fails, undone again
+    /// step by step so the error names the transaction (`UndoError.conflict`).
+    mutating func flush(on db: Connection) throws {
+      defer {
+        joined.removeAll(keepingCapacity: true)
+        steps.removeAll(keepingCapacity: true)
+        transactions = 0
+      }
+      guard transactions > 1 else { return try stepByStep(on: db) }
+      try db.execute("SAVEPOINT understudy_undo")
+      do {
+        try Changeset.apply(joined, to: db)
+        for case (.sequences(let statements), _, _) in steps {
+          for sql in statements { try db.execute(sql) }
+        }
+        if Failpoint.isArmed("joined-apply-fails") { throw Failpoint.Triggered("joined-apply-fails") }
+        try db.execute("RELEASE understudy_undo")
+      } catch {
+        // A full disk or an I/O error is not the joining's fault, and SQLite may have rolled
+        // back the caller's whole transaction, savepoint and all: hand it up as it is.
+        if db.isAutocommit { throw error }
+        if let sqlite = error as? SQLiteError, sqlite.isResourceFailure {
+          try? db.execute("ROLLBACK TO understudy_undo")
+          throw error
+        }
+        try db.execute("ROLLBACK TO understudy_undo")
+        try db.execute("RELEASE understudy_undo")
+        try stepByStep(on: db)
+      }
+    }
+
+    /// The run as undo ran before joining: one apply per changeset item, each
+    /// transaction's sequences after its rows, the first failure naming its transaction.
+    private func stepByStep(on db: Connection) throws {
+      for (step, txid, position) in steps {
+        do {
+          switch step {
+          case .rows(let range): try Changeset.apply(Array(joined[range]), to: db)
+          case .sequences(let statements): for sql in statements { try db.execute(sql) }
           }
+        } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
+          throw error  // the database could not be written (a full disk): not this transaction's fault
+        } catch {
+          let part = if case .sequences = step { "restoring sqlite_sequence: " } else { "" }
+          throw UndoError.conflict(txid: txid, position: position, reason: part + "\(error)")
         }
       }
     }
