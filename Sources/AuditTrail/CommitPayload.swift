@@ -148,7 +148,9 @@ public enum CommitPayload {
           tables.append(TableDigest(table: name, rows: rows, sum: Array(bytes[(o + 8)..<(o + 40)])))
           o += 40
         }
-        guard o == end else { throw PayloadError(offset: o, reason: "checksum item does not end where its length says") }
+        guard o == end else {
+          throw PayloadError(offset: o, reason: "checksum item does not end where its length says")
+        }
         items.append(.checksum(tables))
       default:
         throw PayloadError(offset: o - 5, reason: "unknown item kind \(kind)")

@@ -22,10 +22,14 @@ public enum IncrementalChecksum {
     ) WITHOUT ROWID
     """
 
-  /// Whether the database keeps one (the table exists and holds the schema's row).
+  /// Whether the database keeps one (the table exists and holds the schema's row). On
+  /// every commit, so one cached lookup by key.
   public static func isKept(_ db: Connection) throws -> Bool {
-    guard try exists(db) else { return false }
-    return try db.scalarInt("SELECT count(*) FROM understudy_checksum WHERE kind = 'schema'") == 1
+    guard let lookup = try? db.cached("SELECT 1 FROM understudy_checksum WHERE kind = 'schema' AND name = ''") else {
+      return false  // no such table: a database from before it was kept
+    }
+    defer { lookup.reset() }
+    return try lookup.step()
   }
 
   static func exists(_ db: Connection) throws -> Bool {

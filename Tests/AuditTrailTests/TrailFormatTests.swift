@@ -65,9 +65,14 @@ final class TrailFormatTests: XCTestCase {
     var bytes = header.encoded()
     XCTAssertEqual(bytes.count, 64)
     XCTAssertEqual(try FileHeader.decode(bytes).get(), header)
-    bytes[8] = 2  // version 2
-    guard case .failure(.unsupportedVersion(2)) = FileHeader.decode(bytes) else {
+    XCTAssertEqual(bytes[8], 2, "this build writes version 2")
+    bytes[8] = 3  // a version after this build's
+    guard case .failure(.unsupportedVersion(3)) = FileHeader.decode(bytes) else {
       return XCTFail("version not refused")
+    }
+    bytes[8] = 0
+    guard case .failure(.unsupportedVersion(0)) = FileHeader.decode(bytes) else {
+      return XCTFail("version 0 not refused")
     }
     bytes = header.encoded()
     bytes[0] = UInt8(ascii: "X")

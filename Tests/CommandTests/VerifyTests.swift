@@ -87,7 +87,8 @@ final class VerifyTests: XCTestCase {
         return (status?["updaterStopped"] as? String)?.contains("transaction \(txid)") == true
       }, "status says where the updater stopped")
     let b = try understudy(["query", "--node", dr.node, "--json", "SELECT b FROM u ORDER BY id"])
-    XCTAssertEqual((b.json as? [String: Any])?["rows"] as? [[Int]], [[0], [1]], "the earlier update applied, not this one")
+    XCTAssertEqual(
+      (b.json as? [String: Any])?["rows"] as? [[Int]], [[0], [1]], "the earlier update applied, not this one")
     XCTAssertEqual(try understudy(["verify", "--node", dr.node]).status, 1)
   }
 }
