@@ -84,17 +84,38 @@ public struct SetChecksum: Hashable, Sendable, CustomStringConvertible {
 
   /// The digest of 32 bytes of SHA-256, as a set element.
   static func element(_ encoding: [UInt8]) -> SetChecksum {
-    SetChecksum(bytes: Array(SHA256.hash(data: encoding)))!
+    var hasher = SHA256()
+    hasher.update(data: encoding)
+    return element(hasher)
+  }
+
+  static func element(_ hasher: SHA256) -> SetChecksum {
+    hasher.finalize().withUnsafeBytes { raw in
+      SetChecksum(
+        lanes: (
+          UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+          UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+          UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+          UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        ))
+    }
   }
 
   /// One row of `table`: `values` are its `columns` values in the changeset encoding, in
-  /// column order (`RowEncoding`, `ChangeCapture.forEachRow`).
-  public static func row<C: Collection<UInt8>>(table: String, columns: Int, values: C) -> SetChecksum {
-    var encoding = rowPrefix
-    appendName(table, to: &encoding)
-    appendLittleEndian(UInt32(columns), to: &encoding)
-    encoding.append(contentsOf: values)
-    return element(encoding)
+  /// column order (`RowEncoding`, `ChangeCapture.forEachRow`). Hashed in place: this runs
+  /// for every row a transaction changes, on the commit path.
+  public static func row(table: String, columns: Int, values: ArraySlice<UInt8>) -> SetChecksum {
+    var header = rowPrefix
+    appendName(table, to: &header)
+    appendLittleEndian(UInt32(columns), to: &header)
+    var hasher = SHA256()
+    hasher.update(data: header)
+    values.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+    return element(hasher)
+  }
+
+  public static func row(table: String, columns: Int, values: [UInt8]) -> SetChecksum {
+    row(table: table, columns: columns, values: values[...])
   }
 
   /// One entry of sqlite_schema: type, name, table name and SQL, as `sqlite_schema` holds them.
