@@ -11,7 +11,7 @@ let package = Package(
     .executable(name: "rtstop", targets: ["rtstop"]),
     .executable(name: "scconfig", targets: ["scconfig"]),
     .library(
-      name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX"]),
+      name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Backup", "Procedures", "MIMIX"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,17 +39,20 @@ let package = Package(
       name: "Link",
       dependencies: ["AuditTrail", "Node", .product(name: "Crypto", package: "swift-crypto")]
     ),
+    // What both roles do to a node's database: apply commit records (replay), the state
+    // table, the initial copy's sending side, the backups a node knows, promotion.
+    .target(name: "Apply", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link"]),
     // The primary: audited transactions, group commit, recovery on open, the extractor.
-    .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link"]),
+    .target(name: "Primary", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Apply"]),
     // The backup: receiver, image trail, updater, purger, initial copy.
-    .target(name: "Backup", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary"]),
+    .target(name: "Backup", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Apply"]),
     // The operator's procedures around the pipeline: takeover, file recovery to a MAT
     // position, follow, resolve.
     .target(
-      name: "Procedures", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup"]),
+      name: "Procedures", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Backup"]),
     // The MIMIX surface: a server's home and its contexts, and the rtdr cycle over the procedures.
     .target(
-      name: "MIMIX", dependencies: ["AuditTrail", "Node", "Link", "Primary", "Backup", "Procedures"]),
+      name: "MIMIX", dependencies: ["AuditTrail", "Node", "Link", "Apply", "Primary", "Backup", "Procedures"]),
     // `rtdr`, `rtstart`, `rtstop`, `scconfig`: MIMIX's command names, each running
     // `understudy <name> …` (the binary beside it), so there is one implementation.
     .target(name: "CommandAlias", path: "Sources/Aliases/CommandAlias"),
@@ -64,19 +67,19 @@ let package = Package(
     .executableTarget(
       name: "understudy",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "Backup", "Procedures", "MIMIX", "Harness",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Backup", "Procedures", "MIMIX", "Harness",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
     .target(name: "TestSupport", dependencies: ["Node"], path: "Tests/TestSupport"),
     .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail", "TestSupport"]),
-    .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Primary", "TestSupport"]),
+    .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Apply", "Primary", "TestSupport"]),
     // Runs the built `understudy` binary as a real process (it depends on the target so
     // that `swift test` builds it first).
     .testTarget(
       name: "CommandTests",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Primary", "TestSupport", "Harness", "understudy", "rtdr", "rtstart",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "TestSupport", "Harness", "understudy", "rtdr", "rtstart",
         "rtstop", "scconfig",
       ]
     ),

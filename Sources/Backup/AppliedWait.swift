@@ -1,9 +1,9 @@
 // Waiting for a node's database to reach a MAT position.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node
-import Primary
 
 public enum AppliedWait {
   public struct TimedOut: Error, CustomStringConvertible {

@@ -2,10 +2,10 @@
 // acknowledged, how far the database is applied, the safe MAT position, RTD and the
 // backlog between acknowledged and applied.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node
-import Primary
 import SQLiteSupport
 
 public struct BackupStatus: Sendable {

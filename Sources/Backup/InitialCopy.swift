@@ -3,12 +3,12 @@
 // logical checksum, then renamed into place. Until the rename the backup has no
 // database, so a copy cut short is simply started again.
 
+import Apply
 import AuditTrail
 import Crypto
 import Foundation
 import Link
 import Node
-import Primary
 import SQLiteSupport
 
 struct InitialCopy {

@@ -6,11 +6,11 @@
 // After it, the new primary tells them where it serves and how its generation began: a
 // backup whose database is exactly that base follows it without a copy (NodeDaemon).
 
+import Apply
 import AuditTrail
 import Foundation
 import Link
 import Node
-import Primary
 
 final class QueryListener: @unchecked Sendable {
   // @unchecked: `attached` is read and written under `lock`; the rest is set once.

@@ -4,11 +4,11 @@
 // gap, overlap or bad record ends the connection; the next one restarts from the image
 // trail's own end. A dropped link is retried with backoff.
 
+import Apply
 import AuditTrail
 import Foundation
 import Link
 import Node
-import Primary
 import SQLiteSupport
 
 final class Receiver: @unchecked Sendable {

@@ -9,11 +9,11 @@
 // What the next hops have acknowledged is kept in `state/relayed.json`, written before a
 // file is removed on its account: the purger keeps the image trail they still need.
 
+import Apply
 import AuditTrail
 import Foundation
 import Link
 import Node
-import Primary
 
 /// A next hop this backup keeps image trail for, from `needs` on.
 struct RelayedHop: Codable, Sendable, Equatable {

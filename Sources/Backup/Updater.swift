@@ -5,10 +5,10 @@
 // SQLite transaction. It reads only what the receiver has synced. A conflict means the
 // backup was changed by someone else: it stops and says where, never skips.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node
-import Primary
 import SQLiteSupport
 
 public final class Updater: @unchecked Sendable {
@@ -33,7 +33,7 @@ public final class Updater: @unchecked Sendable {
     events.log(.updaterStarted, "updater started for \(database)")
     do {
       try applyLoop()
-    } catch let error as PrimaryError {
+    } catch let error as ApplyError {
       guard case .diverged(let txid, let position, let table, _, _) = error else { return stopped(error) }
       let message = "updater stopped: \(error)"
       progress.update { $0.updaterStopped = message }
@@ -47,7 +47,7 @@ public final class Updater: @unchecked Sendable {
 
   private func stopped(_ error: Error) {
     switch error {
-    case PrimaryError.replayFailed(let txid, let position, let reason):
+    case ApplyError.replayFailed(let txid, let position, let reason):
       let message =
         "updater stopped: transaction \(txid) at \(position) does not apply to the backup database: \(reason). The backup was changed outside replication; nothing after it is applied"
       progress.update { $0.updaterStopped = message }
@@ -221,7 +221,7 @@ public final class Updater: @unchecked Sendable {
   static func admit(_ record: PositionedRecord, after state: inout CommitState) throws {
     let expected = record.record.type.expectedTxid(after: state.lastTxid)
     guard record.record.txid == expected else {
-      throw PrimaryError.replayFailed(
+      throw ApplyError.replayFailed(
         txid: record.record.txid, position: record.position,
         reason: "expected transaction \(expected) next in the image trail")
     }

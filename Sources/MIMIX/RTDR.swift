@@ -12,6 +12,7 @@
 // its last, and every step is one of the engine's restartable procedures, so a kill at
 // any step and the same command again end in the same state.
 
+import Apply
 import AuditTrail
 import Backup
 import Foundation

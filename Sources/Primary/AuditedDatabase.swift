@@ -8,6 +8,7 @@
 // fdatasync for the group, then one SQLite COMMIT. That is group commit: concurrent
 // writers share syncs while each transaction keeps its own record.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

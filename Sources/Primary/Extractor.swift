@@ -11,6 +11,7 @@
 // end under the lock stays, and every later writer takes it in. When idle it sends a
 // heartbeat at least every half second.
 
+import Apply
 import AuditTrail
 import Crypto
 import Foundation

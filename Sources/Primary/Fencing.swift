@@ -3,53 +3,16 @@
 // a primary (`state/backups.json`); while no backup is attached it asks them, with the
 // authenticated handshake, at which generation they stand. A newer one means this node
 // was taken over: it logs 829, blocks writes, and stops extracting. File recovery asks
-// the same question before it undoes anything.
+// the same question before it undoes anything. The list itself is kept in `Apply`
+// (KnownBackups.swift): a relaying backup remembers its next hops the same way.
 
+import Apply
 import AuditTrail
 import Foundation
 import Link
 import Node
 
-public struct KnownBackup: Codable, Sendable, Equatable {
-  public var node: NodeID
-  /// Where it serves once it is a primary (its `--listen`).
-  public var listen: String
-  /// Its server name in the MIMIX context, when it told one.
-  public var server: String?
-
-  public init(node: NodeID, listen: String, server: String? = nil) {
-    self.node = node
-    self.listen = listen
-    self.server = server
-  }
-}
-
-public enum Fencing {
-  static func knownPath(_ layout: NodeLayout) -> String { layout.state + "/backups.json" }
-
-  /// The backups to ask. No file: this primary has served no backup that said where it
-  /// would serve. A file that cannot be read stops fencing, so it is an error naming it.
-  public static func knownBackups(_ layout: NodeLayout) throws -> [KnownBackup] {
-    do {
-      return try StateFile.read([KnownBackup].self, at: knownPath(layout)) ?? []
-    } catch let error as StateFileError {
-      throw FencingError.unreadableBackups(node: layout.root, error)
-    }
-  }
-
-  /// Remembers a backup's listen address (durably, only when it is new or moved).
-  public static func remember(_ backup: KnownBackup, _ layout: NodeLayout) throws {
-    var known = try knownBackups(layout)
-    guard !known.contains(backup) else { return }
-    // In place: the order is the order backups first came (`rtdr -s` defaults to the first).
-    if let index = known.firstIndex(where: { $0.node == backup.node }) {
-      known[index] = backup
-    } else {
-      known.append(backup)
-    }
-    try StateFile.write(known, to: knownPath(layout))
-  }
-
+extension Fencing {
   /// A newer generation that answered a probe but whose claim this node refused.
   public struct Refusal: Sendable {
     public var peer: LinkPeer

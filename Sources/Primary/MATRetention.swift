@@ -10,6 +10,7 @@
 // account; a position in it is never ahead of what its backup holds durably (the
 // receiver acknowledges only what it has synced), so a stale entry only keeps more.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

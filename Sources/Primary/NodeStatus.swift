@@ -1,6 +1,7 @@
 // What `status` reports for a primary: role, generation, and the positions that matter
 // (where the trail ends, how far it is durable, what the database holds).
 
+import Apply
 import AuditTrail
 import Node
 import SQLiteSupport

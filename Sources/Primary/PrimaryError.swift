@@ -8,14 +8,8 @@ public enum PrimaryError: Error, CustomStringConvertible {
   case statementRefused(statement: String, reason: String)
   case emptySQL
   case notReadOnly(statement: String)
-  case notAudited(database: String)
-  case foreignDatabase(database: String, belongsTo: String, node: NodeID)
   case databaseAheadOfTrail(database: String, txid: TransactionID, position: MATPosition, trailEnd: MATPosition)
   case databaseDisagreesWithTrail(database: String, position: MATPosition, reason: String)
-  case replayFailed(txid: TransactionID, position: MATPosition, reason: String)
-  /// The rows a transaction changed here moved this node's checksum of `table` other than
-  /// they moved the primary's (its commit record says how): the rows differ.
-  case diverged(txid: TransactionID, position: MATPosition, table: String, primary: String, here: String)
   case databaseBehindMAT(database: String, reason: String)
   case groupRolledBack(database: String, reason: String)
   case transactionRolledBack
@@ -36,18 +30,10 @@ public enum PrimaryError: Error, CustomStringConvertible {
       "no SQL statement given"
     case .notReadOnly(let statement):
       "query runs read-only statements only; use `understudy sql` to change data\n  in: \(statement)"
-    case .notAudited(let database):
-      "\(database) is not an Understudy database (no understudy_state table); create the node with `understudy init`"
-    case .foreignDatabase(let database, let belongsTo, let node):
-      "\(database) belongs to node \(belongsTo), not to this node (\(node))"
     case .databaseAheadOfTrail(let database, let txid, let position, let trailEnd):
       "\(database) is ahead of its Master Audit Trail: it holds transaction \(txid) committed at \(position), but the trail ends at \(trailEnd). The trail was truncated or replaced; refusing to run (restore the trail, or rebuild the node)"
     case .databaseDisagreesWithTrail(let database, let position, let reason):
       "\(database) disagrees with its Master Audit Trail at \(position): \(reason)"
-    case .diverged(let txid, let position, let table, let primary, let here):
-      "transaction \(txid) at \(position) changed rows of table \(table) that differ from the primary's: on the primary it moved the table's checksum by \(primary), here by \(here). This database was changed outside replication (`understudy verify` shows the tables that differ now); nothing from this transaction on is applied"
-    case .replayFailed(let txid, let position, let reason):
-      "replaying transaction \(txid) at \(position) failed: \(reason)"
     case .transactionRolledBack:
       "SQLite rolled this transaction back (a statement with OR ROLLBACK, a full disk or an I/O error); nothing of it is committed, and nothing more runs in it"
     case .groupRolledBack(let database, let reason):

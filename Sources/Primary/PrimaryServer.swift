@@ -1,6 +1,7 @@
 // The primary's daemon: recovers the database to its MAT, then listens on the node's
 // `listen` address and runs one extractor per authenticated backup.
 
+import Apply
 import AuditTrail
 import Foundation
 import Link
@@ -387,24 +388,5 @@ public final class PrimaryServer: @unchecked Sendable {
       .followed,
       "node \(peer.nodeID) at \(link.peer) proved its database is the base of generation \(base.generation); it may follow from \(base.matStart)",
       [("peer", .string(link.peer)), ("position", base.matStart.json)])
-  }
-}
-
-public enum FencingError: Error, CustomStringConvertible {
-  case superseded(node: String, NodeConfig.Superseded)
-  /// `state/backups.json` cannot be read: this node cannot ask whether it was taken over.
-  case unreadableBackups(node: String, StateFileError)
-
-  public var description: String {
-    switch self {
-    case .superseded(let node, let s):
-      if let to = s.recoveredTo {
-        "node \(node) was recovered to \(to) after a takeover; it must not serve as a primary. Make it the backup of the new primary: `understudy follow --node \(node) --primary HOST:PORT --secret-file F`"
-      } else {
-        "node \(node) was taken over by generation \(s.generation.map(\.description) ?? "?")\(s.address.map { " at \($0)" } ?? "") (event 829); it must not serve. Run file recovery to the 888 position: `understudy recover --node \(node) --to-mat SNO:RBA`, then `understudy follow`"
-      }
-    case .unreadableBackups(let node, let error):
-      "cannot read \(error.path) (\(error.reason)): it lists where the backups of node \(node) serve once they take over, so without it this primary cannot tell whether one did and must not serve. Repair it (a JSON array of {\"node\": ID, \"listen\": \"HOST:PORT\"}, one per backup) or, only if no backup of this node has taken over, remove it: each backup adds itself again when it connects"
-    }
   }
 }

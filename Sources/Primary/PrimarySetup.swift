@@ -1,6 +1,7 @@
 // `init primary`: makes a node directory around a new or existing database. The
 // database's content at that moment is the base the MAT builds on.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

@@ -3,6 +3,7 @@
 // statement closes the current changeset so that the commit record keeps DDL and
 // changes in execution order.
 
+import Apply
 import AuditTrail
 import CUnderstudySQLite
 import Node

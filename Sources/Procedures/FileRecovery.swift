@@ -8,6 +8,7 @@
 // records out of the MAT (copied to `fenced/SNO-RBA/`, zeroed or moved away); record the
 // recovery in the config; log 400.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

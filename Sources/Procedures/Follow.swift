@@ -4,6 +4,7 @@
 // primary's MAT and `start` runs the node as a backup from there. A node that cannot
 // prove it needs `--full-copy`: its database is set aside and the next start copies it.
 
+import Apply
 import AuditTrail
 import Foundation
 import Link

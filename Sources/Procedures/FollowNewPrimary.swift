@@ -5,6 +5,7 @@
 // other stays as it was and says what it needs (9085): it holds more than the new
 // primary (RDF's triple contingency) or less, and a full copy brings it back either way.
 
+import Apply
 import AuditTrail
 import Backup
 import Foundation

@@ -4,6 +4,7 @@
 // position past it, and logged (9053). The backup then no longer holds a prefix of the
 // MAT, so a later takeover reports 858 naming the skipped transaction, not 888.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

@@ -7,6 +7,7 @@
 // Every decision is in `state/switchover.json` before it is acted on; the daemons
 // finish an interrupted switchover when they start.
 
+import Apply
 import AuditTrail
 import Backup
 import Foundation

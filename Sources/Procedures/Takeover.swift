@@ -6,6 +6,7 @@
 // The decision is written to `state/takeover.json` before anything changes roles; a
 // takeover killed at any step and run again finishes from there and reports the same.
 
+import Apply
 import AuditTrail
 import Backup
 import Foundation

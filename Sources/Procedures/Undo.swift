@@ -4,6 +4,7 @@
 // changesets of consecutive transactions are applied as one, split at DDL, as the
 // updater joins them forwards (`Replay.apply`).
 
+import Apply
 import AuditTrail
 import Foundation
 import Primary

@@ -1,5 +1,6 @@
 // Adversarial review (fix-e): failing tests for bugs found against the bounded MAT.
 
+import Apply
 import Foundation
 import Node
 import Primary

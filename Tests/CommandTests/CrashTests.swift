@@ -4,6 +4,7 @@
 // every kill, reopening must give a database that (a) equals a fresh replay of the
 // whole MAT and (b) holds every transaction the child had reported durable.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

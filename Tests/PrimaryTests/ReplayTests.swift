@@ -2,6 +2,7 @@
 // It must leave what applying them one by one leaves, across DDL and across tables, and
 // a conflict must still name the one transaction that does not apply.
 
+import Apply
 import AuditTrail
 import Foundation
 import Node

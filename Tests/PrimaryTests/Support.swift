@@ -1,3 +1,4 @@
+import Apply
 import AuditTrail
 import Foundation
 import Node

@@ -2,6 +2,7 @@
 // heading, what it did and its checks. The results a later step checks against are
 // returned and passed on.
 
+import Apply
 import AuditTrail
 import Backup
 import Foundation

@@ -4,6 +4,7 @@
 // pair, the writer, the disaster and the checks are the plain demo's steps; every MIMIX
 // command runs as its own process, printed with what it said.
 
+import Apply
 import AuditTrail
 import Foundation
 import Harness

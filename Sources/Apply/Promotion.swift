@@ -51,7 +51,7 @@ public enum Promotion {
       if state.nodeID == from {
         try state.rebased(nodeID: to, start: start).saveWithNodeID(db)
       } else if state.nodeID != to {
-        throw PrimaryError.foreignDatabase(database: database, belongsTo: state.nodeID.description, node: to)
+        throw ApplyError.foreignDatabase(database: database, belongsTo: state.nodeID.description, node: to)
       }
       try db.execute("COMMIT")
     } catch {

@@ -12,6 +12,13 @@ public struct CommitState: Equatable, Sendable {
   /// Where the next record goes: the end of the last one applied.
   public var end: MATPosition
 
+  package init(nodeID: NodeID, lastTxid: TransactionID, last: MATPosition?, end: MATPosition) {
+    self.nodeID = nodeID
+    self.lastTxid = lastTxid
+    self.last = last
+    self.end = end
+  }
+
   static let create = """
     CREATE TABLE understudy_state(
       id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -27,12 +34,12 @@ public struct CommitState: Equatable, Sendable {
   public static func read(_ db: Connection) throws -> CommitState {
     let exists = try db.scalarInt(
       "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'understudy_state'")
-    guard exists == 1 else { throw PrimaryError.notAudited(database: db.path) }
+    guard exists == 1 else { throw ApplyError.notAudited(database: db.path) }
     let rows = try db.query(
       "SELECT node_id, last_txid, last_sno, last_rba, end_sno, end_rba FROM understudy_state WHERE id = 1")
     guard let row = rows.first, case .text(let node) = row[0], let nodeID = NodeID(node),
       case .integer(let txid) = row[1], case .integer(let endSno) = row[4], case .integer(let endRba) = row[5]
-    else { throw PrimaryError.notAudited(database: db.path) }
+    else { throw ApplyError.notAudited(database: db.path) }
     var last: MATPosition?
     if case .integer(let sno) = row[2], case .integer(let rba) = row[3] {
       last = MATPosition(sno: UInt32(sno), rba: UInt64(rba))
@@ -42,7 +49,7 @@ public struct CommitState: Equatable, Sendable {
       end: MATPosition(sno: UInt32(endSno), rba: UInt64(endRba)))
   }
 
-  func insert(_ db: Connection) throws {
+  package func insert(_ db: Connection) throws {
     try db.execute(Self.create)
     try db.query(
       "INSERT INTO understudy_state VALUES (1, ?, ?, NULL, NULL, ?, ?)",

@@ -8,19 +8,19 @@
 import Node
 import SQLiteSupport
 
-enum AddedColumnDefaults {
-  typealias Snapshot = [String: [String]]
+package enum AddedColumnDefaults {
+  package typealias Snapshot = [String: [String]]
 
   /// Runs one DDL statement (`run`) and stores the defaults of any columns it added:
   /// the one way both the writer and the replayer execute DDL.
-  static func executeDDL(on db: Connection, _ run: () throws -> Void) throws {
+  package static func executeDDL(on db: Connection, _ run: () throws -> Void) throws {
     let before = try snapshot(db)
     try run()
     try materialize(since: before, db)
   }
 
   /// Every user table's columns.
-  static func snapshot(_ db: Connection) throws -> Snapshot {
+  package static func snapshot(_ db: Connection) throws -> Snapshot {
     var out: Snapshot = [:]
     for row in try db.query(
       """
@@ -35,7 +35,7 @@ enum AddedColumnDefaults {
   }
 
   /// Stores the defaults of columns added since `before`.
-  static func materialize(since before: Snapshot, _ db: Connection) throws {
+  package static func materialize(since before: Snapshot, _ db: Connection) throws {
     for (table, columns) in try snapshot(db) {
       guard let old = before[table], columns.count > old.count else { continue }
       let added = Set(columns).subtracting(old)

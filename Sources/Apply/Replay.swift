@@ -1,6 +1,7 @@
 // Applies a commit record to a database: its DDL and changesets, in order, with
 // triggers off (their effects are already in the changesets). Any conflict stops the
-// replay: changesets carry before images, so a mismatch means divergence.
+// replay: changesets carry before images, so a mismatch means divergence. The backup's
+// updater, the primary's recovery on open and `rebuild` all apply with it.
 
 import AuditTrail
 import Node
@@ -16,11 +17,11 @@ public enum Replay {
     } catch let error as SQLiteError where db.isAutocommit || error.isResourceFailure {
       throw error  // the database could not be written (a full disk): not this record's fault
     } catch let divergence as Divergence {
-      throw PrimaryError.diverged(
+      throw ApplyError.diverged(
         txid: record.record.txid, position: record.position, table: divergence.table,
         primary: "\(divergence.primary)", here: "\(divergence.here)")
     } catch {
-      throw PrimaryError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
+      throw ApplyError.replayFailed(txid: record.record.txid, position: record.position, reason: "\(error)")
     }
   }
 
@@ -124,87 +125,6 @@ public enum Replay {
       let (table, here, primary) = tracker.delta.subtracting(before).firstDifference(from: said)
     {
       throw Divergence(table: table, primary: primary, here: here)
-    }
-  }
-}
-
-/// Brings a database up to its MAT (invariant 1) and finds where the next record goes.
-enum Recovery {
-  struct Outcome {
-    var state: CommitState
-    /// Where the next record goes. Past `state.end` only at the start of a file that a
-    /// crash left empty after a roll-over: appending must continue there.
-    var trailEnd: MATPosition
-    /// The generation of the file the trail ends in: the writer continues in it.
-    var generation: Generation
-    var lastCRC: UInt32
-    var replayed: Int
-    var tornTail: (position: MATPosition, reason: String, bytes: Int)?
-  }
-
-  /// Inside an open write transaction: checks that the database's last commit is in the
-  /// trail, replays every later commit, and cuts a torn tail.
-  static func catchUp(_ db: Connection, trail: TrailDirectory, nodeID: NodeID, tracker: ChecksumTracker? = nil) throws
-    -> Outcome
-  {
-    tracker?.reset()  // an earlier attempt rolled back
-    var state = try CommitState.read(db)
-    guard state.nodeID == nodeID else {
-      throw PrimaryError.foreignDatabase(database: db.path, belongsTo: state.nodeID.description, node: nodeID)
-    }
-    let reader = try TrailReader(directory: trail, from: state.last ?? state.end)
-    var lastCRC = reader.lastCRC ?? 0
-    if let last = state.last {
-      switch try reader.next() {
-      case .record(let r):
-        guard r.record.txid == state.lastTxid, r.end == state.end else {
-          throw PrimaryError.databaseDisagreesWithTrail(
-            database: db.path, position: last,
-            reason:
-              "the database's last commit is transaction \(state.lastTxid) ending at \(state.end); the trail has transaction \(r.record.txid) ending at \(r.end) there"
-          )
-        }
-        lastCRC = r.crc
-      case .end(let end), .tornTail(let end, _):
-        throw PrimaryError.databaseAheadOfTrail(
-          database: db.path, txid: state.lastTxid, position: last, trailEnd: end)
-      }
-    }
-    var replayed = 0
-    while true {
-      switch try reader.next() {
-      case .record(let r):
-        let expected = r.record.type.expectedTxid(after: state.lastTxid)
-        guard r.record.txid == expected else {
-          throw PrimaryError.databaseDisagreesWithTrail(
-            database: db.path, position: r.position,
-            reason: "expected transaction \(expected) next, the trail has \(r.record.txid)")
-        }
-        try Replay.apply(r, to: db, tracker: tracker)
-        state.advance(txid: r.record.txid, position: r.position, end: r.end)
-        lastCRC = r.crc
-        replayed += 1
-      case .end(let end):
-        let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 {
-          try tracker?.commit()
-          try state.save(db)
-        }
-        return Outcome(
-          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
-          replayed: replayed,
-          tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
-      case .tornTail(let end, let reason):
-        let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 {
-          try tracker?.commit()
-          try state.save(db)
-        }
-        return Outcome(
-          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
-          replayed: replayed,
-          tornTail: (end, reason, cut))
-      }
     }
   }
 }

@@ -17,9 +17,9 @@ public enum SequenceItem {
   static let undoEnd = " */"
 
   /// sqlite_sequence's rows, per name (a name appears once unless written by hand).
-  typealias Rows = [SQLiteValue: [SQLiteValue]]
+  package typealias Rows = [SQLiteValue: [SQLiteValue]]
 
-  static func read(_ db: Connection) throws -> Rows {
+  package static func read(_ db: Connection) throws -> Rows {
     var rows: Rows = [:]
     // A table named with AUTOINCREMENT in its text may not be one: then there is no sqlite_sequence.
     let exists = try db.cached("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence'")
@@ -32,7 +32,7 @@ public enum SequenceItem {
   }
 
   /// The item for the names whose rows differ between `before` and `after`, or nil.
-  static func item(before: Rows, after: Rows) -> String? {
+  package static func item(before: Rows, after: Rows) -> String? {
     let names = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.sorted {
       "\($0)" < "\($1)"
     }
