@@ -90,17 +90,8 @@ final class Relay: @unchecked Sendable {
   /// what is synced, heartbeats at least every half second, acknowledgements recorded.
   func stream(to peer: LinkPeer, from: MATPosition, lastCRC: UInt32?, on link: Link.Connection) throws {
     let image = layout.image
-    let reader: TrailReader
-    do {
-      reader = try TrailReader(directory: image, from: from)
-    } catch {
-      throw link.refusing(
-        "the next hop's position \(from) is not in this relay's image trail (\(error)); it needs a full copy")
-    }
-    if let lastCRC, let seed = reader.lastCRC, seed != lastCRC {
-      throw link.refusing(
-        "the next hop's image trail does not match this relay's at \(from) (chain seed differs); it needs a full copy")
-    }
+    let reader = try TrailShipment.reader(
+      image, from: from, lastCRC: lastCRC, on: link, mine: "this relay's image trail", theirs: "the next hop")
     var expectedPrev = lastCRC
     try note(peer.nodeID, needs: from, durably: true)
     events.log(

@@ -10,6 +10,27 @@ public struct TrailShipment {
   /// The file the receiving side is in: the last one announced.
   public private(set) var announced: UInt32?
 
+  /// A reader from where the receiving side's trail ends, or the link refused: when that
+  /// position is not in `directory`, or the record before it is not the one the receiving
+  /// side has (`lastCRC`). `mine` names this side's trail ("this primary's MAT"), `theirs`
+  /// the receiving side ("the backup").
+  public static func reader(
+    _ directory: TrailDirectory, from: MATPosition, lastCRC: UInt32?, on link: Connection, mine: String,
+    theirs: String
+  ) throws -> TrailReader {
+    let reader: TrailReader
+    do {
+      reader = try TrailReader(directory: directory, from: from)
+    } catch {
+      throw link.refusing("\(theirs)'s position \(from) is not in \(mine) (\(error)); \(theirs) needs a full copy")
+    }
+    if let lastCRC, let seed = reader.lastCRC, seed != lastCRC {
+      throw link.refusing(
+        "\(theirs)'s image trail does not match \(mine) at \(from) (chain seed differs); \(theirs) needs a full copy")
+    }
+    return reader
+  }
+
   public init(directory: TrailDirectory, announced: UInt32? = nil) {
     self.directory = directory
     self.announced = announced

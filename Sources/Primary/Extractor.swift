@@ -72,18 +72,8 @@ public final class Extractor {
   /// Streams records from `from` until the link drops or the daemon stops.
   func stream(from: MATPosition, lastCRC: UInt32?) throws {
     let mat = layout.mat
-    let reader: TrailReader
-    do {
-      reader = try TrailReader(directory: mat, from: from)
-    } catch {
-      throw link.refusing(
-        "the backup's position \(from) is not in this primary's MAT (\(error)); the backup needs a full copy")
-    }
-    if let lastCRC, let seed = reader.lastCRC, seed != lastCRC {
-      throw link.refusing(
-        "the backup's image trail does not match this primary's MAT at \(from) (chain seed differs); the backup needs a full copy"
-      )
-    }
+    let reader = try TrailShipment.reader(
+      mat, from: from, lastCRC: lastCRC, on: link, mine: "this primary's MAT", theirs: "the backup")
     var expectedPrev = lastCRC
     // Announce the starting file first, even if the next record lies in a later file:
     // the backup creates its image-trail files in order.

@@ -49,6 +49,18 @@ enum Recovery {
       }
     }
     var replayed = 0
+    /// Cuts what follows the last whole record and saves how far the database got.
+    func finish(at end: MATPosition, torn: String?) throws -> Outcome {
+      let cut = try TrailTail.cut(directory: trail, at: end)
+      if replayed > 0 {
+        try tracker?.commit()
+        try state.save(db)
+      }
+      return Outcome(
+        state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
+        replayed: replayed,
+        tornTail: torn.map { (end, $0, cut) } ?? (cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil))
+    }
     while true {
       switch try reader.next() {
       case .record(let r):
@@ -62,26 +74,8 @@ enum Recovery {
         state.advance(txid: r.record.txid, position: r.position, end: r.end)
         lastCRC = r.crc
         replayed += 1
-      case .end(let end):
-        let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 {
-          try tracker?.commit()
-          try state.save(db)
-        }
-        return Outcome(
-          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
-          replayed: replayed,
-          tornTail: cut > 0 ? (end, "non-zero bytes after the last record", cut) : nil)
-      case .tornTail(let end, let reason):
-        let cut = try TrailTail.cut(directory: trail, at: end)
-        if replayed > 0 {
-          try tracker?.commit()
-          try state.save(db)
-        }
-        return Outcome(
-          state: state, trailEnd: end, generation: reader.generation, lastCRC: reader.lastCRC ?? lastCRC,
-          replayed: replayed,
-          tornTail: (end, reason, cut))
+      case .end(let end): return try finish(at: end, torn: nil)
+      case .tornTail(let end, let reason): return try finish(at: end, torn: reason)
       }
     }
   }
