@@ -99,8 +99,6 @@ final class Relay: @unchecked Sendable {
       [("peer", .string(link.peer)), ("position", from.json)])
     var shipment = TrailShipment(directory: image)
     try link.send(try shipment.announce(sno: from.sno))
-    var lastHeartbeat = 0.0
-    var newestCommit: Int64 = 0
     while !stop.isSet {
       let synced = progress.snapshot.acked ?? from
       reader.readAheadLimit = synced
@@ -120,16 +118,7 @@ final class Relay: @unchecked Sendable {
         bytes += r.record.size
         if r.end >= synced { break read }
       }
-      if !batch.isEmpty {
-        try link.send(try shipment.messages(for: batch))
-        newestCommit = batch.last!.record.commitMicros
-      }
-      let now = Clock.monotonicSeconds()
-      if now - lastHeartbeat >= Self.heartbeatInterval {
-        try link.send(
-          .heartbeat(trailEnd: reader.position, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
-        lastHeartbeat = now
-      }
+      _ = try shipment.send(batch, reaching: reader.position, on: link, heartbeatEvery: Self.heartbeatInterval)
       // Wait for more to be synced here (the receiver wakes us), then take the acks.
       if batch.isEmpty { _ = progress.waitForAcked(beyond: reader.position, timeout: 0.05) }
       while try link.socket.waitReadable(timeout: 0) {

@@ -4,6 +4,7 @@
 // backup its image trail, and a new primary the old generation's records a backup lacks.
 
 import AuditTrail
+import Node
 
 public struct TrailShipment {
   public let directory: TrailDirectory
@@ -41,6 +42,26 @@ public struct TrailShipment {
     let (header, size) = try directory.headerAndSize(sno: sno)
     announced = sno
     return .fileStart(header: header, size: UInt64(size))
+  }
+
+  /// The commit time of the newest record sent, for the heartbeat (RTD).
+  public private(set) var newestCommit: Int64 = 0
+  private var lastHeartbeat = 0.0
+
+  /// Sends `batch`, then a heartbeat saying the stream has reached `trailEnd` if the last
+  /// one is `interval` seconds old. Returns whether it sent one.
+  public mutating func send(
+    _ batch: [PositionedRecord], reaching trailEnd: MATPosition, on link: Connection, heartbeatEvery interval: Double
+  ) throws -> Bool {
+    if !batch.isEmpty {
+      try link.send(try messages(for: batch))
+      newestCommit = batch.last!.record.commitMicros
+    }
+    let now = Clock.monotonicSeconds()
+    guard now - lastHeartbeat >= interval else { return false }
+    try link.send(.heartbeat(trailEnd: trailEnd, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
+    lastHeartbeat = now
+    return true
   }
 
   /// The messages that carry `batch`, records in trail order.

@@ -79,8 +79,6 @@ public final class Extractor {
     // the backup creates its image-trail files in order.
     var shipment = TrailShipment(directory: mat)
     try link.send(try shipment.announce(sno: from.sno))
-    var newestCommit: Int64 = 0
-    var lastHeartbeat = 0.0
     var badSince: Double?
     var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
     var applied: MATPosition?
@@ -167,16 +165,7 @@ public final class Extractor {
           }
         }
       }
-      if !batch.isEmpty {
-        let messages = try shipment.messages(for: batch)
-        try link.send(messages)
-        newestCommit = batch.last!.record.commitMicros
-      }
-      let now = Clock.monotonicSeconds()
-      if now - lastHeartbeat >= Self.heartbeatInterval {
-        try link.send(
-          .heartbeat(trailEnd: reader.position, newestCommitMicros: newestCommit, sentMicros: Clock.nowMicros()))
-        lastHeartbeat = now
+      if try shipment.send(batch, reaching: reader.position, on: link, heartbeatEvery: Self.heartbeatInterval) {
         // A committed switchover to this backup, whose record it has applied: hand over.
         if !promoteSent, let plan = try SwitchoverJournal.read(layout), plan.phase == .committed,
           plan.target == peer.nodeID, let end = plan.end, applied == end
