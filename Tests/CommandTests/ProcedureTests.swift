@@ -6,6 +6,7 @@
 // after recover creates its fresh MAT file).
 
 import Foundation
+import SQLiteSupport
 import TestSupport
 import XCTest
 
@@ -165,6 +166,32 @@ final class ProcedureTests: XCTestCase {
     XCTAssertEqual(r["checksum"] as? String, try chain.checksum(chain.b))
     XCTAssertEqual(r["undone"] as? Int, 11)
     try daemonB2.stop()
+  }
+
+  /// Adversarial (adversarial-2): after recover, a row of the old primary is changed by
+  /// hand (sqlite3 on the file: a tired operator "fixing" it). follow's proof is the
+  /// kept checksum, which no tracker moved, so it still says "the base": follow accepts
+  /// and the node streams on with a row the new primary does not have. Before the kept
+  /// checksum, follow scanned and refused. Expected: follow refuses (or scans).
+  func testFollowRefusesADatabaseChangedByHandAfterRecover() throws {
+    let chain = try ProcedureChain(self)
+    let shipped = try chain.loseThePrimary(shipped: 10, lost: 1)
+    try chain.succeeds(["takeover", "--node", chain.b])
+    let daemonB2 = try chain.startPrimary(chain.b)
+    defer { try? daemonB2.stop() }
+    try chain.succeeds(["recover", "--node", chain.a, "--to-mat", try XCTUnwrap(shipped.last).end])
+    do {
+      let raw = try Connection(path: chain.aDB)
+      try raw.execute("UPDATE t SET v = 'fixed by hand' WHERE id = 3")
+    }
+    let follow = try understudy(
+      ["follow", "--node", chain.a, "--primary", chain.addressB, "--secret-file", chain.b + "/secret.key"])
+    XCTAssertEqual(follow.status, 1, "follow must not accept a database that is not the base: \(follow.stdout)")
+    let fullA = try understudy(["checksum", "--node", chain.a, "--full", "--json"])
+    let fullB = try understudy(["checksum", "--node", chain.b, "--full", "--json"])
+    XCTAssertNotEqual(
+      (fullA.json as? [String: Any])?["checksum"] as? String, (fullB.json as? [String: Any])?["checksum"] as? String,
+      "the data differs")
   }
 
   func testFollowRefusesADatabaseThatIsNotTheBase() throws {
