@@ -128,6 +128,45 @@ final class CascadeTests: XCTestCase {
     XCTAssertEqual(dr3.copies, copies, "and again without a copy")
   }
 
+  /// Adversarial (adversarial-2): after the cycle over a cascade, dr3 follows prod
+  /// directly (fan-out) and never acknowledges to dr again, but dr's `relayed.json` still
+  /// names dr3 at a position of the cascade's time: dr's purger keeps every image file
+  /// from there on, for good (no expiry, unlike MAT retention's 9042).
+  func testAfterFailbackTheFormerRelayNoLongerKeepsImageTrailForTheOldNextHop() throws {
+    let pair = try MIMIXPair(self, retention: 0)
+    let (prod, dr) = (pair.production, pair.recovery)
+    let dr3 = try pair.addRecoveryServer(self, name: "dr3", behind: dr)
+    for server in [prod, dr, dr3] {
+      let setup = try server.rtdr(["-q", "-F", "2", "--json", "setup"])
+      XCTAssertEqual(setup.status, 0, "\(server.name): \(setup.stderr)")
+    }
+    try pair.loseProduction(unshipped: 2)
+    XCTAssertEqual(try dr.rtdr(["-q", "failover"]).status, 0)
+    XCTAssertTrue(try eventually(20) { try dr3.follows(dr) })
+    XCTAssertEqual(try prod.rtdr(["-q", "resync"]).status, 0)
+    XCTAssertEqual(try dr.rtdr(["-q", "-f", "failback"]).status, 0)
+    XCTAssertEqual(try prod.rtdr(["-q", "failback"]).status, 0)
+    XCTAssertTrue(try eventually(20) { try dr3.follows(prod) })
+    try understudy(["sql", "--node", prod.node, "CREATE TABLE w(id INTEGER PRIMARY KEY, pad TEXT)"])
+    for i in 0..<12 {
+      let rows = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20)"
+      XCTAssertEqual(
+        try understudy([
+          "sql", "--node", prod.node, "\(rows) INSERT INTO w SELECT \(i * 100) + x, hex(randomblob(500)) FROM c",
+        ]).status, 0)
+    }
+    try dr.catchesUp(with: prod)
+    try dr3.catchesUp(with: prod)
+    let relayedPath = dr.node + "/state/relayed.json"
+    let relayed = (try? String(contentsOfFile: relayedPath, encoding: .utf8)) ?? "none"
+    print("ADV dr relayed.json after failback: \(relayed.replacingOccurrences(of: "\n", with: " "))")
+    print("ADV dr status: \(try understudy(["status", "--node", dr.node, "--json"]).stdout.replacingOccurrences(of: "\n", with: " ").prefix(600))")
+    sleep(3)
+    let files = try FileManager.default.contentsOfDirectory(atPath: dr.node + "/image").sorted()
+    print("ADV dr image files: \(files)")
+    XCTAssertLessThanOrEqual(files.count, 2, "dr (retention 0) purges what nobody needs: \(files), relayed.json \(relayed.replacingOccurrences(of: "\n", with: " "))")
+  }
+
   /// `-s dr3`: the failover goes to the second hop, with a writer on production until it
   /// is lost and the relay dr still up; it is SIGKILLed after a seeded step and run again.
   /// dr3 first receives what dr holds (so dr is not ahead), takes over, and dr follows dr3
