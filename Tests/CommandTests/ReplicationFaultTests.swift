@@ -124,6 +124,55 @@ final class ReplicationFaultTests: XCTestCase {
     try primary.stop()
   }
 
+  /// Adversarial (adversarial-2): odd SQL applied by the updater in joined batches
+  /// (the backup stopped while it is written): no false divergence, kept == full on
+  /// both, and the two full scans equal.
+  func testOddSQLInJoinedBatchesKeepsTheChecksumOnBothNodes() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE base(id INTEGER PRIMARY KEY)")
+    var (primary, backup) = try pair.startDaemons()
+    try backup.stop()
+    let lines = [
+      "CREATE TABLE w(k TEXT PRIMARY KEY, u INTEGER UNIQUE, v) WITHOUT ROWID",
+      "INSERT INTO w VALUES ('a', 1, 'x'), ('b', 2, 'y'), ('c', 3, 'z')",
+      "INSERT OR REPLACE INTO w VALUES ('a', 10, 'x2')",
+      "REPLACE INTO w VALUES ('d', 2, 'takes u from b')",
+      "REPLACE INTO w VALUES ('c', 10, 'takes k c and u from a')",
+      "CREATE TABLE f(id INTEGER PRIMARY KEY AUTOINCREMENT, r REAL, d DOUBLE, n NUMERIC, u, s TEXT UNIQUE)",
+      "INSERT INTO f(r, d, n, u, s) VALUES (1, 2, 4.0, 5.0, '6')",
+      "INSERT INTO f(r, d, n, u, s) VALUES (-0.0, -0.0, -0.0, -0.0, '-0')",
+      "INSERT INTO f(r, d, n, u, s) VALUES (9007199254740993, 140737488355328, 1e308, 1e-320, 'big')",
+      "UPDATE f SET u = u * 1.0, n = n + 0.0",
+      "UPDATE f SET r = r",
+      "REPLACE INTO f(r, s) VALUES (7, '6')",
+      "UPDATE sqlite_sequence SET seq = seq + 10",
+      "INSERT INTO f(r, s) VALUES (8, 'after seq')",
+      "INSERT INTO f(id, r, s) VALUES (3, 1, 'x') ON CONFLICT(id) DO UPDATE SET r = excluded.r + 0.5",
+      "CREATE TABLE p(id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+      "CREATE TABLE c(id INTEGER PRIMARY KEY, pid INTEGER REFERENCES p(id) ON DELETE CASCADE ON UPDATE CASCADE)",
+      "INSERT INTO p VALUES (1, 'one'), (2, 'two'); INSERT INTO c VALUES (1, 1), (2, 1), (3, 2)",
+      "PRAGMA foreign_keys = ON; UPDATE p SET id = 11 WHERE id = 1",
+      "PRAGMA foreign_keys = ON; DELETE FROM p WHERE id = 11",
+      "CREATE TRIGGER tr AFTER INSERT ON base BEGIN INSERT OR REPLACE INTO w VALUES ('t' || new.id, 100 + new.id, new.id); END",
+      "INSERT INTO base VALUES (1), (2), (3)",
+      "DELETE FROM w WHERE k = 't2'; INSERT INTO w VALUES ('t2', 102, 'again')",
+      "UPDATE w SET v = v",
+      "INSERT INTO w VALUES ('e', 20, 'e'); DELETE FROM w WHERE k = 'e'",
+    ]
+    let written = try understudy(["sql", "--node", pair.primary, "--each-line"], stdin: lines.joined(separator: "\n"))
+    XCTAssertEqual(written.status, 0, written.stderr)
+    backup = try Daemon(node: pair.backup)
+    try pair.waitForBackup()
+    try pair.assertSameContent("the odd SQL")
+    try backup.stop()
+    try primary.stop()
+    for node in [pair.primary, pair.backup] {
+      let verify = try understudy(["verify", "--node", node])
+      XCTAssertEqual(verify.status, 0, "\(node): \(verify.stdout) \(verify.stderr)")
+    }
+    XCTAssertFalse(events(pair.backup).contains { $0["code"] as? Int == 9087 }, "no divergence stop")
+  }
+
   func testSIGKILLOfWriterPrimaryDaemonAndBackupDaemonLosesNothingAndAppliesNothingTwice() throws {
     let seed = testSeed("replication kills")
     var rng = SeededGenerator(seed: seed)
