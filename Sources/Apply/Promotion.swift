@@ -25,6 +25,9 @@ public enum Promotion {
     config.superseded = nil
     try layout.saveConfig(config)
     try WriteBlock.clear(layout)
+    // Next hops it relayed to as a backup follow it as a primary now (its MAT retention
+    // keeps theirs); their old positions must not pin its image trail.
+    unlink(layout.relayed)
   }
 
   /// The first position of a fresh MAT segment on this node: a file number past every

@@ -111,8 +111,9 @@ public enum Replay {
             sequences.append(sql)
           case .ddl(let sql):
             try flush()
+            let version = try db.scalarInt("PRAGMA schema_version")
             try AddedColumnDefaults.executeDDL(on: db) { try db.execute(sql) }
-            tracker?.noteSchemaChange()
+            if try db.scalarInt("PRAGMA schema_version") != version { tracker?.noteSchemaChange() }
           case .changes(let changeset, _):
             joined += changeset
           }

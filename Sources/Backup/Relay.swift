@@ -45,7 +45,7 @@ final class Relay: @unchecked Sendable {
     needs = Dictionary(written.map { ($0.node, $0) }, uniquingKeysWith: { $1 })
   }
 
-  static func path(_ layout: NodeLayout) -> String { layout.state + "/relayed.json" }
+  static func path(_ layout: NodeLayout) -> String { layout.relayed }
 
   /// The next hops and where their image trails end, as last recorded. No file: none yet.
   static func registered(_ layout: NodeLayout) throws -> [RelayedHop] {

@@ -169,7 +169,11 @@ public final class ChecksumTracker {
 
   /// To undo what a rolled-back attempt added: `restore(saved)`.
   public var saved: ChecksumDelta { delta }
-  public func restore(_ saved: ChecksumDelta) { delta = saved }
+  /// Also forgets the table shapes read since: a rolled-back DDL takes its columns with it.
+  public func restore(_ saved: ChecksumDelta) {
+    delta = saved
+    shapes.removeAll()
+  }
 
   /// Moves the kept checksum by the delta (inside the caller's transaction), and starts over.
   public func commit() throws {
@@ -177,7 +181,11 @@ public final class ChecksumTracker {
     delta = ChecksumDelta()
   }
 
-  public func reset() { delta = ChecksumDelta() }
+  /// Starts over, table shapes too (another connection may have changed the schema).
+  public func reset() {
+    delta = ChecksumDelta()
+    shapes.removeAll()
+  }
 
   private func shape(_ table: String) throws -> ChangeCapture.TableShape {
     if let known = shapes[table] { return known }

@@ -181,6 +181,8 @@ public struct NodeLayout: Sendable {
   public var secretKey: String { root + "/secret.key" }
   /// A backup's copy of its primary's MAT.
   public var image: TrailDirectory { TrailDirectory(path: root + "/image") }
+  /// A relaying backup's next hops and what of its image trail they still need.
+  public var relayed: String { state + "/relayed.json" }
   /// MAT records undone by file recovery, moved out of the MAT: `fenced/SNO-RBA/`.
   public var fenced: String { root + "/fenced" }
 

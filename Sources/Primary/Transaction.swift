@@ -74,9 +74,12 @@ public final class Transaction {
         // Storing added columns' defaults is not the transaction's change: the replayer does it too.
         capture.isRecording = false
         defer { capture.isRecording = true }
+        let version = try connection.scalarInt("PRAGMA schema_version")
         try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
         schema.invalidate()
-        checksumDelta.schemaChanged = true
+        // Only DDL that changed something (not CREATE TABLE IF NOT EXISTS of one that
+        // exists) makes every node recompute its checksum.
+        if try connection.scalarInt("PRAGMA schema_version") != version { checksumDelta.schemaChanged = true }
         try refuseGeneratedColumns(in: policy.definedTables)
         items.append(.ddl(statement.sql))
       } else {

@@ -85,7 +85,7 @@ public enum FileRecovery {
       return
     }
     let tracker = ChecksumTracker(connection: db)
-    try tracker.track { try Undo.undo(records, on: db) }
+    try tracker.track { try Undo.undo(records, on: db, capture: tracker.capture) }
     if sequence { tracker.noteSequence() }
     try tracker.commit()
   }

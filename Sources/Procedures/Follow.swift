@@ -123,6 +123,7 @@ public enum Follow {
 
   static func clearImage(_ layout: NodeLayout) throws {
     for sno in (try? layout.image.snos()) ?? [] { unlink(layout.image.filePath(sno: sno)) }
+    unlink(layout.relayed)  // what next hops needed of it is gone with it
     try FileManager.default.createDirectory(atPath: layout.image.path, withIntermediateDirectories: true)
   }
 

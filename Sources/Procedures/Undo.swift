@@ -34,14 +34,16 @@ enum Undo {
   /// the order the primary made them in. A failure of the joined apply names no
   /// transaction, so it is rolled back and the run is undone again change by change, as
   /// one apply per changeset, to say which transaction fails.
-  static func undo(_ records: [PositionedRecord], on db: Connection) throws {
+  /// `capture`: the connection's change capture when a tracker keeps the checksum; what a
+  /// joined run that is rolled back logged is forgotten, so it is counted once.
+  static func undo(_ records: [PositionedRecord], on db: Connection, capture: ChangeCapture? = nil) throws {
     try db.withTriggersDisabled {
       var run = Run()
       // What one record says about itself (an inverse that cannot be made, a DDL that
       // cannot be undone) is thrown only once the newer transactions' undo has run: a
       // conflict there is what undoing them one by one would have met first.
       func refuse(_ error: Error) throws -> Never {
-        try run.flush(on: db)
+        try run.flush(on: db, capture: capture)
         throw error
       }
       for record in records.reversed() where record.record.type == .commit {
@@ -68,7 +70,7 @@ enum Undo {
             }
           case .ddl(let sql):
             // Its opposite runs in order: after every newer change, before every older one.
-            try run.flush(on: db)
+            try run.flush(on: db, capture: capture)
             let opposite: String
             do {
               opposite = try Self.opposite(of: sql, txid: txid, position: position)
@@ -85,9 +87,9 @@ enum Undo {
           }
         }
         run.add(sequences: sequences, txid: txid, position: position)
-        if run.joined.count >= Run.flushBytes { try run.flush(on: db) }
+        if run.joined.count >= Run.flushBytes { try run.flush(on: db, capture: capture) }
       }
-      try run.flush(on: db)
+      try run.flush(on: db, capture: capture)
     }
   }
 
@@ -129,13 +131,14 @@ enum Undo {
     /// Applies the run and empties it. One transaction's undo runs step by step as it
     /// always did; several are joined in a savepoint and, if that fails, undone again
     /// step by step so the error names the transaction (`UndoError.conflict`).
-    mutating func flush(on db: Connection) throws {
+    mutating func flush(on db: Connection, capture: ChangeCapture? = nil) throws {
       defer {
         joined.removeAll(keepingCapacity: true)
         steps.removeAll(keepingCapacity: true)
         transactions = 0
       }
       guard transactions > 1 else { return try stepByStep(on: db) }
+      let mark = capture?.count
       try db.execute("SAVEPOINT understudy_undo")
       do {
         try Changeset.apply(joined, to: db)
@@ -154,6 +157,7 @@ enum Undo {
         }
         try db.execute("ROLLBACK TO understudy_undo")
         try db.execute("RELEASE understudy_undo")
+        if let mark { capture?.forget(since: mark) }
         try stepByStep(on: db)
       }
     }

@@ -186,6 +186,12 @@ public final class ChangeCapture {
   /// Forgets everything logged (the transaction rolled back).
   public func discard() { log.takeUnretainedValue().clear() }
 
+  /// Forgets the changes logged since `mark` (`count` then): they were rolled back to a savepoint.
+  public func forget(since mark: Int) {
+    let log = log.takeUnretainedValue()
+    if mark < log.changes.count { log.changes.removeSubrange(mark...) }
+  }
+
   /// The changes logged so far as one changeset, in the order they were made (empty if
   /// none changed anything), and an empty log.
   public func changeset(shape: (String) throws -> TableShape) throws -> [UInt8] {

