@@ -137,6 +137,13 @@ extension Replay {
     guard let first = try trail.snos().first else {
       throw TrailError.badFile(file: trail.path, reason: "no trail files")
     }
+    guard first == 1 else {
+      throw TrailError.badFile(
+        file: trail.path,
+        reason:
+          "it starts at \(TrailFormat.fileName(sno: first)): the files before it were removed (MAT retention, or a later generation's segment), and a rebuild needs the whole trail from \(TrailFormat.fileName(sno: 1))"
+      )
+    }
     let db = try Connection(path: path, mode: .readWriteCreate)
     try db.execute("PRAGMA journal_mode = WAL")
     let reader = try TrailReader(directory: trail, from: MATPosition(sno: first, rba: TrailFormat.firstRBA))

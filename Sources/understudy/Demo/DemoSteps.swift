@@ -19,8 +19,12 @@ extension DemoState {
   /// A primary with small trail files, and a bank: 20 accounts of 1,000 and a ledger.
   func createPrimary() throws {
     heading("create a primary node listening on 127.0.0.1:\(port), with small (256 KiB) audit trail files")
+    // The MAT is kept for an hour after the backup has it: step 8 rebuilds the database from
+    // the whole trail (with it purged, a fast backup left only the last files to replay).
     try PrimarySetup.initPrimary(
-      .init(node: primary, database: primaryDatabase, listen: "127.0.0.1:\(port)", trailFileSize: 256 << 10))
+      .init(
+        node: primary, database: primaryDatabase, listen: "127.0.0.1:\(port)", trailFileSize: 256 << 10,
+        matRetentionSeconds: 3600))
     let db = try AuditedDatabase.open(node: primary)
     _ = try db.write { tx in
       try tx.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER NOT NULL)")
