@@ -205,6 +205,15 @@ public struct ChecksumDelta: Sendable, Equatable {
     return nil
   }
 
+  /// The opposite movement (an undo's, of a forward one).
+  public var negated: ChecksumDelta {
+    var result = ChecksumDelta()
+    result.tables = tables.mapValues { Entry(rows: -$0.rows, sum: .zero - $0.sum) }
+    result.schemaChanged = schemaChanged
+    result.sequenceMoved = sequenceMoved
+    return result
+  }
+
   /// What `self` holds beyond `earlier` (a delta it grew from).
   public func subtracting(_ earlier: ChecksumDelta) -> ChecksumDelta {
     var result = self

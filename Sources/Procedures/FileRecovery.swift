@@ -74,10 +74,19 @@ public enum FileRecovery {
   static func undoKeepingChecksum(_ records: [PositionedRecord], on db: Connection) throws {
     var ddl = false
     var sequence = false
+    // What the records say they did to the checksum (format 2), when every one says it:
+    // undoing them must move it back by exactly that.
+    var said: ChecksumDelta? = ChecksumDelta()
     for record in records where record.record.type == .commit {
-      for case .ddl(let sql) in try CommitPayload.decode(record.record.payload) {
-        if SequenceItem.isItem(sql) { sequence = true } else { ddl = true }
+      var digests: [TableDigest]?
+      for item in try CommitPayload.decode(record.record.payload) {
+        switch item {
+        case .ddl(let sql): if SequenceItem.isItem(sql) { sequence = true } else { ddl = true }
+        case .checksum(let tables): digests = tables
+        case .changes: break
+        }
       }
+      if let digests, let delta = ChecksumDelta(digests: digests) { said?.merge(delta) } else { said = nil }
     }
     guard !ddl else {
       try Undo.undo(records, on: db)
@@ -86,6 +95,11 @@ public enum FileRecovery {
     }
     let tracker = ChecksumTracker(connection: db)
     try tracker.track { try Undo.undo(records, on: db, capture: tracker.capture) }
+    // A row changed outside Understudy in a column no changeset names still undoes, but
+    // its digest is not the one the primary had: the database is not what its MAT says.
+    if let said, let (table, undone, primary) = tracker.delta.negated.firstDifference(from: said) {
+      throw UndoError.diverged(table: table, undone: "\(undone)", recorded: "\(primary)")
+    }
     if sequence { tracker.noteSequence() }
     try tracker.commit()
   }

@@ -13,11 +13,16 @@ import SQLiteSupport
 public enum UndoError: Error, CustomStringConvertible {
   case ddl(sql: String, txid: TransactionID, position: MATPosition, reason: String)
   case conflict(txid: TransactionID, position: MATPosition, reason: String)
+  /// The rows undone moved the checksum of `table` back by other than the records say
+  /// their transactions moved it forward.
+  case diverged(table: String, undone: String, recorded: String)
 
   public var description: String {
     switch self {
     case .ddl(let sql, let txid, let position, let reason):
       "cannot undo `\(sql)` of transaction \(txid) at \(position): \(reason). Nothing was changed; make this node a backup with `understudy follow --full-copy` instead"
+    case .diverged(let table, let undone, let recorded):
+      "undoing the transactions changed rows of table \(table) that differ from what the MAT says they were: their commit records moved the table's checksum by \(recorded), the rows undone here account for \(undone). Nothing was changed; the database was changed outside Understudy (`understudy verify` names the tables), so make it a backup with `understudy follow --full-copy`"
     case .conflict(let txid, let position, let reason):
       "undoing transaction \(txid) at \(position) conflicts with the database: \(reason). Nothing was changed; the database is not what its MAT says, so make it a backup with `understudy follow --full-copy`"
     }

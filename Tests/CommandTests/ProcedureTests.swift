@@ -168,6 +168,31 @@ final class ProcedureTests: XCTestCase {
     try daemonB2.stop()
   }
 
+  /// Before recover, a column of a row that a lost transaction updated is changed by hand,
+  /// a column that transaction's changeset does not name: the inverse still applies, but
+  /// the rows undone do not move the checksum back by what the commit records say. Recovery
+  /// refuses, naming the table, and changes nothing.
+  func testRecoveryRefusesWhenTheRowsItUndoesAreNotWhatTheMATSays() throws {
+    let chain = try ProcedureChain(self)
+    try chain.sql(chain.a, ["CREATE TABLE u(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)"])
+    let daemonA = try Daemon(node: chain.a)
+    let daemonB = try Daemon(node: chain.b)
+    let shipped = try chain.sql(chain.a, ["INSERT INTO u VALUES (1, 'x', 0)", "INSERT INTO u VALUES (2, 'y', 0)"])
+    try chain.waitApplied(chain.b, try XCTUnwrap(shipped.last).end)
+    try daemonB.stop()
+    try chain.sql(chain.a, ["UPDATE u SET b = 5 WHERE id = 1"])
+    daemonA.kill()
+    try writeBehindReplication(chain.aDB, "UPDATE u SET a = 'changed by hand' WHERE id = 1")
+    try chain.succeeds(["takeover", "--node", chain.b])
+    let daemonB2 = try chain.startPrimary(chain.b)
+    defer { try? daemonB2.stop() }
+    let before = try understudy(["checksum", "--node", chain.a, "--full"]).stdout
+    let recover = try understudy(["recover", "--node", chain.a, "--to-mat", try XCTUnwrap(shipped.last).end])
+    XCTAssertEqual(recover.status, 1, recover.stdout)
+    XCTAssertTrue(recover.stderr.contains("rows of table u that differ"), recover.stderr)
+    XCTAssertEqual(try understudy(["checksum", "--node", chain.a, "--full"]).stdout, before, "nothing was changed")
+  }
+
   /// Found by the adversarial pass: after recover, a row of the old primary is changed by
   /// hand (sqlite3 on the file: a tired operator "fixing" it). follow's proof is the
   /// database's kept checksum, which nothing moved, so follow accepts: by design it costs
