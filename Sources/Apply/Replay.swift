@@ -82,7 +82,7 @@ public enum Replay {
     if tracker == nil { try IncrementalChecksum.invalidate(on: db) }
     // What the records say they did to the primary's checksum, when every one says it
     // (format 2, no DDL): the rows changed here must move this node's the same way.
-    var said: ChecksumDelta? = ChecksumDelta()
+    var said = RecordedChecksum()
     let before = tracker?.saved
     try db.withTriggersDisabled {
       var joined: [UInt8] = []
@@ -102,11 +102,11 @@ public enum Replay {
         sequences.removeAll()
       }
       for record in records where record.record.type == .commit {
-        var digests: [TableDigest]?
-        for item in try CommitPayload.decode(record.record.payload) {
+        let items = try CommitPayload.decode(record.record.payload)
+        said.add(items)
+        for item in items {
           switch item {
-          case .checksum(let tables):
-            digests = tables
+          case .checksum: break
           case .ddl(let sql) where SequenceItem.isItem(sql):
             sequences.append(sql)
           case .ddl(let sql):
@@ -118,11 +118,10 @@ public enum Replay {
             joined += changeset
           }
         }
-        if let digests, let delta = ChecksumDelta(digests: digests) { said?.merge(delta) } else { said = nil }
       }
       try flush()
     }
-    if let tracker, let said, let before,
+    if let tracker, let said = said.delta, let before,
       let (table, here, primary) = tracker.delta.subtracting(before).firstDifference(from: said)
     {
       throw Divergence(table: table, primary: primary, here: here)

@@ -104,7 +104,7 @@ final class Relay: @unchecked Sendable {
       reader.readAheadLimit = synced
       var batch: [PositionedRecord] = []
       var bytes = 0
-      read: while bytes < Self.batchBytes && reader.position < synced {
+      while bytes < Self.batchBytes && reader.position < synced {
         // Synced and acknowledged upstream, so whole: anything else is damage.
         guard case .record(let r) = try reader.next() else {
           throw link.refusing("this relay's image trail ends at \(reader.position), before its synced end \(synced)")
@@ -116,7 +116,6 @@ final class Relay: @unchecked Sendable {
         expectedPrev = nil
         batch.append(r)
         bytes += r.record.size
-        if r.end >= synced { break read }
       }
       _ = try shipment.send(batch, reaching: reader.position, on: link, heartbeatEvery: Self.heartbeatInterval)
       // Wait for more to be synced here (the receiver wakes us), then take the acks.

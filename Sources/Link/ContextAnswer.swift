@@ -118,6 +118,23 @@ extension Handshake {
     return answer
   }
 
+  /// The primary that the node at `address` is, or receives from through relays (a
+  /// cascade: each backup's context answer names where it receives from), with its
+  /// answer; nil when a node on the way does not answer, or after `hops` of them.
+  public static func findPrimary(from address: String, as me: LinkIdentity, timeout: Double = 3, hops: Int = 8)
+    -> (address: String, answer: ContextAnswer)?
+  {
+    var next: String? = address
+    for _ in 0..<hops {
+      guard let at = next, let host = try? HostPort(parsing: at),
+        let answer = try? queryContext(host, as: me, timeout: timeout).1
+      else { return nil }
+      if answer.role == .primary { return (at, answer) }
+      next = answer.primary
+    }
+    return nil
+  }
+
   /// Asks the primary at `address` where it stands in the context (a `context-query`).
   public static func queryContext(_ address: HostPort, as me: LinkIdentity, timeout: Double = 5) throws -> (
     LinkPeer, ContextAnswer

@@ -876,21 +876,17 @@ struct Situation {
 
   /// The production server as it answers, found from the one this server knows: when
   /// that is a relay (a backup passing on what it receives), through the primary it follows.
-  func findProduction() -> (address: String, ContextAnswer)? {
-    var address = context.production?.address
-    for _ in 0..<8 {
-      guard let at = address, let answer = try? ask(at, timeout: 3) else { return nil }
-      if answer.role == .primary { return (at, answer) }
-      address = answer.primary
-    }
-    return nil
+  func findProduction() -> (address: String, answer: ContextAnswer)? {
+    guard let address = context.production?.address, let me = try? identity() else { return nil }
+    return Handshake.findPrimary(from: address, as: me)
   }
 
   func ask(_ address: String, timeout: Double = 5) throws -> ContextAnswer {
-    let key = try Secret.load(path: layout.secretKey)
-    let me = LinkIdentity(node, key: key)
-    return try Handshake.queryContext(try HostPort(parsing: address), as: me, timeout: timeout).1
+    try Handshake.queryContext(try HostPort(parsing: address), as: try identity(), timeout: timeout).1
   }
+
+  /// This node on the link, to ask the other servers.
+  func identity() throws -> LinkIdentity { LinkIdentity(node, key: try Secret.load(path: layout.secretKey)) }
 }
 
 extension ContextConfig.Server {

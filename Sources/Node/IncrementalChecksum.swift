@@ -43,8 +43,8 @@ public enum IncrementalChecksum {
     var schema: SetChecksum?
     var tables: [String: (rows: Int, sum: SetChecksum)] = [:]
     for row in try db.query("SELECT kind, name, rows, sum FROM understudy_checksum") {
-      guard case .text(let kind) = row[0], case .text(let name) = row[1], case .integer(let rows) = row[2],
-        case .blob(let bytes) = row[3], let sum = SetChecksum(bytes: bytes), rows >= 0
+      guard case .text(let kind) = row[0], case .text(let name) = row[1], let (rows, sum) = entry(row[2], row[3]),
+        rows >= 0
       else {
         throw SQLiteError(
           code: 11, message: "a row of understudy_checksum does not decode: \(row)", context: "read \(db.path)")
@@ -102,9 +102,7 @@ public enum IncrementalChecksum {
       var rows: Int64 = 0
       var sum = SetChecksum.zero
       if try select.step() {
-        guard case .integer(let r) = select.column(0), case .blob(let b) = select.column(1),
-          let s = SetChecksum(bytes: b)
-        else {
+        guard let (r, s) = entry(select.column(0), select.column(1)) else {
           select.reset()
           throw SQLiteError(
             code: 11, message: "the row of table \(name) in understudy_checksum does not decode",
@@ -120,6 +118,14 @@ public enum IncrementalChecksum {
         try store(DatabaseChecksum.sequenceTable, rows: Int64(sequence.rows), sum: sequence.sum)
       }
     }
+  }
+
+  /// A row's `rows` and `sum` columns, nil when they do not decode.
+  private static func entry(_ rows: SQLiteValue, _ sum: SQLiteValue) -> (Int64, SetChecksum)? {
+    guard case .integer(let count) = rows, case .blob(let bytes) = sum, let value = SetChecksum(bytes: bytes) else {
+      return nil
+    }
+    return (count, value)
   }
 
   /// Forgets what is kept, inside the caller's transaction: it changed the database in a

@@ -237,3 +237,22 @@ public struct ChecksumDelta: Sendable, Equatable {
     sequenceMoved = sequenceMoved || other.sequenceMoved
   }
 }
+
+/// What a run of commit records says it did to the primary's checksum (format 2): the sum
+/// of their checksum items; nil once one of them carries none (format 1, or DDL).
+public struct RecordedChecksum: Sendable {
+  public private(set) var delta: ChecksumDelta? = ChecksumDelta()
+
+  public init() {}
+
+  /// Adds one commit record's items.
+  public mutating func add(_ items: [CommitItem]) {
+    for case .checksum(let tables) in items {
+      if let recorded = ChecksumDelta(digests: tables) {
+        delta?.merge(recorded)
+        return
+      }
+    }
+    delta = nil
+  }
+}

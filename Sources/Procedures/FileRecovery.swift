@@ -76,17 +76,13 @@ public enum FileRecovery {
     var sequence = false
     // What the records say they did to the checksum (format 2), when every one says it:
     // undoing them must move it back by exactly that.
-    var said: ChecksumDelta? = ChecksumDelta()
+    var said = RecordedChecksum()
     for record in records where record.record.type == .commit {
-      var digests: [TableDigest]?
-      for item in try CommitPayload.decode(record.record.payload) {
-        switch item {
-        case .ddl(let sql): if SequenceItem.isItem(sql) { sequence = true } else { ddl = true }
-        case .checksum(let tables): digests = tables
-        case .changes: break
-        }
+      let items = try CommitPayload.decode(record.record.payload)
+      said.add(items)
+      for case .ddl(let sql) in items {
+        if SequenceItem.isItem(sql) { sequence = true } else { ddl = true }
       }
-      if let digests, let delta = ChecksumDelta(digests: digests) { said?.merge(delta) } else { said = nil }
     }
     guard !ddl else {
       try Undo.undo(records, on: db)
@@ -97,7 +93,7 @@ public enum FileRecovery {
     try tracker.track { try Undo.undo(records, on: db, capture: tracker.capture) }
     // A row changed outside Understudy in a column no changeset names still undoes, but
     // its digest is not the one the primary had: the database is not what its MAT says.
-    if let said, let (table, undone, primary) = tracker.delta.negated.firstDifference(from: said) {
+    if let said = said.delta, let (table, undone, primary) = tracker.delta.negated.firstDifference(from: said) {
       throw UndoError.diverged(table: table, undone: "\(undone)", recorded: "\(primary)")
     }
     if sequence { tracker.noteSequence() }

@@ -250,19 +250,10 @@ public enum Takeover {
   /// Whether the primary behind the relay at `relay` (and any relays between) answers a
   /// handshake in this backup's generation or an older one; how, if it does.
   static func primaryAnswers(behind relay: String, as me: LinkIdentity) -> String? {
-    var at = relay
-    for _ in 0..<8 {
-      guard let address = try? HostPort(parsing: at),
-        let answer = try? Handshake.queryContext(address, as: me, timeout: 2).1, answer.role == .backup,
-        let next = answer.primary, let nextAddress = try? HostPort(parsing: next)
-      else { return nil }
-      guard let peer = try? Handshake.probe(nextAddress, as: me, reason: "takeover check: is the primary alive?"),
-        peer.generation <= me.generation
-      else { return nil }
-      if !peer.isRelay { return "the primary behind it at \(next) answered a handshake as node \(peer.nodeID)" }
-      at = next
-    }
-    return nil
+    guard let (at, answer) = Handshake.findPrimary(from: relay, as: me, timeout: 2),
+      answer.generation <= me.generation
+    else { return nil }
+    return "the primary behind it at \(at) answered a handshake as node \(answer.node)"
   }
 }
 
