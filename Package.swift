@@ -10,6 +10,8 @@ let package = Package(
     .executable(name: "rtstart", targets: ["rtstart"]),
     .executable(name: "rtstop", targets: ["rtstop"]),
     .executable(name: "scconfig", targets: ["scconfig"]),
+    .executable(name: "scrt_ra", targets: ["scrt_ra"]),
+    .executable(name: "rtmark", targets: ["rtmark"]),
     .library(
       name: "Understudy", targets: ["AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Backup", "Procedures", "MIMIX"]),
   ],
@@ -53,13 +55,15 @@ let package = Package(
     // The MIMIX surface: a server's home and its contexts, and the rtdr cycle over the procedures.
     .target(
       name: "MIMIX", dependencies: ["AuditTrail", "Node", "Link", "Apply", "Primary", "Backup", "Procedures"]),
-    // `rtdr`, `rtstart`, `rtstop`, `scconfig`: MIMIX's command names, each running
+    // `rtdr`, `rtstart`, `rtstop`, `scconfig`, `scrt_ra`, `rtmark`: MIMIX's command names, each running
     // `understudy <name> …` (the binary beside it), so there is one implementation.
     .target(name: "CommandAlias", path: "Sources/Aliases/CommandAlias"),
     .executableTarget(name: "rtdr", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtdr"),
     .executableTarget(name: "rtstart", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstart"),
     .executableTarget(name: "rtstop", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtstop"),
     .executableTarget(name: "scconfig", dependencies: ["CommandAlias"], path: "Sources/Aliases/scconfig"),
+    .executableTarget(name: "scrt_ra", dependencies: ["CommandAlias"], path: "Sources/Aliases/scrt_ra"),
+    .executableTarget(name: "rtmark", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtmark"),
     // Child processes of the `understudy` binary, for the demo, the benchmarks and the
     // tests: a command run to completion, a daemon, a writer fed over a pipe.
     .target(name: "Harness", dependencies: ["AuditTrail", "Node", "Link"]),
@@ -80,7 +84,7 @@ let package = Package(
       name: "CommandTests",
       dependencies: [
         "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "TestSupport", "Harness", "understudy", "rtdr", "rtstart",
-        "rtstop", "scconfig",
+        "rtstop", "scconfig", "scrt_ra", "rtmark",
       ]
     ),
   ]

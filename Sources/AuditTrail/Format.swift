@@ -1,14 +1,15 @@
-// Audit trail format v2 (and v1, which it reads), byte for byte as in Schemas/audit-trail.md.
+// Audit trail format v3 (and v1 and v2, which it reads), byte for byte as in Schemas/audit-trail.md.
 // Everything is little-endian. This file is the only place that knows offsets.
 
 import Foundation
 
 public enum TrailFormat {
   public static let magic: [UInt8] = Array("UNDSTMAT".utf8)
-  /// What this build writes: 2 adds the checksum item to commit payloads.
-  public static let version: UInt16 = 2
+  /// What this build writes: 2 adds the checksum item to commit payloads, 3 the event
+  /// marker record.
+  public static let version: UInt16 = 3
   /// What it reads.
-  public static let readableVersions: ClosedRange<UInt16> = 1...2
+  public static let readableVersions: ClosedRange<UInt16> = 1...3
   public static let fileHeaderSize = 64
   public static let recordHeaderSize = 32
   /// Records start and end on 8-byte boundaries, so a length field never straddles a sector.
@@ -47,12 +48,16 @@ public enum RecordType: UInt8, Sendable, Codable, CustomStringConvertible {
   case switchover = 2
   /// A switchover abandoned because the backup did not confirm in time; writes resume.
   case switchoverCancelled = 3
+  /// Format 3: a named event marker (`rtmark`), a point a replica can be restored to.
+  /// Carries the current txid.
+  case marker = 4
 
   public var description: String {
     switch self {
     case .commit: "commit"
     case .switchover: "switchover"
     case .switchoverCancelled: "switchover-cancelled"
+    case .marker: "marker"
     }
   }
 
@@ -84,6 +89,43 @@ public struct SwitchoverPayload: Equatable, Sendable {
     guard b.count == 24 else { return nil }
     generation = Generation(b.readLE(UInt64.self, at: 0))
     newPrimary = NodeID(bytes: b[8..<24])
+  }
+}
+
+/// The payload of a marker record: its name, UTF-8, 1 to 200 bytes, printable, and not
+/// all digits (`scrt_ra -S` reads digits as a time).
+public struct MarkerPayload: Equatable, Sendable {
+  public var name: String
+
+  public static let maxBytes = 200
+
+  /// Why `name` cannot name a marker, or nil when it can.
+  public static func problem(with name: String) -> String? {
+    let bytes = name.utf8.count
+    if bytes == 0 { return "a marker name cannot be empty" }
+    if bytes > maxBytes { return "a marker name is at most \(maxBytes) bytes (this one is \(bytes))" }
+    if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+      return "a marker name cannot hold control characters"
+    }
+    if name.first?.isWhitespace == true || name.last?.isWhitespace == true {
+      return "a marker name cannot start or end with a space"
+    }
+    if name.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) {
+      return "a marker name cannot be all digits: `scrt_ra -S \(name)` would read it as a time in unix seconds"
+    }
+    return nil
+  }
+
+  public init?(name: String) {
+    guard Self.problem(with: name) == nil else { return nil }
+    self.name = name
+  }
+
+  public func encoded() -> [UInt8] { Array(name.utf8) }
+
+  public init?(decoding b: [UInt8]) {
+    guard let name = String(validating: b, as: UTF8.self), Self.problem(with: name) == nil else { return nil }
+    self.name = name
   }
 }
 

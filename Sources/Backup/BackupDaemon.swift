@@ -35,8 +35,19 @@ public final class BackupDaemon: @unchecked Sendable {
       layout: layout, config: config, events: events, stop: stop, progress: progress, relay: relay)
     events.log(
       .daemonStarted, "backup daemon started; primary \(config.primary ?? "?"), context '\(config.contextName)'")
+    // A failover restore rolled the replica back (or is about to): neither receive what
+    // it set aside again nor apply what the image trail held past its target.
+    var threads = [("receiver", receiver.run), ("updater", updater.run), ("queries", queries.run)]
+    if let hold = try ReceiveHold.current(layout, generation: config.generation) {
+      threads.removeFirst(2)
+      progress.update {
+        $0.lastError = "held: \(hold.reason)"
+        $0.updaterStopped = "held: \(hold.reason)"
+      }
+      events.log(.receivingHeld, "receiver and updater not started: \(hold.reason)", [("position", hold.position.json)])
+    }
     let done = DispatchGroup()
-    for (name, body) in [("receiver", receiver.run), ("updater", updater.run), ("queries", queries.run)] {
+    for (name, body) in threads {
       done.enter()
       let thread = Thread {
         body()

@@ -1,7 +1,8 @@
 // The purger: records the safe MAT position durably (every transaction whose commit
 // record ends at or before it is applied) and removes image-trail files that lie wholly
 // before it once they are older than the retention window. The file holding the safe
-// position is always kept: the receiver and updater restart from inside it.
+// position is always kept: the receiver and updater restart from inside it; so are the
+// files a running restore reads (`RestorePin`).
 
 import AuditTrail
 import Foundation
@@ -41,7 +42,10 @@ final class Purger {
     }
     var removed: [String] = []
     let now = Date()
-    let keep = min(applied.sno, relayed?.sno ?? applied.sno)
+    // A running restore reads back from its pin; a pin that cannot be read keeps everything.
+    let pinned: MATPosition?
+    do { pinned = try RestorePin.held(layout) } catch { pinned = MATPosition(sno: 0, rba: 0) }
+    let keep = min(applied.sno, relayed?.sno ?? applied.sno, pinned?.sno ?? applied.sno)
     for sno in try layout.image.snos() where sno < keep {
       let path = layout.image.filePath(sno: sno)
       // An age that cannot be read counts as new: the file is kept, never removed early.

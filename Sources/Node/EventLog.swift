@@ -56,6 +56,12 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case followHintRefused = 9085
   case writeBlockLifted = 9086
   case updaterDiverged = 9087
+  case markerWritten = 9090
+  case snapshotTaken = 9091
+  case snapshotReleased = 9092
+  case failoverRestoreDecided = 9093
+  case failoverRestoreComplete = 9094
+  case receivingHeld = 9095
 }
 
 public struct Event: Sendable {

@@ -92,8 +92,15 @@ public final class AuditedDatabase: Sendable {
 
   /// Appends a control record (a switchover's, or its cancellation) as the next record,
   /// past the node's write block: the procedure that set the block writes the last word.
+  /// A switchover's records go in past the write block the switchover itself set.
   public func writeControlRecord(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {
-    try committer.exclusive { try $0.appendControl(type, payload: payload) }
+    try committer.exclusive { try $0.appendControl(type, payload: payload, bypassingWriteBlock: true) }
+  }
+
+  /// An event marker (`rtmark`), in MAT order among the commits; refused like a write
+  /// while writes are blocked (a fenced or superseded primary marks nothing).
+  public func writeMarker(_ marker: MarkerPayload) throws -> CommitInfo {
+    try committer.exclusive { try $0.appendControl(.marker, payload: marker.encoded(), bypassingWriteBlock: false) }
   }
 
   public func write<T: Sendable>(_ body: @escaping @Sendable (Transaction) throws -> T) async throws -> (
@@ -390,8 +397,8 @@ final class Writer {
   private struct GroupLost: Error { var cause: Error }
 
   /// One control record in a transaction of its own; it keeps the current txid.
-  func appendControl(_ type: RecordType, payload: [UInt8]) throws -> CommitInfo {
-    bypassWriteBlock = true
+  func appendControl(_ type: RecordType, payload: [UInt8], bypassingWriteBlock: Bool) throws -> CommitInfo {
+    bypassWriteBlock = bypassingWriteBlock
     defer { bypassWriteBlock = false }
     try begin()
     let appended: AppendedRecord

@@ -337,8 +337,15 @@ public enum FileRecovery {
   /// there. Replay and extractors start at the fresh file and could not reach them anyway.
   /// The cost follows the undone records, not the (preallocated) file size.
   static func fence(_ layout: NodeLayout, from: MATPosition, trailEnd: MATPosition, fresh: MATPosition) throws {
-    let mat = layout.mat
-    let fenced = TrailDirectory(path: layout.fenced + "/\(from.sno)-\(from.rba)")
+    try setAside(layout.mat, into: layout.fenced, from: from, trailEnd: trailEnd, before: fresh.sno)
+  }
+
+  /// Moves the records of `trail` from `from` to `trailEnd` (and every file after
+  /// `from`'s, before file `before`) into `root/SNO-RBA/`, as `fence` describes.
+  static func setAside(
+    _ mat: TrailDirectory, into root: String, from: MATPosition, trailEnd: MATPosition, before: UInt32
+  ) throws {
+    let fenced = TrailDirectory(path: root + "/\(from.sno)-\(from.rba)")
     try FileManager.default.createDirectory(atPath: fenced.path, withIntermediateDirectories: true)
     if mat.fileExists(sno: from.sno) {
       let handle = try AuditTrail.FileHandle(path: mat.filePath(sno: from.sno), flags: O_RDWR)
@@ -360,7 +367,7 @@ public enum FileRecovery {
         try handle.sync()
       }
     }
-    for sno in try mat.snos() where sno > from.sno && sno < fresh.sno {
+    for sno in try mat.snos() where sno > from.sno && sno < before {
       guard rename(mat.filePath(sno: sno), fenced.filePath(sno: sno)) == 0 else {
         throw TrailError.io(operation: "move to \(fenced.path)", path: mat.filePath(sno: sno), errno: errno)
       }

@@ -125,6 +125,25 @@ public final class Connection: @unchecked Sendable {
     try statement.run()
   }
 
+  /// Copies this database, page by page, into a new file at `path` (SQLite's online
+  /// backup, in one step: one read transaction, so the copy is one consistent state of
+  /// it). In WAL mode a reader blocks no writer, so the other connections go on
+  /// committing meanwhile; the copy holds what was committed when it began.
+  public func backup(into path: String) throws {
+    let destination = try Connection(path: path, mode: .readWriteCreate)
+    guard let backup = sqlite3_backup_init(destination.handle, "main", handle, "main") else {
+      throw SQLiteError(
+        code: sqlite3_errcode(destination.handle), message: String(cString: sqlite3_errmsg(destination.handle)),
+        context: "backup of \(self.path) into \(path)")
+    }
+    let rc = sqlite3_backup_step(backup, -1)
+    let finished = sqlite3_backup_finish(backup)
+    guard rc == SQLITE_DONE else {
+      throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)), context: "backup of \(self.path) into \(path)")
+    }
+    try destination.check(finished, "backup of \(self.path) into \(path)")
+  }
+
   public var changes: Int { Int(sqlite3_changes(handle)) }
   public var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
 

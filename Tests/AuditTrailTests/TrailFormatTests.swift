@@ -65,9 +65,9 @@ final class TrailFormatTests: XCTestCase {
     var bytes = header.encoded()
     XCTAssertEqual(bytes.count, 64)
     XCTAssertEqual(try FileHeader.decode(bytes).get(), header)
-    XCTAssertEqual(bytes[8], 2, "this build writes version 2")
-    bytes[8] = 3  // a version after this build's
-    guard case .failure(.unsupportedVersion(3)) = FileHeader.decode(bytes) else {
+    XCTAssertEqual(bytes[8], 3, "this build writes version 3")
+    bytes[8] = 4  // a version after this build's
+    guard case .failure(.unsupportedVersion(4)) = FileHeader.decode(bytes) else {
       return XCTFail("version not refused")
     }
     bytes[8] = 0

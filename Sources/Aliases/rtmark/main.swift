@@ -1,0 +1,3 @@
+import CommandAlias
+
+runUnderstudy(as: "rtmark")

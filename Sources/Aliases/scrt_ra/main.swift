@@ -1,0 +1,3 @@
+import CommandAlias
+
+runUnderstudy(as: "scrt_ra")
