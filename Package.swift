@@ -83,7 +83,8 @@ let package = Package(
     .testTarget(
       name: "CommandTests",
       dependencies: [
-        "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "TestSupport", "Harness", "understudy", "rtdr", "rtstart",
+        "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Procedures", "TestSupport", "Harness", "understudy",
+        "rtdr", "rtstart",
         "rtstop", "scconfig", "scrt_ra", "rtmark",
       ]
     ),

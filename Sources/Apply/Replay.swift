@@ -132,7 +132,10 @@ public enum Replay {
 extension Replay {
   /// Builds a new database from a whole trail on an empty base: the reference a
   /// primary's database must equal. Stops at a torn tail, like recovery.
-  public static func rebuild(trail: TrailDirectory, into path: String) throws -> (transactions: Int, end: MATPosition) {
+  /// `upTo`: stop before the first record at or after it (an oracle for restores).
+  public static func rebuild(trail: TrailDirectory, into path: String, upTo: MATPosition? = nil) throws -> (
+    transactions: Int, end: MATPosition
+  ) {
     guard let first = try trail.snos().first else {
       throw TrailError.badFile(file: trail.path, reason: "no trail files")
     }
@@ -155,9 +158,13 @@ extension Replay {
       try IncrementalChecksum.recompute(on: db)
       while true {
         switch try reader.next() {
-        case .record(let r):
+        case .record(let r) where upTo.map({ r.position < $0 }) ?? true:
           try apply(r, to: db, tracker: tracker)
           count += 1
+        case .record(let r):
+          try tracker.commit()
+          try db.execute("COMMIT")
+          return (count, r.position)
         case .end(let end), .tornTail(let end, _):
           try tracker.commit()
           try db.execute("COMMIT")

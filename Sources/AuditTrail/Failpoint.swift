@@ -6,6 +6,8 @@
 //   torn-trail-write   half of the group's bytes are written to the MAT, nothing synced
 //   rtdr-step          an rtdr operation has run its N-th step (journal still open)
 //   follow-rebased     follow tied the database to the new primary's MAT, config unchanged
+//   failover-restore-step  a failover restore finished its N-th step (1 decided and held,
+//                      2 undone, 3 set aside)
 //
 // And switches, for paths a test cannot otherwise reach (N is ignored):
 //

@@ -128,6 +128,7 @@ public enum FailoverRestore {
       ), layout)
     try RestorePin.hold(layout, from: journal.to, what: "failover restore of \(node)")
     defer { RestorePin.release(layout) }
+    Failpoint.reached("failover-restore-step")
     try db.execute("BEGIN IMMEDIATE")
     do {
       let state = try CommitState.read(db)
@@ -148,10 +149,12 @@ public enum FailoverRestore {
       try? db.execute("ROLLBACK")
       throw error
     }
+    Failpoint.reached("failover-restore-step")
     if journal.to < journal.imageEnd {
       try FileRecovery.setAside(
         layout.image, into: setAsideRoot(layout), from: journal.to, trailEnd: journal.imageEnd, before: UInt32.max)
     }
+    Failpoint.reached("failover-restore-step")
     let checksum = try DatabaseChecksum.current(db).checksum
     let result = FailoverRestoreResult(
       restoredTo: journal.to, target: journal.target, undone: journal.undone, lastTxid: journal.lastTxid,

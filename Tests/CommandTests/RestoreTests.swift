@@ -1,0 +1,291 @@
+// Snapshots, virtual and failover restores of a replica (`scrt_ra`), event markers
+// (`rtmark`), with real daemons on loopback. Each restored database is compared with an
+// independent oracle: a fresh database replayed from the primary's MAT up to the same
+// position (`Replay.rebuild(upTo:)`), never with the restore's own idea of itself.
+
+import Apply
+import AuditTrail
+import Foundation
+import Node
+import Procedures
+import SQLiteSupport
+import TestSupport
+import XCTest
+
+final class RestoreTests: XCTestCase {
+  /// `understudy scrt_ra --node NODE ARGS --json`.
+  @discardableResult
+  func scrt(_ node: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
+    try understudy(["scrt_ra", "--node", node] + arguments + ["--json"], environment: environment)
+  }
+
+  /// The checksum (a full scan) of a fresh replay of `primary`'s MAT up to `position`.
+  func oracle(_ primary: String, upTo position: MATPosition) throws -> String {
+    let path = try temporaryDirectory(self, "oracle-\(UUID().uuidString)") + "/oracle.db"
+    let (_, end) = try Replay.rebuild(trail: NodeLayout(root: primary).mat, into: path, upTo: position)
+    XCTAssertEqual(end, position, "the primary's MAT reaches \(position)")
+    return try DatabaseChecksum.compute(databaseAt: path).checksum
+  }
+
+  /// A snapshot's JSON, checked against its schema, its database scanned in full: the
+  /// kept checksum it reports must be what it holds.
+  func snapshot(_ outcome: Outcome, file: StaticString = #filePath, line: UInt = #line) throws -> (
+    position: MATPosition, checksum: String, json: [String: Any]
+  ) {
+    XCTAssertEqual(outcome.status, 0, outcome.stderr, file: file, line: line)
+    try assertConforms(outcome.json, to: "scrt_ra-snapshot.schema.json", file: file, line: line)
+    let json = try XCTUnwrap(outcome.json as? [String: Any], file: file, line: line)
+    let position = try MATPosition(parsing: try XCTUnwrap(positionText(json, "position"), file: file, line: line))
+    let path = try XCTUnwrap(json["path"] as? String, file: file, line: line)
+    let full = try DatabaseChecksum.compute(databaseAt: path).checksum
+    XCTAssertEqual(json["checksum"] as? String, full, "the snapshot's kept checksum is a full scan's", file: file, line: line)
+    return (position, full, json)
+  }
+
+  /// The records of the backup's image trail, oldest first, up to what it applied.
+  func imageRecords(_ backup: String) throws -> [PositionedRecord] {
+    let image = NodeLayout(root: backup).image
+    let window = try XCTUnwrap(try scrt(backup, ["-l"]).json as? [String: Any])
+    let oldest = try MATPosition(parsing: try XCTUnwrap(positionText(window["oldest"], "position")))
+    let newest = try MATPosition(parsing: try XCTUnwrap(positionText(window["newest"], "position")))
+    let reader = try TrailReader(directory: image, from: oldest)
+    var records: [PositionedRecord] = []
+    while case .record(let r) = try reader.next(), r.position < newest { records.append(r) }
+    return records
+  }
+
+  func release(_ node: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let released = try scrt(node, ["-W"])
+    XCTAssertEqual(released.status, 0, released.stderr, file: file, line: line)
+    try assertConforms(released.json, to: "scrt_ra-release.schema.json", file: file, line: line)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: node + "/snapshot"), file: file, line: line)
+  }
+
+  /// -X, -t, -S (a marker and unix seconds) and -D (a commit exactly at the time), taken
+  /// while a writer keeps committing on the primary, each equal to the oracle at the
+  /// position it reports, and that position the one the target defines.
+  func testSnapshotsAndVirtualRestoresEqualAFreshReplayWhileWritesContinue() throws {
+    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let daemons = try pair.startDaemons()
+    defer { withExtendedLifetime(daemons) {} }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    for i in 1...20 { try pair.sql("INSERT INTO t VALUES (\(i), 'row \(i)')") }
+    let marker = try understudy(["rtmark", "--node", pair.primary, "before the batch job", "--json"])
+    XCTAssertEqual(marker.status, 0, marker.stderr)
+    try assertConforms(marker.json, to: "rtmark.schema.json")
+    let markerAt = try MATPosition(parsing: try XCTUnwrap(positionText(marker.json, "position")))
+    for i in 1...10 { try pair.sql("UPDATE t SET v = 'batch \(i)' WHERE id % 10 = \(i % 10)") }
+
+    let writer = try LineFeeder(["sql", "--node", pair.primary, "--each-line", "--json"])
+    writer.feed(lines: 3000, every: 0.004) { "INSERT INTO t VALUES (\(1000 + $0), 'streamed \($0)')" }
+    defer { _ = writer.finish() }
+    usleep(500_000)
+
+    // -X while the updater applies.
+    let current = try snapshot(try scrt(pair.backup, ["-X"]))
+    XCTAssertEqual((current.json["target"] as? String), "current")
+    XCTAssertEqual(current.checksum, try oracle(pair.primary, upTo: current.position))
+    let held = try scrt(pair.backup, ["-X"])
+    XCTAssertNotEqual(held.status, 0, "a second snapshot while one is held")
+    XCTAssertTrue(held.stderr.contains("scrt_ra -W"), held.stderr)
+    try release(pair.backup)
+
+    // The marker: every transaction before it, none after.
+    let atMarker = try snapshot(try scrt(pair.backup, ["-S", "before the batch job"]))
+    XCTAssertEqual(atMarker.position, markerAt)
+    XCTAssertEqual(atMarker.checksum, try oracle(pair.primary, upTo: markerAt))
+    XCTAssertGreaterThanOrEqual(atMarker.json["undone"] as? Int ?? 0, 10)
+    let rows = try Connection(path: try XCTUnwrap(atMarker.json["path"] as? String), mode: .readOnly).scalarInt(
+      "SELECT count(*) FROM t WHERE v LIKE 'batch%' OR v LIKE 'streamed%'")
+    XCTAssertEqual(rows, 0, "nothing from after the marker")
+    try release(pair.backup)
+
+    // A position: a commit record in the middle of the window.
+    let records = try imageRecords(pair.backup).filter { $0.record.type == .commit }
+    XCTAssertGreaterThan(records.count, 30)
+    let middle = records[records.count / 2].position
+    let atPosition = try snapshot(try scrt(pair.backup, ["-t", middle.description]))
+    XCTAssertEqual(atPosition.position, middle)
+    XCTAssertEqual(atPosition.checksum, try oracle(pair.primary, upTo: middle))
+    try release(pair.backup)
+
+    // A time exactly a commit's: that commit is in, the next one (later in time) is out.
+    let k = records.count / 3
+    let exact = records[k].record.commitMicros
+    let next = try XCTUnwrap(records[(k + 1)...].first { $0.record.commitMicros > exact })
+    let atTime = try snapshot(try scrt(pair.backup, ["-D", RestoreTime.text(exact)]))
+    XCTAssertEqual(atTime.position, next.position, "cut at the first commit after the time")
+    XCTAssertEqual(atTime.checksum, try oracle(pair.primary, upTo: next.position))
+    XCTAssertEqual(atTime.json["micros"] as? Int, Int(exact), "it holds the commit made exactly at the time")
+    try release(pair.backup)
+    // The same time as unix seconds (-S), and in another zone's words (-D with an offset).
+    let seconds = String(format: "%lld.%06lld", exact / 1_000_000, exact % 1_000_000)
+    XCTAssertEqual(try snapshot(try scrt(pair.backup, ["-S", seconds])).position, next.position)
+    try release(pair.backup)
+    let inZone = RestoreTime.text(exact + 7_200_000_000).dropLast() + "+02:00"  // the wall clock two hours east
+    XCTAssertEqual(try RestoreTime.parse(String(inZone)), exact)
+    XCTAssertEqual(try snapshot(try scrt(pair.backup, ["-D", String(inZone)])).position, next.position)
+    try release(pair.backup)
+
+    // And the replica went on applying throughout: it ends equal to the primary.
+    _ = writer.finish()
+    try pair.waitForBackup()
+    try pair.assertSameContent("after the snapshots")
+  }
+
+  /// Restore to T1, release, restore to an earlier T2, release: the replica's own file is
+  /// byte for byte what it was, and it then goes on applying and ends equal.
+  func testTheRestoreLoopLeavesTheReplicaByteForByteCurrent() throws {
+    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let (primaryDaemon, backup) = try pair.startDaemons()
+    defer { withExtendedLifetime(primaryDaemon) {} }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    for i in 1...40 { try pair.sql("INSERT INTO t VALUES (\(i), 'row \(i)')", "UPDATE t SET v = 'x' WHERE id = \(i / 2)") }
+    try pair.waitForBackup()
+    try backup.stop()
+    func fingerprint() throws -> [String: Data] {
+      var files: [String: Data] = [:]
+      for name in ["backup.db", "backup.db-wal"] where FileManager.default.fileExists(atPath: pair.root + "/" + name) {
+        files[name] = try Data(contentsOf: URL(fileURLWithPath: pair.root + "/" + name))
+      }
+      return files
+    }
+    let before = try fingerprint()
+    let records = try imageRecords(pair.backup).filter { $0.record.type == .commit }
+    guard records.count > 20 else { return XCTFail("the image trail holds \(records.count) commits") }
+    let (t1, t2) = (records[records.count - 5].position, records[records.count / 4].position)
+    for target in [t1, t2, records[0].position] {
+      let restored = try snapshot(try scrt(pair.backup, ["-t", target.description]))
+      XCTAssertEqual(restored.checksum, try oracle(pair.primary, upTo: target))
+      // Writes to the snapshot stay in it.
+      let path = try XCTUnwrap(restored.json["path"] as? String)
+      try Connection(path: path).execute("DELETE FROM t")
+      try release(pair.backup)
+    }
+    XCTAssertEqual(try fingerprint(), before, "the replica's files are untouched by the restores")
+    let restarted = try Daemon(node: pair.backup)
+    try pair.sql("INSERT INTO t VALUES (1000, 'after the restores')")
+    try pair.waitForBackup()
+    try pair.assertSameContent("the replica goes on")
+    try restarted.stop()
+  }
+
+  /// Every target outside the window, and every misuse, is refused with a message that
+  /// names the valid range, a non-zero exit, and no snapshot left behind.
+  func testRefusedTargetsNameTheValidRangeAndLeaveNoSnapshot() throws {
+    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    for i in 1...10 { try pair.sql("INSERT INTO t VALUES (\(i), 'before the backup')") }
+    let daemons = try pair.startDaemons()
+    defer { withExtendedLifetime(daemons) {} }
+    for i in 11...30 { try pair.sql("INSERT INTO t VALUES (\(i), 'row')") }
+    try pair.waitForBackup()
+    let list = try scrt(pair.backup, ["-l"])
+    XCTAssertEqual(list.status, 0, list.stderr)
+    try assertConforms(list.json, to: "scrt_ra-list.schema.json")
+    let window = try XCTUnwrap(list.json as? [String: Any])
+    let oldest = try MATPosition(parsing: try XCTUnwrap(positionText(window["oldest"], "position")))
+    let newest = try MATPosition(parsing: try XCTUnwrap(positionText(window["newest"], "position")))
+    XCTAssertGreaterThan(oldest, MATPosition(sno: 1, rba: 64), "the window starts at the initial copy, not before")
+    let records = try imageRecords(pair.backup)
+    let inside = try XCTUnwrap(records.dropFirst(3).first).position
+
+    let refusals: [([String], String)] = [
+      (["-t", "1:64"], "before the oldest record"),
+      (["-t", MATPosition(sno: inside.sno, rba: inside.rba + 8).description], "not where a record starts"),
+      (["-t", MATPosition(sno: newest.sno + 1, rba: 64).description], "past what the replica has applied"),
+      (["-D", "2001-01-01 00:00:00"], "before the oldest transaction"),
+      (["-D", "2099-01-01 00:00:00Z"], "in the future"),
+      (["-S", "no such marker"], "no marker 'no such marker'"),
+      (["-S", "946684800"], "before the oldest transaction"),  // 2000-01-01 as unix seconds
+    ]
+    for (arguments, says) in refusals {
+      let outcome = try scrt(pair.backup, arguments)
+      XCTAssertNotEqual(outcome.status, 0, "\(arguments) refused")
+      XCTAssertTrue(outcome.stderr.contains(says), "\(arguments): \(outcome.stderr)")
+      XCTAssertTrue(outcome.stderr.contains("valid range is MAT positions \(oldest) to \(newest)"), outcome.stderr)
+      try assertConforms(outcome.json, to: "error.schema.json")
+      XCTAssertFalse(FileManager.default.fileExists(atPath: pair.backup + "/snapshot"), "\(arguments) left a snapshot")
+    }
+    let misuse: [([String], String)] = [
+      (["-D", "yesterday"], "cannot read the time"),
+      (["-D", "2026-02-30 10:00:00"], "cannot read the time"),
+      (["-F", "-t", inside.description], "add -q to confirm"),
+      (["-W"], "holds no snapshot"),
+      (["-X", "-l"], "give one of"),
+    ]
+    for (arguments, says) in misuse {
+      let outcome = try scrt(pair.backup, arguments)
+      XCTAssertNotEqual(outcome.status, 0, "\(arguments) refused")
+      XCTAssertTrue(outcome.stderr.contains(says), "\(arguments): \(outcome.stderr)")
+    }
+    let onPrimary = try scrt(pair.primary, ["-X"])
+    XCTAssertNotEqual(onPrimary.status, 0)
+    XCTAssertTrue(onPrimary.stderr.contains("recovery server"), onPrimary.stderr)
+    let badMarker = try understudy(["rtmark", "--node", pair.primary, "12345"])
+    XCTAssertNotEqual(badMarker.status, 0)
+    XCTAssertTrue(badMarker.stderr.contains("all digits"), badMarker.stderr)
+    let markOnBackup = try understudy(["rtmark", "--node", pair.backup, "m"])
+    XCTAssertNotEqual(markOnBackup.status, 0, "a marker goes into a primary's MAT only")
+    XCTAssertEqual(try understudy(["checksum", "--node", pair.backup]).status, 0)
+  }
+
+  /// A failover restore SIGKILLed after each of its steps, and at a random moment
+  /// (seeded), finishes when run again; the replica equals the oracle at the target,
+  /// holds (a restarted daemon neither receives nor applies past it while the primary
+  /// writes on) and the report lists every undone transaction.
+  func testAFailoverRestoreKilledAtEveryStepFinishesWhenRunAgain() throws {
+    let seed = testSeed("failover restore kill")
+    var random = SeededGenerator(seed: seed)
+    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let (primaryDaemon, backup) = try pair.startDaemons()
+    defer { withExtendedLifetime(primaryDaemon) {} }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    var markers: [MATPosition] = []
+    for m in 1...4 {
+      for i in 1...15 { try pair.sql("INSERT INTO t VALUES (\(m * 100 + i), 'row')") }
+      let marked = try understudy(["rtmark", "--node", pair.primary, "m\(m)", "--json"])
+      markers.append(try MATPosition(parsing: try XCTUnwrap(positionText(marked.json, "position"), marked.stderr)))
+      try pair.sql("UPDATE t SET v = 'damaged \(m)' WHERE id > \(m * 100)")
+    }
+    try pair.waitForBackup()
+    // The primary writes on; the backup daemon is stopped by the restore.
+    for (step, marker) in zip(1...3, markers.reversed()) {
+      let name = "m\(markers.firstIndex(of: marker)! + 1)"
+      let killed = try scrt(pair.backup, ["-F", "-S", name, "-q"], environment: ["UNDERSTUDY_FAILPOINT": "failover-restore-step:\(step)"])
+      XCTAssertNotEqual(killed.status, 0, "killed after step \(step)")
+      XCTAssertEqual(try understudy(["checksum", "--node", pair.backup]).status, 0)
+      let again = try scrt(pair.backup, ["-F", "-S", name, "-q"])
+      XCTAssertEqual(again.status, 0, again.stderr)
+      try assertConforms(again.json, to: "scrt_ra-failover-restore.schema.json")
+      XCTAssertEqual(positionText(again.json, "restoredTo"), marker.description)
+      XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: marker))
+      let report = try XCTUnwrap((again.json as? [String: Any])?["report"] as? String)
+      let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
+      XCTAssertEqual(lines.count, (again.json as? [String: Any])?["undone"] as? Int)
+      XCTAssertGreaterThan(lines.count, 0)
+      try pair.sql("INSERT INTO t VALUES (\(9000 + step), 'primary writes on')")
+    }
+    // A kill at a random moment of a restore to the first marker.
+    let delay = Double.random(in: 0.0...0.3, using: &random)
+    let process = try understudyExecutable.start(["scrt_ra", "--node", pair.backup, "-F", "-S", "m1", "-q"])
+    usleep(UInt32(delay * 1e6))
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    let last = try scrt(pair.backup, ["-F", "-S", "m1", "-q"])
+    XCTAssertEqual(last.status, 0, "seed \(seed): \(last.stderr)")
+    XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
+    // Held: a daemon started now applies and receives nothing, though the primary wrote on.
+    _ = backup
+    let restarted = try Daemon(node: pair.backup)
+    XCTAssertTrue(try eventually(10) { events(pair.backup).contains { $0["code"] as? Int == 9095 } })
+    usleep(1_000_000)
+    let status = try understudy(["status", "--node", pair.backup, "--json"])
+    XCTAssertEqual(positionText(status.json, "applied"), markers[0].description, status.stdout)
+    XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
+    try restarted.stop()
+    // What was set aside is kept, not applied.
+    let setAside = try FileManager.default.contentsOfDirectory(atPath: pair.backup + "/setaside")
+    XCTAssertEqual(setAside.count, 4, "\(setAside)")
+  }
+}
