@@ -31,6 +31,9 @@ enum RestoreBenchmark {
     var copySeconds: Double
     var undoSeconds: Double
     var releaseSeconds: Double
+    /// What `take` spends outside its copy and undo: checking the target against the
+    /// replica's window, pinning the image trail, writing the snapshot's info file.
+    var otherSeconds: Double { max(0, seconds - copySeconds - undoSeconds) }
   }
 
   struct Result {

@@ -298,6 +298,7 @@ struct BenchRestore: ParsableCommand {
                   var fields: [(String, JSON)] = [
                     ("back", .int(Int64(x.back))), ("undone", .int(Int64(x.undone))), ("position", x.position.json),
                     ("millis", ms(x.seconds)), ("copyMillis", ms(x.copySeconds)), ("undoMillis", ms(x.undoSeconds)),
+                    ("otherMillis", ms(x.otherSeconds)),
                     ("releaseMillis", ms(x.releaseSeconds)), ("overVacuumInto", ratio(x.seconds)),
                     ("undoOverVacuumInto", ratio(x.undoSeconds)),
                   ]
@@ -320,15 +321,16 @@ struct BenchRestore: ParsableCommand {
             format: "full copies of the replica: VACUUM INTO %.1f (synced), raw file copy %.1f (synced), SQLite online backup %.1f",
             r.vacuumIntoSeconds * 1000, r.rawCopySeconds * 1000, r.onlineBackupSeconds * 1000))
         Output.line(
-          "restore            K    undone      total       copy       undo    release   total/VACUUM INTO   undo/VACUUM INTO   undo µs/txn"
+          "restore            K    undone      total       copy       undo      other    release   total/VACUUM INTO   undo/VACUUM INTO   undo µs/txn"
         )
         for x in all {
           let perTransaction = x.undone > 0 ? String(format: "%.1f", x.undoSeconds / Double(x.undone) * 1_000_000) : "-"
           Output.line(
             (x.back == 0 ? "scrt_ra -X  " : "scrt_ra -t  ")
               + String(
-                format: " %7d %9d %10.1f %10.1f %10.1f %10.1f %19.3f %18.4f ", x.back, x.undone, x.seconds * 1000,
-                x.copySeconds * 1000, x.undoSeconds * 1000, x.releaseSeconds * 1000, x.seconds / r.vacuumIntoSeconds,
+                format: " %7d %9d %10.1f %10.1f %10.1f %10.1f %10.1f %19.3f %18.4f ", x.back, x.undone, x.seconds * 1000,
+                x.copySeconds * 1000, x.undoSeconds * 1000, x.otherSeconds * 1000, x.releaseSeconds * 1000,
+                x.seconds / r.vacuumIntoSeconds,
                 x.undoSeconds / r.vacuumIntoSeconds)
               + String(repeating: " ", count: max(0, 13 - perTransaction.count)) + perTransaction)
         }
