@@ -46,7 +46,8 @@ enum RestoreBenchmark {
     var vacuumIntoSeconds: Double
     /// A raw copy of the replica's database file (after a checkpoint), synced: the I/O floor.
     var rawCopySeconds: Double
-    /// SQLite's online backup of the replica, as a snapshot's copy step runs it.
+    /// SQLite's online backup of the replica, as a snapshot's copy step runs it (synced by
+    /// the destination's commit, as SQLite's default synchronous=FULL does).
     var onlineBackupSeconds: Double
     var snapshot: Restore
     var restores: [Restore]
@@ -132,7 +133,8 @@ enum RestoreBenchmark {
       progress("virtual restore \(b) transactions back, to \(position)…")
       let r = try restore(node: backup, target: .position(position), back: b)
       guard r.undone == b, r.position == position else {
-        throw CommandError("the restore to \(position) undid \(r.undone) transactions, not \(b), and stands at \(r.position)")
+        throw CommandError(
+          "the restore to \(position) undid \(r.undone) transactions, not \(b), and stands at \(r.position)")
       }
       restores.append(r)
     }

@@ -304,7 +304,10 @@ struct BenchRestore: ParsableCommand {
                   ]
                   if x.undone > 0 {
                     fields.append(
-                      ("undoMicrosPerTransaction", .double((x.undoSeconds / Double(x.undone) * 10_000_000).rounded() / 10)))
+                      (
+                        "undoMicrosPerTransaction",
+                        .double((x.undoSeconds / Double(x.undone) * 10_000_000).rounded() / 10)
+                      ))
                   }
                   return .object(fields)
                 })
@@ -314,11 +317,13 @@ struct BenchRestore: ParsableCommand {
         if isatty(2) != 0 { Output.progress("", json: false) }
         Output.line(
           String(
-            format: "N = %d rows (%.1f MiB replica), %d transactions applied on the backup; one run; loopback; times in ms",
+            format:
+              "N = %d rows (%.1f MiB replica), %d transactions applied on the backup; one run; loopback; times in ms",
             r.rows, Double(r.bytes) / 1_048_576, r.transactions))
         Output.line(
           String(
-            format: "full copies of the replica: VACUUM INTO %.1f (synced), raw file copy %.1f (synced), SQLite online backup %.1f",
+            format:
+              "full copies of the replica: VACUUM INTO %.1f (synced), raw file copy %.1f (synced), SQLite online backup %.1f (synced by its commit)",
             r.vacuumIntoSeconds * 1000, r.rawCopySeconds * 1000, r.onlineBackupSeconds * 1000))
         Output.line(
           "restore            K    undone      total       copy       undo      other    release   total/VACUUM INTO   undo/VACUUM INTO   undo µs/txn"
@@ -328,7 +333,8 @@ struct BenchRestore: ParsableCommand {
           Output.line(
             (x.back == 0 ? "scrt_ra -X  " : "scrt_ra -t  ")
               + String(
-                format: " %7d %9d %10.1f %10.1f %10.1f %10.1f %10.1f %19.3f %18.4f ", x.back, x.undone, x.seconds * 1000,
+                format: " %7d %9d %10.1f %10.1f %10.1f %10.1f %10.1f %19.3f %18.4f ", x.back, x.undone,
+                x.seconds * 1000,
                 x.copySeconds * 1000, x.undoSeconds * 1000, x.otherSeconds * 1000, x.releaseSeconds * 1000,
                 x.seconds / r.vacuumIntoSeconds,
                 x.undoSeconds / r.vacuumIntoSeconds)
