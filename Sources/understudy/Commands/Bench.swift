@@ -5,7 +5,7 @@ import Node
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Understudy against plain SQLite in the same run.",
-    subcommands: [BenchCommit.self, BenchReplicate.self, BenchRecover.self])
+    subcommands: [BenchCommit.self, BenchReplicate.self, BenchRecover.self, BenchRestore.self])
 }
 
 struct BenchCommit: ParsableCommand {
@@ -241,6 +241,104 @@ struct BenchRecover: ParsableCommand {
               format: "%10d %10.1f %18.1f %19.1f %10.1f %15.1f (%8.1f) %20.3f", r.rows, Double(r.bytes) / 1_048_576,
               r.initialCopySeconds * 1000, r.plainCopySeconds * 1000, r.takeoverSeconds * 1000,
               r.recoverSeconds * 1000, r.recoverChecksumSeconds * 1000, r.recoverSeconds / r.initialCopySeconds))
+        }
+      }
+    }
+  }
+}
+
+struct BenchRestore: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "restore",
+    abstract:
+      "Virtual restore (scrt_ra) K transactions back, split into copy and undo, against a full copy of the database.")
+
+  @Option(help: "Database size N in rows.")
+  var rows: Int = 1_000_000
+  @Option(help: "Transactions K to go back, comma-separated; max(K) are committed and applied first.")
+  var back: String = "1000,10000"
+  @Option(help: "Directory for the scratch nodes (default: a new temporary directory).")
+  var dir: String?
+  @OptionGroup var output: JSONFlag
+
+  func run() throws {
+    try reporting(json: output.json) {
+      guard rows >= 1 && rows <= 50_000_000 else { throw ValidationError("--rows takes 1 to 50000000") }
+      let counts = back.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard !counts.isEmpty, counts.count == back.split(separator: ",").count,
+        counts.allSatisfy({ $0 >= 1 && $0 <= 1_000_000 })
+      else { throw ValidationError("--back takes counts from 1 to 1000000, comma-separated, such as 1000,10000") }
+      let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
+      defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
+      let base = scratch + "/restore"
+      try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+      defer { try? FileManager.default.removeItem(atPath: base) }
+      let r = try RestoreBenchmark.run(dir: base, rows: rows, back: counts) { Output.progress($0, json: output.json) }
+      func ms(_ s: Double) -> JSON { .double((s * 10_000).rounded() / 10) }
+      func ratio(_ v: Double) -> JSON { .double((v / r.vacuumIntoSeconds * 10_000).rounded() / 10_000) }
+      let all = [r.snapshot] + r.restores
+      if output.json {
+        Output.json(
+          .object([
+            ("benchmark", .string("restore")), ("rows", .int(Int64(r.rows))), ("bytes", .int(Int64(r.bytes))),
+            ("transactions", .int(Int64(r.transactions))),
+            ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
+            ("commitMillis", ms(r.commitSeconds)),
+            (
+              "copies",
+              .object([
+                ("vacuumIntoMillis", ms(r.vacuumIntoSeconds)), ("rawCopyMillis", ms(r.rawCopySeconds)),
+                ("onlineBackupMillis", ms(r.onlineBackupSeconds)),
+              ])
+            ),
+            (
+              "restores",
+              .array(
+                all.map { x in
+                  var fields: [(String, JSON)] = [
+                    ("back", .int(Int64(x.back))), ("undone", .int(Int64(x.undone))), ("position", x.position.json),
+                    ("millis", ms(x.seconds)), ("copyMillis", ms(x.copySeconds)), ("undoMillis", ms(x.undoSeconds)),
+                    ("otherMillis", ms(x.otherSeconds)),
+                    ("releaseMillis", ms(x.releaseSeconds)), ("overVacuumInto", ratio(x.seconds)),
+                    ("undoOverVacuumInto", ratio(x.undoSeconds)),
+                  ]
+                  if x.undone > 0 {
+                    fields.append(
+                      (
+                        "undoMicrosPerTransaction",
+                        .double((x.undoSeconds / Double(x.undone) * 10_000_000).rounded() / 10)
+                      ))
+                  }
+                  return .object(fields)
+                })
+            ),
+          ]))
+      } else {
+        if isatty(2) != 0 { Output.progress("", json: false) }
+        Output.line(
+          String(
+            format:
+              "N = %d rows (%.1f MiB replica), %d transactions applied on the backup; one run; loopback; times in ms",
+            r.rows, Double(r.bytes) / 1_048_576, r.transactions))
+        Output.line(
+          String(
+            format:
+              "full copies of the replica: VACUUM INTO %.1f (synced), raw file copy %.1f (synced), SQLite online backup %.1f (synced by its commit)",
+            r.vacuumIntoSeconds * 1000, r.rawCopySeconds * 1000, r.onlineBackupSeconds * 1000))
+        Output.line(
+          "restore            K    undone      total       copy       undo      other    release   total/VACUUM INTO   undo/VACUUM INTO   undo µs/txn"
+        )
+        for x in all {
+          let perTransaction = x.undone > 0 ? String(format: "%.1f", x.undoSeconds / Double(x.undone) * 1_000_000) : "-"
+          Output.line(
+            (x.back == 0 ? "scrt_ra -X  " : "scrt_ra -t  ")
+              + String(
+                format: " %7d %9d %10.1f %10.1f %10.1f %10.1f %10.1f %19.3f %18.4f ", x.back, x.undone,
+                x.seconds * 1000,
+                x.copySeconds * 1000, x.undoSeconds * 1000, x.otherSeconds * 1000, x.releaseSeconds * 1000,
+                x.seconds / r.vacuumIntoSeconds,
+                x.undoSeconds / r.vacuumIntoSeconds)
+              + String(repeating: " ", count: max(0, 13 - perTransaction.count)) + perTransaction)
         }
       }
     }
