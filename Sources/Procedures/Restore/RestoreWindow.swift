@@ -115,14 +115,8 @@ public struct RestoreWindow: Sendable {
 
   public var json: JSON {
     .object([
-      (
-        "oldest",
-        .object([("position", oldest.json), ("time", oldestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])
-      ),
-      (
-        "newest",
-        .object([("position", newest.json), ("time", newestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])
-      ),
+      ("oldest", .object([("position", oldest.json), ("time", oldestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])),
+      ("newest", .object([("position", newest.json), ("time", newestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])),
       ("markers", .array(markers.map(\.json))), ("generation", .int(Int64(generation.rawValue))),
       ("retentionSeconds", .int(Int64(retentionSeconds))), ("lastTxid", .int(Int64(lastTxid.rawValue))),
     ])
@@ -223,8 +217,7 @@ public struct RestoreCut: Sendable {
     switch target {
     case .position(let p):
       guard p >= window.oldest else {
-        throw RestoreError.outside(
-          target: target, why: "it lies before the oldest record the window holds", window: window)
+        throw RestoreError.outside(target: target, why: "it lies before the oldest record the window holds", window: window)
       }
       guard p <= state.end else {
         throw RestoreError.outside(
@@ -307,9 +300,7 @@ public struct RestoreCut: Sendable {
           "it is not where a record starts (the records around it start at \(cut.last.map { "\($0)" } ?? "?") and \(cut.position))",
         window: window)
     }
-    if case .time(let t) = target,
-      let late = cut.records.first(where: { $0.record.type == .commit && $0.record.commitMicros <= t })
-    {
+    if case .time(let t) = target, let late = cut.records.first(where: { $0.record.type == .commit && $0.record.commitMicros <= t }) {
       throw RestoreError.clockWentBack(
         target: target, txid: late.record.txid, position: late.position, micros: late.record.commitMicros)
     }
@@ -345,8 +336,7 @@ public enum RestoreTime {
     } else if let sign = s.lastIndex(where: { $0 == "+" || $0 == "-" }), s[..<sign].contains(":") {
       let offset = s[s.index(after: sign)...].filter { $0 != ":" }
       guard offset.count == 2 || offset.count == 4, offset.allSatisfy(\.isNumber),
-        let hours = Int(offset.prefix(2)),
-        let minutes = Int(offset.dropFirst(2).isEmpty ? "0" : String(offset.dropFirst(2))),
+        let hours = Int(offset.prefix(2)), let minutes = Int(offset.dropFirst(2).isEmpty ? "0" : String(offset.dropFirst(2))),
         let zone = TimeZone(secondsFromGMT: (s[sign] == "-" ? -1 : 1) * (hours * 3600 + minutes * 60))
       else { throw SyntaxError(text: text) }
       tz = zone
