@@ -176,6 +176,28 @@ final class UpdaterStopTests: XCTestCase {
     try pair.assertSameContent("after updater start")
   }
 
+  func testTakeoverAppliesPastTheStopPoint() throws {
+    let pair = try Pair(self)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    let daemons = try pair.startDaemons()
+    defer { withExtendedLifetime(daemons) {} }
+    XCTAssertEqual(try understudy(["updater", "stop", "--node", pair.backup, "--at-marker", "m"]).status, 0)
+    try pair.sql("INSERT INTO t VALUES (1, 'a')")
+    XCTAssertEqual(try understudy(["rtmark", "--node", pair.primary, "m"]).status, 0)
+    try pair.sql("INSERT INTO t VALUES (2, 'b')")
+    try waitUntilReached(pair)
+    XCTAssertEqual(try applied(pair).rows, 1)
+    // The primary is lost: a takeover applies everything the backup received, as RDF's does.
+    let end = try pair.primaryEnd()
+    try daemons.primary.stop()
+    let takeover = try understudy(["takeover", "--node", pair.backup, "--json"])
+    XCTAssertEqual(takeover.status, 0, takeover.stderr)
+    let state = try applied(pair)
+    XCTAssertEqual(state.rows, 2)
+    XCTAssertEqual(state.lastTxid, 3)
+    XCTAssertEqual(positionText(takeover.json, "safe"), end)
+  }
+
   // MARK: helpers
 
   /// The backup database's own position and rows.
