@@ -163,9 +163,9 @@ final class UpdaterStopWatch {
       $0.updaterStopped = message
       $0.updaterStopReached = true
     }
-    events.log(
-      .updaterStopReached, message,
-      [("position", state.end.json), ("txid", .int(Int64(state.lastTxid.rawValue))), ("id", .string(stop.id))])
+    // Before the first transaction there is no txid to name.
+    let txid: [(String, JSON)] = state.lastTxid.rawValue > 0 ? [("txid", .int(Int64(state.lastTxid.rawValue)))] : []
+    events.log(.updaterStopReached, message, [("position", state.end.json)] + txid + [("id", .string(stop.id))])
   }
 
   private func refresh() {

@@ -69,6 +69,7 @@ final class UpdaterStopTests: XCTestCase {
     XCTAssertTrue((try status(pair.backup))["updaterStop"] is NSNull)
     let codes = events(pair.backup).compactMap { $0["code"] as? Int }
     for code in [9096, 9097, 9098] { XCTAssertTrue(codes.contains(code), "event \(code) missing: \(codes)") }
+    for event in events(pair.backup) { try assertConforms(event, to: "event.schema.json") }
   }
 
   func testStopAtMarkerEndsRightBeforeIt() throws {
@@ -132,6 +133,19 @@ final class UpdaterStopTests: XCTestCase {
     try pair.sql("INSERT INTO t VALUES (3, 'c')")
     try waitUntilReached(pair)
     XCTAssertEqual(try applied(pair).end.description, end)
+    // A stop file that cannot be read holds the updater (it cannot guess the point) and
+    // is named; `updater start` removes it and the updater applies on.
+    let stopFile = pair.backup + "/state/updater-stop.json"
+    try Data("{\"id\":".utf8).write(to: URL(fileURLWithPath: stopFile))
+    XCTAssertTrue(try eventually(10) { events(pair.backup).contains { $0["code"] as? Int == 9099 } })
+    usleep(500_000)
+    XCTAssertEqual(try applied(pair).rows, 2, "applied on past a stop file it could not read")
+    let broken = try understudy(["status", "--node", pair.backup])
+    XCTAssertEqual(broken.status, 1)
+    XCTAssertTrue(broken.stderr.contains(stopFile), broken.stderr)
+    XCTAssertEqual(try understudy(["updater", "start", "--node", pair.backup]).status, 0)
+    try pair.waitForBackup()
+    XCTAssertEqual(try applied(pair).rows, 3)
     // Bad input names what is wrong.
     let bad = try understudy(["updater", "stop", "--node", pair.backup, "--at", "yesterday"])
     XCTAssertNotEqual(bad.status, 0)
