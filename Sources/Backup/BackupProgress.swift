@@ -29,6 +29,11 @@ public final class BackupProgress: @unchecked Sendable {
     /// Set while the stream comes from a relay (a backup passing on what it received),
     /// not from the primary itself: that node.
     public var relayedBy: NodeID?
+    /// The id of the operator's stop point the updater honours (`updater stop`): its
+    /// acknowledgement. Every batch after it is published stops at that point.
+    public var updaterStopID: String?
+    /// The updater stands at that stop point.
+    public var updaterStopReached = false
   }
 
   public var snapshot: Snapshot {
@@ -86,6 +91,7 @@ public final class BackupProgress: @unchecked Sendable {
       ("lastFrameMicros", s.lastFrameMicros.map { .int($0) } ?? .null),
       ("updaterWaiting", s.updaterWaiting.map(JSON.string) ?? .null),
       ("relayedBy", s.relayedBy.map { .string($0.description) } ?? .null),
+      ("updaterStopID", s.updaterStopID.map(JSON.string) ?? .null), ("updaterStopReached", .bool(s.updaterStopReached)),
     ])
     let path = Self.runtimePath(layout)
     let temp = path + ".tmp"

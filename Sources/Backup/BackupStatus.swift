@@ -33,6 +33,11 @@ public struct BackupStatus: Sendable {
   public var updaterWaiting: String?
   /// The backup it receives from when that is a relay (a cascade), not the primary.
   public var relayedBy: NodeID?
+  /// The operator's stop point for the updater (`updater stop`), whether or not a
+  /// daemon runs; with one, whether its updater honours it and stands at it.
+  public var updaterStop: UpdaterStop?
+  public var updaterStopAcknowledged = false
+  public var updaterStopReached = false
 
   /// Four of the primary's heartbeat intervals.
   public static let stalledAfter = 2.0
@@ -49,6 +54,8 @@ public struct BackupStatus: Sendable {
     var lastFrameMicros: Int64?
     var updaterWaiting: String?
     var relayedBy: NodeID?
+    var updaterStopID: String?
+    var updaterStopReached: Bool?
   }
 
   public static func read(node: String) throws -> BackupStatus {
@@ -90,7 +97,9 @@ public struct BackupStatus: Sendable {
         }
       }
     }
-    return BackupStatus(
+    let stop = try UpdaterStop.read(layout)
+    let honoured = running && stop != nil && runtime?.updaterStopID == stop?.id
+    var status = BackupStatus(
       node: layout.root, nodeId: config.nodeId, generation: config.generation, database: config.database,
       context: config.contextName, primary: config.primary ?? "", daemonRunning: running,
       connected: running && (runtime?.connected ?? false), acked: acked, applied: state?.end,
@@ -103,10 +112,23 @@ public struct BackupStatus: Sendable {
           Double(Clock.nowMicros() - $0) / 1e6 > stalledAfter ? $0 : nil
         } : nil,
       updaterWaiting: running ? runtime?.updaterWaiting : nil, relayedBy: running ? runtime?.relayedBy : nil)
+    status.updaterStop = stop
+    status.updaterStopAcknowledged = honoured
+    status.updaterStopReached = honoured && runtime?.updaterStopReached == true
+    return status
+  }
+
+  /// The stop point as `status` shows it, or null.
+  var updaterStopJSON: JSON {
+    guard let updaterStop else { return .null }
+    return .object([
+      ("id", .string(updaterStop.id)), ("at", updaterStop.point.json), ("acknowledged", .bool(updaterStopAcknowledged)),
+      ("reached", .bool(updaterStopReached)),
+    ])
   }
 
   public var json: JSON {
-    .object([
+    let fields: [(String, JSON)] = [
       ("node", .string(node)), ("nodeId", .string(nodeId.description)), ("role", .string("backup")),
       ("generation", .int(Int64(generation.rawValue))), ("database", .string(database)),
       ("context", .string(context)), ("primary", .string(primary)), ("daemon", .bool(daemonRunning)),
@@ -120,6 +142,7 @@ public struct BackupStatus: Sendable {
       ("linkStalledSince", linkStalledSince.map { .string(isoTime(micros: $0)) } ?? .null),
       ("updaterWaiting", updaterWaiting.map(JSON.string) ?? .null),
       ("relayedBy", relayedBy.map { .string($0.description) } ?? .null),
-    ])
+    ]
+    return .object(fields + [("updaterStop", updaterStopJSON)])
   }
 }

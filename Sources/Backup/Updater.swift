@@ -140,8 +140,16 @@ public final class Updater: @unchecked Sendable {
     current = state
     progress.update { $0.applied = state.end }
     var reader: TrailReader?
+    let stops = UpdaterStopWatch(layout: layout, events: events, progress: progress)
+    // Read, but past the stop point: the first record of a later batch.
+    var held: PositionedRecord?
 
     while !stop.isSet {
+      // Before every batch, so that once the stop's id is acknowledged no batch passes it.
+      guard case .apply(let point) = stops.decide() else {
+        stop.sleep(0.2)
+        continue
+      }
       guard let acked = progress.waitForAcked(beyond: state.end, timeout: 0.2), acked > state.end else { continue }
       if reader == nil {
         guard layout.image.fileExists(sno: state.end.sno) else { continue }
@@ -149,24 +157,36 @@ public final class Updater: @unchecked Sendable {
       }
       let started = Clock.monotonicSeconds()
       var taken = 0
+      var haltedBefore: PositionedRecord?
       let (records, batch) = try Self.applyBatch(db, tracker: tracker, after: state, events: events) {
-        // Only as far as the receiver has synced: beyond it a record may be half written.
-        guard reader!.position < acked, taken < Self.maxBatch,
-          Clock.monotonicSeconds() - started < Self.maxBatchSeconds
+        guard haltedBefore == nil, taken < Self.maxBatch, Clock.monotonicSeconds() - started < Self.maxBatchSeconds
         else { return nil }
-        switch try reader!.next() {
-        case .record(let record):
-          taken += 1
-          return record
-        case .end(let end) where end >= acked:
-          // The synced end is the start of a file announced with nothing in it yet (the
-          // primary died between the file's announcement and its records).
-          return nil
-        case .end, .tornTail:
-          throw TrailError.corrupt(
-            file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
-            reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
+        let next: PositionedRecord
+        if let record = held {
+          held = nil
+          next = record
+        } else {
+          // Only as far as the receiver has synced: beyond it a record may be half written.
+          guard reader!.position < acked else { return nil }
+          switch try reader!.next() {
+          case .record(let record): next = record
+          case .end(let end) where end >= acked:
+            // The synced end is the start of a file announced with nothing in it yet (the
+            // primary died between the file's announcement and its records).
+            return nil
+          case .end, .tornTail:
+            throw TrailError.corrupt(
+              file: layout.image.filePath(sno: reader!.position.sno), position: reader!.position,
+              reason: "the receiver has synced the image trail up to \(acked), but no whole record starts here")
+          }
         }
+        if let point, point.halts(before: next) {
+          held = next
+          haltedBefore = next
+          return nil
+        }
+        taken += 1
+        return next
       }
       if let newest = records.last?.record.commitMicros {
         state = batch
@@ -177,6 +197,8 @@ public final class Updater: @unchecked Sendable {
         }
         applied()
       }
+      // Reported once the batch up to it has committed.
+      if let point, let next = haltedBefore { stops.reach(point, appliedTo: state, before: next) }
     }
   }
 

@@ -62,6 +62,10 @@ public enum EventCode: Int, Sendable, CaseIterable {
   case failoverRestoreDecided = 9093
   case failoverRestoreComplete = 9094
   case receivingHeld = 9095
+  case updaterStopSet = 9096
+  case updaterStopReached = 9097
+  case updaterStopRemoved = 9098
+  case updaterStopUnreadable = 9099
 }
 
 public struct Event: Sendable {

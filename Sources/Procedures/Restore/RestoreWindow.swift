@@ -390,7 +390,9 @@ public enum RestoreTime {
       guard !digits.isEmpty, digits.count <= 6, digits.allSatisfy(\.isNumber), let f = Int64(digits) else { return nil }
       micros = f * Int64(pow(10, Double(6 - digits.count)))
     }
-    return whole * 1_000_000 + micros
+    // Digits past year 292277 do not fit in microseconds: not a time, rather than a crash.
+    let (scaled, overflow) = whole.multipliedReportingOverflow(by: 1_000_000)
+    return overflow ? nil : scaled + micros
   }
 
   /// `2026-12-02 04:46:24.123456Z`: UTC, to the microsecond, so that it parses back exactly.

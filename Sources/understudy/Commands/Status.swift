@@ -72,6 +72,14 @@ struct Status: ParsableCommand {
       "rtd         receiver \(String(format: "%.3f", s.rtdReceiver)) s, updater \(String(format: "%.3f", s.rtdUpdater)) s"
     )
     Output.line("backlog     \(s.backlogRecords) records, \(s.backlogBytes) bytes")
+    if let stop = s.updaterStop {
+      let state =
+        !s.daemonRunning
+        ? "takes effect when the daemon starts"
+        : s.updaterStopReached ? "reached" : s.updaterStopAcknowledged ? "applying up to it" : "not acknowledged yet"
+      Output.line(
+        "stop point  \(UpdaterStopCommand.text(stop.point)) (\(state); `understudy updater start` removes it)")
+    }
     if let stopped = s.updaterStopped { Output.line("UPDATER STOPPED: \(stopped)") }
     if let waiting = s.updaterWaiting { Output.line("UPDATER WAITING: \(waiting)") }
   }
