@@ -139,7 +139,8 @@ public final class Connection: @unchecked Sendable {
     let rc = sqlite3_backup_step(backup, -1)
     let finished = sqlite3_backup_finish(backup)
     guard rc == SQLITE_DONE else {
-      throw SQLiteError(code: rc, message: String(cString: sqlite3_errstr(rc)), context: "backup of \(self.path) into \(path)")
+      throw SQLiteError(
+        code: rc, message: String(cString: sqlite3_errstr(rc)), context: "backup of \(self.path) into \(path)")
     }
     try destination.check(finished, "backup of \(self.path) into \(path)")
   }

@@ -10,7 +10,8 @@ struct Understudy: ParsableCommand {
     subcommands: [
       Demo.self, Init.self, Start.self, Stop.self, SQL.self, Query.self, Status.self, Wait.self, Events.self,
       Checksum.self, Verify.self, Trail.self, Bench.self, TakeoverCommand.self, RecoverCommand.self, FollowCommand.self,
-      SwitchoverCommand.self, ResolveCommand.self, RTDRCommand.self, RTStart.self, RTStop.self, SCConfig.self, ScrtRA.self, RTMark.self,
+      SwitchoverCommand.self, ResolveCommand.self, RTDRCommand.self, RTStart.self, RTStop.self, SCConfig.self,
+      ScrtRA.self, RTMark.self,
       UpdaterCommand.self,
     ])
 }

@@ -38,7 +38,8 @@ final class RestoreTests: XCTestCase {
     let position = try MATPosition(parsing: try XCTUnwrap(positionText(json, "position"), file: file, line: line))
     let path = try XCTUnwrap(json["path"] as? String, file: file, line: line)
     let full = try DatabaseChecksum.compute(databaseAt: path).checksum
-    XCTAssertEqual(json["checksum"] as? String, full, "the snapshot's kept checksum is a full scan's", file: file, line: line)
+    XCTAssertEqual(
+      json["checksum"] as? String, full, "the snapshot's kept checksum is a full scan's", file: file, line: line)
     return (position, full, json)
   }
 
@@ -140,7 +141,9 @@ final class RestoreTests: XCTestCase {
     let (primaryDaemon, backup) = try pair.startDaemons()
     defer { withExtendedLifetime(primaryDaemon) {} }
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    for i in 1...40 { try pair.sql("INSERT INTO t VALUES (\(i), 'row \(i)')", "UPDATE t SET v = 'x' WHERE id = \(i / 2)") }
+    for i in 1...40 {
+      try pair.sql("INSERT INTO t VALUES (\(i), 'row \(i)')", "UPDATE t SET v = 'x' WHERE id = \(i / 2)")
+    }
     try pair.waitForBackup()
     try backup.stop()
     func fingerprint() throws -> [String: Data] {
@@ -161,7 +164,8 @@ final class RestoreTests: XCTestCase {
       XCTAssertEqual(restored.checksum, try oracle(pair.primary, upTo: target))
       // Writes to the snapshot stay in it.
       let path = try XCTUnwrap(restored.json["path"] as? String)
-      try Connection(path: path).execute("CREATE TABLE written_by_the_application(x); INSERT INTO written_by_the_application VALUES (1)")
+      try Connection(path: path).execute(
+        "CREATE TABLE written_by_the_application(x); INSERT INTO written_by_the_application VALUES (1)")
       try release(pair.backup)
     }
     XCTAssertEqual(try fingerprint(), before, "the replica's files are untouched by the restores")
@@ -254,14 +258,16 @@ final class RestoreTests: XCTestCase {
     // The primary writes on; the backup daemon is stopped by the restore.
     for (step, marker) in zip(1...3, markers.reversed()) {
       let name = "m\(markers.firstIndex(of: marker)! + 1)"
-      let killed = try scrt(pair.backup, ["-F", "-S", name, "-q"], environment: ["UNDERSTUDY_FAILPOINT": "failover-restore-step:\(step)"])
+      let killed = try scrt(
+        pair.backup, ["-F", "-S", name, "-q"], environment: ["UNDERSTUDY_FAILPOINT": "failover-restore-step:\(step)"])
       XCTAssertNotEqual(killed.status, 0, "killed after step \(step)")
       XCTAssertEqual(try understudy(["checksum", "--node", pair.backup]).status, 0)
       let again = try scrt(pair.backup, ["-F", "-S", name, "-q"])
       XCTAssertEqual(again.status, 0, again.stderr)
       try assertConforms(again.json, to: "scrt_ra-failover-restore.schema.json")
       XCTAssertEqual(positionText(again.json, "restoredTo"), marker.description)
-      XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: marker))
+      XCTAssertEqual(
+        try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: marker))
       let report = try XCTUnwrap((again.json as? [String: Any])?["report"] as? String)
       let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n")
       XCTAssertEqual(lines.count, (again.json as? [String: Any])?["undone"] as? Int)
@@ -276,7 +282,8 @@ final class RestoreTests: XCTestCase {
     process.waitUntilExit()
     let last = try scrt(pair.backup, ["-F", "-S", "m1", "-q"])
     XCTAssertEqual(last.status, 0, "seed \(seed): \(last.stderr)")
-    XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
+    XCTAssertEqual(
+      try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
     // Held: a daemon started now applies and receives nothing, though the primary wrote on.
     _ = backup
     let restarted = try Daemon(node: pair.backup)
@@ -284,7 +291,8 @@ final class RestoreTests: XCTestCase {
     usleep(1_000_000)
     let status = try understudy(["status", "--node", pair.backup, "--json"])
     XCTAssertEqual(positionText(status.json, "applied"), markers[0].description, status.stdout)
-    XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
+    XCTAssertEqual(
+      try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: markers[0]))
     try restarted.stop()
     // What was set aside is kept, not applied.
     let setAside = try FileManager.default.contentsOfDirectory(atPath: pair.backup + "/setaside")
@@ -306,7 +314,9 @@ final class RestoreCycleTests: XCTestCase {
     let marked = try prod.command("rtmark", ["-C", "1", "before batch", "--json"])
     XCTAssertEqual(marked.status, 0, marked.stderr)
     let marker = try XCTUnwrap(positionText(marked.json, "position"))
-    for i in 1...8 { try understudy(["sql", "--node", prod.node, "UPDATE t SET v = 'ransom \(i)' WHERE id % 4 = \(i % 4)"]) }
+    for i in 1...8 {
+      try understudy(["sql", "--node", prod.node, "UPDATE t SET v = 'ransom \(i)' WHERE id % 4 = \(i % 4)"])
+    }
     try pair.waitForReplica()
     XCTAssertGreaterThan(try dr.count("t WHERE v LIKE 'ransom%'"), 0, "the damage reached the replica")
 
@@ -314,7 +324,8 @@ final class RestoreCycleTests: XCTestCase {
     let virtual = try dr.command("scrt_ra", ["-C", "1", "-S", "before batch", "--json"])
     XCTAssertEqual(virtual.status, 0, virtual.stderr)
     let path = try XCTUnwrap((virtual.json as? [String: Any])?["path"] as? String)
-    XCTAssertEqual(try Connection(path: path, mode: .readOnly).scalarInt("SELECT count(*) FROM t WHERE v LIKE 'ransom%'"), 0)
+    XCTAssertEqual(
+      try Connection(path: path, mode: .readOnly).scalarInt("SELECT count(*) FROM t WHERE v LIKE 'ransom%'"), 0)
     XCTAssertEqual(try dr.command("scrt_ra", ["-C", "1", "-W"]).status, 0)
     prod.killDaemon()  // production is lost (or taken off the network)
     let unconfirmed = try dr.command("scrt_ra", ["-C", "1", "-F", "-S", "before batch"])
@@ -330,7 +341,8 @@ final class RestoreCycleTests: XCTestCase {
     let takeover = try XCTUnwrap(
       ((failover.json as? [String: Any])?["details"] as? [String: Any])?["takeover"] as? [String: Any])
     let recovery = try XCTUnwrap(takeover["fileRecovery"] as? [String: Any])
-    XCTAssertEqual("\(recovery["sno"] as? Int ?? 0):\(recovery["rba"] as? Int ?? 0)", marker, "888 at the restored point")
+    XCTAssertEqual(
+      "\(recovery["sno"] as? Int ?? 0):\(recovery["rba"] as? Int ?? 0)", marker, "888 at the restored point")
     XCTAssertEqual(takeover["applied"] as? Int, 0, "the takeover applies none of what was set aside")
 
     let resync = try prod.rtdr(["-q", "--json", "resync"])

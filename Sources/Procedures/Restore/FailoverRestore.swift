@@ -142,7 +142,8 @@ public enum FailoverRestore {
       } else if state.end != journal.to {
         throw RestoreError.imageTrail(
           position: state.end,
-          reason: "the replica stands neither where the restore began (\(journal.from)) nor at its target (\(journal.to))")
+          reason:
+            "the replica stands neither where the restore began (\(journal.from)) nor at its target (\(journal.to))")
       }
       try db.execute("COMMIT")
     } catch {

@@ -46,7 +46,9 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
 
   static func directory(_ layout: NodeLayout) -> String { layout.root + "/snapshot" }
   static func infoPath(_ layout: NodeLayout) -> String { directory(layout) + "/snapshot.json" }
-  public static func databasePath(_ layout: NodeLayout) -> String { NodeSetup.absolute(directory(layout) + "/replica.db") }
+  public static func databasePath(_ layout: NodeLayout) -> String {
+    NodeSetup.absolute(directory(layout) + "/replica.db")
+  }
 
   /// The snapshot the node holds, if any.
   public static func held(_ layout: NodeLayout) throws -> ReplicaSnapshot? {
@@ -62,7 +64,7 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
     let database = config.database
     // A refused target leaves nothing behind: check it against the replica before copying.
     let live = try RestoreWindow.find(layout, database: database, withMarkers: target.isMarker)
-    if let target { try checkTarget(target, live) }
+    if let target { try live.check(target) }
     let dir = directory(layout)
     guard mkdir(dir, 0o755) == 0 else {
       guard errno == EEXIST else { throw TrailError.io(operation: "create", path: dir, errno: errno) }
@@ -102,7 +104,9 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
           progress("undoing \(cut.undone) transactions on the copy, newest first, back to \(cut.position)")
           try FileRecovery.undoKeepingChecksum(cut.records, on: db)
           try cut.state(from: state).save(db)
-          (info.position, info.lastTxid, info.micros, info.undone) = (cut.position, cut.lastTxid, cut.lastMicros, cut.undone)
+          (info.position, info.lastTxid, info.micros, info.undone) = (
+            cut.position, cut.lastTxid, cut.lastMicros, cut.undone
+          )
         }
         try db.execute("COMMIT")
       } catch {
@@ -136,33 +140,6 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
     unlink(infoPath(layout))
     for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { unlink(dir + "/" + name) }
     rmdir(dir)
-  }
-
-  /// Refuses what no window could hold, before anything is copied. The exact cut is
-  /// resolved again on the copy, which stands at or after the replica's position here.
-  static func checkTarget(_ target: RestoreTarget, _ window: RestoreWindow) throws {
-    switch target {
-    case .position(let p):
-      guard p >= window.oldest else {
-        throw RestoreError.outside(target: target, why: "it lies before the oldest record the window holds", window: window)
-      }
-      guard p <= window.newest else {
-        throw RestoreError.outside(
-          target: target, why: "it lies past what the replica has applied (\(window.newest))", window: window)
-      }
-    case .time(let t):
-      guard t <= Clock.nowMicros() else {
-        throw RestoreError.outside(target: target, why: "it is in the future", window: window)
-      }
-      guard let oldest = window.oldestMicros, t >= oldest else {
-        throw RestoreError.outside(
-          target: target, why: "it lies before the oldest transaction the window holds", window: window)
-      }
-    case .marker(let name):
-      guard window.markers.contains(where: { $0.name == name }) else {
-        throw RestoreError.noSuchMarker(name: name, window: window)
-      }
-    }
   }
 }
 

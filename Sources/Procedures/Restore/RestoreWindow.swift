@@ -115,11 +115,53 @@ public struct RestoreWindow: Sendable {
 
   public var json: JSON {
     .object([
-      ("oldest", .object([("position", oldest.json), ("time", oldestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])),
-      ("newest", .object([("position", newest.json), ("time", newestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])),
+      (
+        "oldest",
+        .object([("position", oldest.json), ("time", oldestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])
+      ),
+      (
+        "newest",
+        .object([("position", newest.json), ("time", newestMicros.map { .string(RestoreTime.text($0)) } ?? .null)])
+      ),
       ("markers", .array(markers.map(\.json))), ("generation", .int(Int64(generation.rawValue))),
       ("retentionSeconds", .int(Int64(retentionSeconds))), ("lastTxid", .int(Int64(lastTxid.rawValue))),
     ])
+  }
+
+  /// Refuses a target this window cannot hold, naming the valid range: what a restore
+  /// checks before copying anything, and again on the copy.
+  public func check(_ target: RestoreTarget, now: Int64 = Clock.nowMicros()) throws {
+    switch target {
+    case .position(let p):
+      guard p >= oldest else {
+        throw RestoreError.outside(
+          target: target, why: "it lies before the oldest record the window holds", window: self)
+      }
+      guard p <= newest else {
+        throw RestoreError.outside(
+          target: target, why: "it lies past what the replica has applied (\(newest))", window: self)
+      }
+    case .time(let t):
+      guard t <= now else { throw RestoreError.outside(target: target, why: "it is in the future", window: self) }
+      guard let from = oldestMicros, t >= from else {
+        throw RestoreError.outside(
+          target: target,
+          why: "it lies before the oldest transaction the window holds"
+            + (oldestMicros.map { " (committed \(RestoreTime.text($0)))" } ?? " (it holds none)"),
+          window: self)
+      }
+      if let to = newestMicros, t > to {
+        throw RestoreError.outside(
+          target: target,
+          why:
+            "the replica holds commits up to \(RestoreTime.text(to)) only, so a later time could include transactions it has not received (`scrt_ra -X` snapshots what it holds now)",
+          window: self)
+      }
+    case .marker(let name):
+      guard markers.contains(where: { $0.name == name }) else {
+        throw RestoreError.noSuchMarker(name: name, window: self)
+      }
+    }
   }
 
   /// The window of the replica at `database` (its own state row says where it stands)
@@ -211,38 +253,15 @@ public struct RestoreCut: Sendable {
     _ target: RestoreTarget, in window: RestoreWindow, image: TrailDirectory, state: CommitState,
     now: Int64 = Clock.nowMicros()
   ) throws -> RestoreCut {
+    try window.check(target, now: now)
     // Where to start reading and when to cut.
     var start = window.oldest
     let cutsAt: (PositionedRecord) -> Bool
     switch target {
     case .position(let p):
-      guard p >= window.oldest else {
-        throw RestoreError.outside(target: target, why: "it lies before the oldest record the window holds", window: window)
-      }
-      guard p <= state.end else {
-        throw RestoreError.outside(
-          target: target, why: "it lies past what the replica has applied (\(state.end))", window: window)
-      }
       if p.sno > start.sno { start = MATPosition(sno: p.sno, rba: TrailFormat.firstRBA) }
       cutsAt = { $0.position >= p }
     case .time(let t):
-      guard t <= now else {
-        throw RestoreError.outside(target: target, why: "it is in the future", window: window)
-      }
-      guard let oldest = window.oldestMicros, t >= oldest else {
-        throw RestoreError.outside(
-          target: target,
-          why: "it lies before the oldest transaction the window holds"
-            + (window.oldestMicros.map { " (committed \(RestoreTime.text($0)))" } ?? " (it holds none)"),
-          window: window)
-      }
-      if let newest = window.newestMicros, t > newest {
-        throw RestoreError.outside(
-          target: target,
-          why:
-            "the replica holds commits up to \(RestoreTime.text(newest)) only, so a later time could include transactions it has not received (`scrt_ra -X` snapshots what it holds now)",
-          window: window)
-      }
       // Start in the newest file whose first record is at or before the time.
       var sno = state.end.sno
       while sno > start.sno {
@@ -255,9 +274,7 @@ public struct RestoreCut: Sendable {
       }
       cutsAt = { $0.record.type == .commit && $0.record.commitMicros > t }
     case .marker(let name):
-      guard let marker = window.markers.last(where: { $0.name == name }) else {
-        throw RestoreError.noSuchMarker(name: name, window: window)
-      }
+      let marker = window.markers.last(where: { $0.name == name })!  // checked above
       if marker.position.sno > start.sno { start = MATPosition(sno: marker.position.sno, rba: TrailFormat.firstRBA) }
       cutsAt = { $0.position >= marker.position }
     }
@@ -300,7 +317,9 @@ public struct RestoreCut: Sendable {
           "it is not where a record starts (the records around it start at \(cut.last.map { "\($0)" } ?? "?") and \(cut.position))",
         window: window)
     }
-    if case .time(let t) = target, let late = cut.records.first(where: { $0.record.type == .commit && $0.record.commitMicros <= t }) {
+    if case .time(let t) = target,
+      let late = cut.records.first(where: { $0.record.type == .commit && $0.record.commitMicros <= t })
+    {
       throw RestoreError.clockWentBack(
         target: target, txid: late.record.txid, position: late.position, micros: late.record.commitMicros)
     }
@@ -336,7 +355,8 @@ public enum RestoreTime {
     } else if let sign = s.lastIndex(where: { $0 == "+" || $0 == "-" }), s[..<sign].contains(":") {
       let offset = s[s.index(after: sign)...].filter { $0 != ":" }
       guard offset.count == 2 || offset.count == 4, offset.allSatisfy(\.isNumber),
-        let hours = Int(offset.prefix(2)), let minutes = Int(offset.dropFirst(2).isEmpty ? "0" : String(offset.dropFirst(2))),
+        let hours = Int(offset.prefix(2)),
+        let minutes = Int(offset.dropFirst(2).isEmpty ? "0" : String(offset.dropFirst(2))),
         let zone = TimeZone(secondsFromGMT: (s[sign] == "-" ? -1 : 1) * (hours * 3600 + minutes * 60))
       else { throw SyntaxError(text: text) }
       tz = zone

@@ -42,22 +42,26 @@ enum RecoverBenchmark {
     return rows
   }
 
+  /// A fresh database of `n` rows in table `items`, filled directly (not audited): the
+  /// primary's database before `init primary`.
+  static func fillItems(_ database: String, rows n: Int) throws {
+    let db = try Connection(path: database, mode: .readWriteCreate)
+    try db.execute("PRAGMA journal_mode = WAL")
+    try db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, qty INTEGER NOT NULL)")
+    try db.execute("BEGIN")
+    let insert = try db.cached("INSERT INTO items VALUES (?, ?, ?)")
+    for i in 1...n {
+      try insert.bind([.integer(Int64(i)), .text("owner of item \(i), about forty bytes"), .integer(0)])
+      try insert.run()
+      insert.reset()
+    }
+    try db.execute("COMMIT")
+  }
+
   static func measure(dir: String, rows n: Int, diverged k: Int, progress: (String) -> Void) throws -> Row {
     progress("N=\(n): filling the database…")
     let database = dir + "/primary.sqlite"
-    do {
-      let db = try Connection(path: database, mode: .readWriteCreate)
-      try db.execute("PRAGMA journal_mode = WAL")
-      try db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, qty INTEGER NOT NULL)")
-      try db.execute("BEGIN")
-      let insert = try db.cached("INSERT INTO items VALUES (?, ?, ?)")
-      for i in 1...n {
-        try insert.bind([.integer(Int64(i)), .text("owner of item \(i), about forty bytes"), .integer(0)])
-        try insert.run()
-        insert.reset()
-      }
-      try db.execute("COMMIT")
-    }
+    try RecoverBenchmark.fillItems(database, rows: n)
     let bytes = (try FileManager.default.attributesOfItem(atPath: database)[.size] as? Int) ?? 0
 
     progress("N=\(n): plain SQLite copy…")

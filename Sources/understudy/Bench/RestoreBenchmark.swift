@@ -57,19 +57,7 @@ enum RestoreBenchmark {
     let k = back.max() ?? 0
     progress("filling the database with \(n) rows…")
     let database = dir + "/primary.sqlite"
-    do {
-      let db = try Connection(path: database, mode: .readWriteCreate)
-      try db.execute("PRAGMA journal_mode = WAL")
-      try db.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, owner TEXT NOT NULL, qty INTEGER NOT NULL)")
-      try db.execute("BEGIN")
-      let insert = try db.cached("INSERT INTO items VALUES (?, ?, ?)")
-      for i in 1...n {
-        try insert.bind([.integer(Int64(i)), .text("owner of item \(i), about forty bytes"), .integer(0)])
-        try insert.run()
-        insert.reset()
-      }
-      try db.execute("COMMIT")
-    }
+    try RecoverBenchmark.fillItems(database, rows: n)
 
     let primaryPort = Listener.ephemeralPort()
     let backupPort = Listener.ephemeralPort()

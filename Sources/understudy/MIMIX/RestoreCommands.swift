@@ -132,7 +132,8 @@ struct ScrtRA: ParsableCommand {
       }
       let info = try ReplicaSnapshot.take(node: node, target: restore, progress: show)
       events.log(
-        .snapshotTaken, "snapshot \(info.path) at \(info.position) (\(info.target)): \(info.undone) transactions undone",
+        .snapshotTaken,
+        "snapshot \(info.path) at \(info.position) (\(info.target)): \(info.undone) transactions undone",
         [
           ("path", .string(info.path)), ("position", info.position.json), ("target", .string(info.target)),
           ("undone", .int(Int64(info.undone))), ("checksum", .string(info.checksum)),
@@ -142,7 +143,9 @@ struct ScrtRA: ParsableCommand {
       Output.line("  position   \(info.position) (transaction \(info.lastTxid))")
       Output.line("  time       \(info.micros.map(RestoreTime.text) ?? "-")")
       Output.line("  checksum   \(info.checksum)")
-      if restore != nil { Output.line("  undone     \(info.undone) transactions on the copy; the replica is untouched") }
+      if restore != nil {
+        Output.line("  undone     \(info.undone) transactions on the copy; the replica is untouched")
+      }
       Output.line("  release it with scrt_ra -W once the application has closed it")
     }
   }
