@@ -18,6 +18,11 @@ public struct SafePosition: Codable, Sendable, Equatable {
   public static func read(_ layout: NodeLayout) throws -> SafePosition? {
     try StateFile.read(SafePosition.self, at: path(layout))
   }
+
+  /// For a failover restore, which moves it back (the purger only ever follows the database).
+  public static func record(_ safe: MATPosition, _ layout: NodeLayout) throws {
+    try StateFile.write(SafePosition(safe: safe, recordedMicros: Clock.nowMicros()), to: path(layout))
+  }
 }
 
 final class Purger {

@@ -24,6 +24,8 @@ public struct ReceiveHold: Codable, Sendable, Equatable {
     try StateFile.write(hold, to: path(layout))
   }
 
+  public static func clear(_ layout: NodeLayout) { unlink(path(layout)) }
+
   /// The hold on this node in `generation`, if any. A file that cannot be read holds:
   /// receiving records a restore set aside would undo the restore.
   public static func current(_ layout: NodeLayout, generation: Generation) throws -> ReceiveHold? {

@@ -601,6 +601,13 @@ public enum RTDR {
     guard let to = answer.fileRecovery else {
       return full("its takeover reported 858: \(answer.noFileRecovery ?? "no file-recovery position")")
     }
+    // A failover restore on the recovery server may have gone back further than this
+    // node's MAT still reaches (its retention purged the file).
+    guard s.layout.mat.fileExists(sno: to.sno) else {
+      return full(
+        "the 888 position \(to) lies in MAT file \(TrailFormat.fileName(sno: to.sno)), which this node no longer holds (MAT retention removed it)"
+      )
+    }
     if let recovered = s.node.superseded?.recoveredTo, recovered != to {
       return full("this node was already recovered to \(recovered), not to the 888 position \(to)")
     }

@@ -124,6 +124,7 @@ public enum Follow {
   static func clearImage(_ layout: NodeLayout) throws {
     for sno in (try? layout.image.snos()) ?? [] { unlink(layout.image.filePath(sno: sno)) }
     unlink(layout.relayed)  // what next hops needed of it is gone with it
+    FailoverRestore.forget(layout)  // nothing is set aside from a stream that starts afresh
     try FileManager.default.createDirectory(atPath: layout.image.path, withIntermediateDirectories: true)
   }
 

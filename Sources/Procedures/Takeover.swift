@@ -105,6 +105,10 @@ public enum Takeover {
     guard config.role == .backup else {
       throw NodeError.wrongRole(node: node, role: config.role, needed: .backup, command: "takeover")
     }
+    // Its drain would apply what the restore is undoing (the records are set aside last).
+    if try FailoverRestore.unfinished(layout, config) != nil {
+      throw FailoverRestoreError.takeoverBehindRestore(node: node)
+    }
     guard FileManager.default.fileExists(atPath: config.database) else {
       throw TakeoverError.noDatabase(node: node, database: config.database)
     }

@@ -17,6 +17,18 @@ public enum UndoError: Error, CustomStringConvertible {
   /// their transactions moved it forward.
   case diverged(table: String, undone: String, recorded: String)
 
+  /// What went wrong, without file recovery's advice: a restore picks another point.
+  public var restoreReason: String {
+    switch self {
+    case .ddl(let sql, let txid, let position, let reason):
+      "`\(sql)` of transaction \(txid) at \(position) cannot be undone: \(reason)"
+    case .diverged(let table, _, _):
+      "the rows of table \(table) are not what the image trail says (changed outside Understudy; `understudy verify` names the tables)"
+    case .conflict(let txid, let position, let reason):
+      "undoing transaction \(txid) at \(position) conflicts with the database: \(reason)"
+    }
+  }
+
   public var description: String {
     switch self {
     case .ddl(let sql, let txid, let position, let reason):

@@ -66,7 +66,7 @@ final class RestoreTests: XCTestCase {
   /// while a writer keeps committing on the primary, each equal to the oracle at the
   /// position it reports, and that position the one the target defines.
   func testSnapshotsAndVirtualRestoresEqualAFreshReplayWhileWritesContinue() throws {
-    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let pair = try Pair(self, retention: 3600, primaryOptions: ["--mat-retention", "3600"])
     let daemons = try pair.startDaemons()
     defer { withExtendedLifetime(daemons) {} }
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
@@ -76,6 +76,8 @@ final class RestoreTests: XCTestCase {
     try assertConforms(marker.json, to: "rtmark.schema.json")
     let markerAt = try MATPosition(parsing: try XCTUnwrap(positionText(marker.json, "position")))
     for i in 1...10 { try pair.sql("UPDATE t SET v = 'batch \(i)' WHERE id % 10 = \(i % 10)") }
+    // Big rows, so the trail (64 KiB files here) rolls over to further files.
+    for i in 1...15 { try pair.sql("INSERT INTO t VALUES (\(500 + i), hex(randomblob(3000)))") }
 
     let writer = try LineFeeder(["sql", "--node", pair.primary, "--each-line", "--json"])
     writer.feed(lines: 2000, every: 0.004) { "INSERT INTO t VALUES (\(1000 + $0), 'streamed \($0)')" }
@@ -109,6 +111,22 @@ final class RestoreTests: XCTestCase {
     XCTAssertEqual(atPosition.checksum, try oracle(pair.primary, upTo: middle))
     try release(pair.backup)
 
+    // At a file's first record, and at the end of the file before it (one point, two names):
+    // the record before is found, so the snapshot knows its time.
+    let all = try imageRecords(pair.backup)
+    if let i = all.indices.dropFirst().first(where: { all[$0].position.rba == 64 }) {
+      let first = try snapshot(try scrt(pair.backup, ["-t", all[i].position.description]))
+      XCTAssertEqual(first.checksum, try oracle(pair.primary, upTo: all[i].position))
+      XCTAssertEqual(first.json["micros"] as? Int, Int(all[i - 1].record.commitMicros))
+      try release(pair.backup)
+      let end = try snapshot(try scrt(pair.backup, ["-t", all[i - 1].end.description]))
+      XCTAssertEqual(end.checksum, first.checksum)
+      XCTAssertEqual(end.position, all[i - 1].end)
+      try release(pair.backup)
+    } else {
+      XCTFail("the image trail rolled over no file (\(all.count) records)")
+    }
+
     // A time exactly a commit's: that commit is in, the next one (later in time) is out.
     let k = records.count / 3
     let exact = records[k].record.commitMicros
@@ -137,7 +155,7 @@ final class RestoreTests: XCTestCase {
   /// Restore to T1, release, restore to an earlier T2, release: the replica's own file is
   /// byte for byte what it was, and it then goes on applying and ends equal.
   func testTheRestoreLoopLeavesTheReplicaByteForByteCurrent() throws {
-    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let pair = try Pair(self, retention: 3600, primaryOptions: ["--mat-retention", "3600"])
     let (primaryDaemon, backup) = try pair.startDaemons()
     defer { withExtendedLifetime(primaryDaemon) {} }
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
@@ -179,7 +197,7 @@ final class RestoreTests: XCTestCase {
   /// Every target outside the window, and every misuse, is refused with a message that
   /// names the valid range, a non-zero exit, and no snapshot left behind.
   func testRefusedTargetsNameTheValidRangeAndLeaveNoSnapshot() throws {
-    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let pair = try Pair(self, retention: 3600, primaryOptions: ["--mat-retention", "3600"])
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     for i in 1...10 { try pair.sql("INSERT INTO t VALUES (\(i), 'before the backup')") }
     let daemons = try pair.startDaemons()
@@ -236,6 +254,40 @@ final class RestoreTests: XCTestCase {
     XCTAssertEqual(try understudy(["checksum", "--node", pair.backup]).status, 0)
   }
 
+  /// A target behind DDL that cannot be undone (a DROP) is refused by a virtual and a
+  /// failover restore alike, with no advice to set the replica aside; the failover
+  /// restore changes nothing, holds nothing, and the replica goes on replicating.
+  func testARestoreThatCannotUndoChangesAndHoldsNothing() throws {
+    let pair = try Pair(self, retention: 3600, primaryOptions: ["--mat-retention", "3600"])
+    let daemons = try pair.startDaemons()
+    defer { withExtendedLifetime(daemons) {} }
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)", "CREATE TABLE gone(x)")
+    let marked = try understudy(["rtmark", "--node", pair.primary, "before the drop", "--json"])
+    XCTAssertEqual(marked.status, 0, marked.stderr)
+    try pair.sql("INSERT INTO t VALUES (1, 'a')")
+    try pair.sql("DROP TABLE gone")
+    try pair.waitForBackup()
+    let before = try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum
+    for arguments in [["-S", "before the drop"], ["-F", "-S", "before the drop", "-q"]] {
+      let refused = try scrt(pair.backup, arguments)
+      XCTAssertNotEqual(refused.status, 0, "\(arguments)")
+      XCTAssertTrue(refused.stderr.contains("DROP TABLE gone"), refused.stderr)
+      XCTAssertTrue(refused.stderr.contains("choose a later point"), refused.stderr)
+      XCTAssertFalse(refused.stderr.contains("follow --full-copy"), refused.stderr)
+      try assertConforms(refused.json, to: "error.schema.json")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: pair.backup + "/state/receive-hold.json"))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: pair.backup + "/state/failover-restore.json"))
+    XCTAssertFalse(FileManager.default.fileExists(atPath: pair.backup + "/snapshot"))
+    XCTAssertEqual(try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, before)
+    // The restore stopped the daemon; started again, it replicates.
+    let restarted = try Daemon(node: pair.backup)
+    try pair.sql("INSERT INTO t VALUES (2, 'after')")
+    try pair.waitForBackup()
+    try pair.assertSameContent("replicating again")
+    try restarted.stop()
+  }
+
   /// A failover restore SIGKILLed after each of its steps, and at a random moment
   /// (seeded), finishes when run again; the replica equals the oracle at the target,
   /// holds (a restarted daemon neither receives nor applies past it while the primary
@@ -243,7 +295,7 @@ final class RestoreTests: XCTestCase {
   func testAFailoverRestoreKilledAtEveryStepFinishesWhenRunAgain() throws {
     let seed = testSeed("failover restore kill")
     var random = SeededGenerator(seed: seed)
-    let pair = try Pair(self, primaryOptions: ["--mat-retention", "3600"])
+    let pair = try Pair(self, retention: 3600, primaryOptions: ["--mat-retention", "3600"])
     let (primaryDaemon, backup) = try pair.startDaemons()
     defer { withExtendedLifetime(primaryDaemon) {} }
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
@@ -261,6 +313,10 @@ final class RestoreTests: XCTestCase {
       let killed = try scrt(
         pair.backup, ["-F", "-S", name, "-q"], environment: ["UNDERSTUDY_FAILPOINT": "failover-restore-step:\(step)"])
       XCTAssertNotEqual(killed.status, 0, "killed after step \(step)")
+      // A takeover now would apply what the restore is undoing: refused until it finishes.
+      let takeover = try understudy(["takeover", "--node", pair.backup, "--force"])
+      XCTAssertNotEqual(takeover.status, 0, "takeover behind an unfinished failover restore")
+      XCTAssertTrue(takeover.stderr.contains("failover restore decided and not finished"), takeover.stderr)
       XCTAssertEqual(try understudy(["checksum", "--node", pair.backup]).status, 0)
       let again = try scrt(pair.backup, ["-F", "-S", name, "-q"])
       XCTAssertEqual(again.status, 0, again.stderr)
@@ -367,5 +423,28 @@ final class RestoreCycleTests: XCTestCase {
     XCTAssertNotEqual(old.status, 0)
     XCTAssertTrue(old.stderr.contains("valid range"), old.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: dr.node + "/snapshot"))
+  }
+}
+
+final class RestoreTimeTests: XCTestCase {
+  func testTimesParseInBothFormsAndRefuseWhatNoInstantIs() throws {
+    let utc = TimeZone(identifier: "UTC")!
+    let micros = try RestoreTime.parse("2026-12-01 10:00:00.25Z")
+    XCTAssertEqual(micros, 1_796_119_200_250_000)
+    XCTAssertEqual(try RestoreTime.parse("12/01/26 10:00:00.250000", zone: utc), micros)
+    XCTAssertEqual(try RestoreTime.parse("2026-12-01 11:00:00.25+01:00"), micros)
+    XCTAssertEqual(try RestoreTime.parse(RestoreTime.text(micros)), micros)
+    XCTAssertEqual(RestoreTime.parse(unixSeconds: "1796119200.25"), micros)
+    let newYork = TimeZone(identifier: "America/New_York")!
+    XCTAssertEqual(try RestoreTime.parse("2026-12-01 05:00:00.25", zone: newYork), micros)
+    for text in ["2026-11-01 01:30:00", "2026-03-08 02:30:00"] {  // repeated, skipped
+      XCTAssertThrowsError(try RestoreTime.parse(text, zone: newYork), text) {
+        XCTAssertTrue("\($0)".contains("DST"), "\($0)")
+      }
+    }
+    for text in ["2026-02-29 00:00:00", "2026-13-01 00:00:00", "yesterday", "2026-12-01", "2026-12-01 10:00:60"] {
+      XCTAssertThrowsError(try RestoreTime.parse(text, zone: utc), text)
+    }
+    XCTAssertNil(RestoreTime.parse(unixSeconds: "99999999999999999999"))
   }
 }

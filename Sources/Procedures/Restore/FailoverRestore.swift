@@ -43,9 +43,16 @@ public struct FailoverRestoreResult: Codable, Sendable, Equatable {
 
 public enum FailoverRestoreError: Error, CustomStringConvertible {
   case otherRestore(node: String, recorded: String)
+  case takeoverUnfinished(node: String)
+  case takeoverBehindRestore(node: String)
 
   public var description: String {
     switch self {
+    case .takeoverUnfinished(let node):
+      "node \(node) has a takeover decided and not finished (state/takeover.json); run `understudy takeover --node \(node)` (or `rtdr failover`) to finish it: a failover restore now would change what it promotes"
+    case .takeoverBehindRestore(let node):
+      "node \(node) has a failover restore decided and not finished (state/failover-restore.json); run the same `scrt_ra -F … -q` again to finish it before taking over, or the takeover would apply what the restore undoes"
+
     case .otherRestore(let node, let recorded):
       "node \(node) has a failover restore to \(recorded) decided and not finished (state/failover-restore.json); run the same `scrt_ra -F` again to finish it"
     }
@@ -76,30 +83,40 @@ public enum FailoverRestore {
     -> FailoverRestoreResult
   {
     let layout = NodeLayout(root: node)
+    _ = try layout.loadConfig()
+    // Not while a takeover runs or is decided and unfinished: stopping "the daemon" would
+    // signal the takeover (it holds the daemon lock), and a decided takeover promotes at
+    // the position it journaled, whatever this restore undid since.
+    let exclusive = try TakeoverLock.acquire(layout, timeout: 10, waiting: progress)
+    defer { withExtendedLifetime(exclusive) {} }
     var config = try layout.loadConfig()
+    if try Takeover.unfinished(layout, config) != nil {
+      throw FailoverRestoreError.takeoverUnfinished(node: node)
+    }
     guard config.role == .backup else {
       throw RestoreError.notAReplica(
         node: node, reason: "it is the \(config.role) (a failover restore rolls back a recovery server's replica)")
-    }
-    let recorded = try StateFile.read(Journal.self, at: journalPath(layout))
-    if let recorded, recorded.generation == config.generation {
-      if recorded.phase == "complete", recorded.target == target.description, let result = recorded.result {
-        return result
-      }
-      if recorded.phase != "complete", recorded.target != target.description {
-        throw FailoverRestoreError.otherRestore(node: node, recorded: recorded.target)
-      }
     }
     if let pid = try DaemonLock.stopIfRunning(layout) { progress("stopped the backup daemon (pid \(pid))") }
     let lock = try DaemonLock.acquire(layout)
     defer { withExtendedLifetime(lock) {} }
     config = try layout.loadConfig()
     let events = EventLog(layout: layout, node: config.nodeId.description)
+    let db = try Connection(path: config.database)
 
     var journal: Journal
-    let db = try Connection(path: config.database)
+    let recorded = try StateFile.read(Journal.self, at: journalPath(layout))
+    let hold = try ReceiveHold.current(layout, generation: config.generation)
     if let recorded, recorded.generation == config.generation, recorded.phase != "complete" {
+      guard recorded.target == target.description else {
+        throw FailoverRestoreError.otherRestore(node: node, recorded: recorded.target)
+      }
       journal = recorded
+    } else if let recorded, recorded.generation == config.generation, let result = recorded.result,
+      recorded.target == target.description, hold?.position == recorded.to,
+      try CommitState.read(db).end == recorded.to
+    {
+      return result  // run again after it finished: the same answer
     } else {
       let window = try RestoreWindow.find(layout, database: config.database, withMarkers: target.isMarker)
       let state = try CommitState.read(db)
@@ -110,6 +127,9 @@ public enum FailoverRestore {
         micros: cut.lastMicros, undone: cut.undone,
         report: layout.state + "/lost-transactions-restore-\(cut.position.sno)-\(cut.position.rba).jsonl",
         generation: config.generation)
+      // Held before the decision is written: a daemon started before the restore is run
+      // again to its end must neither apply nor receive past the target.
+      try setHold(layout, journal)
       try FileRecovery.writeReport(cut.records, to: journal.report)
       try StateFile.write(journal, to: journalPath(layout))
       events.log(
@@ -117,15 +137,7 @@ public enum FailoverRestore {
         "failover restore to \(target) (MAT position \(cut.position)): undoing \(cut.undone) transactions, listed in \(journal.report)",
         [("position", cut.position.json), ("count", .int(Int64(cut.undone))), ("report", .string(journal.report))])
     }
-
-    // Held from the decision on: a daemon started before the restore is run again to its
-    // end must neither apply nor receive past the target.
-    try ReceiveHold.set(
-      ReceiveHold(
-        generation: config.generation, position: journal.to,
-        reason:
-          "the replica was rolled back to \(journal.to) by a failover restore (\(journal.target)); the primary would send the records set aside again. Fail over (`rtdr failover`, 888 at \(journal.to)) or make it a backup again with `understudy follow --full-copy`"
-      ), layout)
+    try setHold(layout, journal)
     try RestorePin.hold(layout, from: journal.to, what: "failover restore of \(node)")
     defer { RestorePin.release(layout) }
     Failpoint.reached("failover-restore-step")
@@ -137,7 +149,16 @@ public enum FailoverRestore {
         let window = try RestoreWindow.find(layout, config: config, state: state, withMarkers: false)
         let cut = try RestoreCut.resolve(.position(journal.to), in: window, image: layout.image, state: state)
         progress("undoing \(cut.undone) transactions on the replica, newest first, back to \(journal.to)")
-        try FileRecovery.undoKeepingChecksum(cut.records, on: db)
+        do {
+          try FileRecovery.undoKeepingChecksum(cut.records, on: db)
+        } catch let refused as UndoError {
+          // Nothing changed: the replica goes on as a backup, neither held nor journaled.
+          try? db.execute("ROLLBACK")
+          unlink(journalPath(layout))
+          ReceiveHold.clear(layout)
+          throw RestoreError.cannotUndo(
+            target: journal.target, reason: refused, replica: "the replica goes on as a backup")
+        }
         try cut.state(from: state).save(db)
       } else if state.end != journal.to {
         throw RestoreError.imageTrail(
@@ -147,7 +168,7 @@ public enum FailoverRestore {
       }
       try db.execute("COMMIT")
     } catch {
-      try? db.execute("ROLLBACK")
+      if !db.isAutocommit { try? db.execute("ROLLBACK") }
       throw error
     }
     Failpoint.reached("failover-restore-step")
@@ -155,6 +176,9 @@ public enum FailoverRestore {
       try FileRecovery.setAside(
         layout.image, into: setAsideRoot(layout), from: journal.to, trailEnd: journal.imageEnd, before: UInt32.max)
     }
+    // The safe position is what the replica holds: `status`, and rtdr's comparison of the
+    // recovery servers, must not see the end it had before.
+    try SafePosition.record(journal.to, layout)
     Failpoint.reached("failover-restore-step")
     let checksum = try DatabaseChecksum.current(db).checksum
     let result = FailoverRestoreResult(
@@ -174,6 +198,32 @@ public enum FailoverRestore {
     journal.result = result
     try StateFile.write(journal, to: journalPath(layout))
     return result
+  }
+
+  static func setHold(_ layout: NodeLayout, _ journal: Journal) throws {
+    try ReceiveHold.set(
+      ReceiveHold(
+        generation: journal.generation, position: journal.to,
+        reason:
+          "the replica was rolled back to \(journal.to) by a failover restore (\(journal.target)); the primary would send the records set aside again. Fail over (`rtdr failover`, 888 at \(journal.to)), or make it a backup again with `understudy follow --full-copy` (which copies the primary's database, past the restore)"
+      ), layout)
+  }
+
+  /// A decided restore not yet run to its end, in the node's current generation: a
+  /// takeover must not promote past it or around it.
+  static func unfinished(_ layout: NodeLayout, _ config: NodeConfig) throws -> Journal? {
+    guard let journal = try StateFile.read(Journal.self, at: journalPath(layout)),
+      journal.generation == config.generation, journal.phase != "complete"
+    else { return nil }
+    return journal
+  }
+
+  /// `follow` makes the node a backup afresh (its image trail cleared): no hold, and the
+  /// journal kept beside for the record.
+  static func forget(_ layout: NodeLayout) {
+    ReceiveHold.clear(layout)
+    let path = journalPath(layout)
+    if FileManager.default.fileExists(atPath: path) { rename(path, path + ".followed-\(Clock.nowMicros())") }
   }
 
   /// The end of the whole records the image trail holds from `position`.

@@ -102,7 +102,11 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
         if let target {
           let cut = try RestoreCut.resolve(target, in: window, image: layout.image, state: state)
           progress("undoing \(cut.undone) transactions on the copy, newest first, back to \(cut.position)")
-          try FileRecovery.undoKeepingChecksum(cut.records, on: db)
+          do {
+            try FileRecovery.undoKeepingChecksum(cut.records, on: db)
+          } catch let refused as UndoError {
+            throw RestoreError.cannotUndo(target: target.description, reason: refused, replica: "no snapshot is left")
+          }
           try cut.state(from: state).save(db)
           (info.position, info.lastTxid, info.micros, info.undone) = (
             cut.position, cut.lastTxid, cut.lastMicros, cut.undone

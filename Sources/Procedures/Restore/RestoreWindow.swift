@@ -22,6 +22,8 @@ public enum RestoreTarget: Sendable, Equatable, CustomStringConvertible {
   /// it and none at or after it.
   case position(MATPosition)
 
+  var position: MATPosition? { if case .position(let p) = self { p } else { nil } }
+
   /// Only a marker needs the whole window read (to find it).
   public var isMarker: Bool { if case .marker = self { true } else { false } }
 
@@ -62,6 +64,9 @@ public enum RestoreError: Error, CustomStringConvertible {
   case notAReplica(node: String, reason: String)
   case snapshotHeld(node: String, path: String, target: String)
   case noSnapshot(node: String)
+  case cannotUndo(target: String, reason: UndoError, replica: String)
+  case needsConfirmation(target: RestoreTarget)
+  case badMarker(name: String, problem: String)
 
   public var description: String {
     switch self {
@@ -83,6 +88,11 @@ public enum RestoreError: Error, CustomStringConvertible {
     case .snapshotHeld(let node, let path, let target):
       "node \(node) already holds a snapshot (\(path), \(target)); release it with `scrt_ra -W` before taking another"
     case .noSnapshot(let node): "node \(node) holds no snapshot to release"
+    case .cannotUndo(let target, let reason, let replica):
+      "cannot restore to \(target): \(reason.restoreReason). Nothing was changed and \(replica); choose a later point (`scrt_ra -l` lists them)"
+    case .needsConfirmation(let target):
+      "-F rolls the replica itself back to \(target) and sets aside everything after it; add -q to confirm (validate the point with a virtual restore first)"
+    case .badMarker(let name, let problem): "marker '\(name)': \(problem)"
     }
   }
 }
@@ -254,12 +264,16 @@ public struct RestoreCut: Sendable {
     now: Int64 = Clock.nowMicros()
   ) throws -> RestoreCut {
     try window.check(target, now: now)
-    // Where to start reading and when to cut.
+    // Where to start reading and when to cut: a file before the cut's, so that the record
+    // before the cut is read even when the cut is a file's first record.
     var start = window.oldest
+    func fileBefore(_ sno: UInt32) -> MATPosition {
+      max(window.oldest, MATPosition(sno: max(sno, 2) - 1, rba: TrailFormat.firstRBA))
+    }
     let cutsAt: (PositionedRecord) -> Bool
     switch target {
     case .position(let p):
-      if p.sno > start.sno { start = MATPosition(sno: p.sno, rba: TrailFormat.firstRBA) }
+      start = fileBefore(p.sno)
       cutsAt = { $0.position >= p }
     case .time(let t):
       // Start in the newest file whose first record is at or before the time.
@@ -267,7 +281,7 @@ public struct RestoreCut: Sendable {
       while sno > start.sno {
         let fileStart = MATPosition(sno: sno, rba: TrailFormat.firstRBA)
         if case .record(let r) = try TrailReader(directory: image, from: fileStart).next(), r.record.commitMicros <= t {
-          start = fileStart
+          start = fileBefore(sno)
           break
         }
         sno -= 1
@@ -275,12 +289,13 @@ public struct RestoreCut: Sendable {
       cutsAt = { $0.record.type == .commit && $0.record.commitMicros > t }
     case .marker(let name):
       let marker = window.markers.last(where: { $0.name == name })!  // checked above
-      if marker.position.sno > start.sno { start = MATPosition(sno: marker.position.sno, rba: TrailFormat.firstRBA) }
+      start = fileBefore(marker.position.sno)
       cutsAt = { $0.position >= marker.position }
     }
 
     var cut = RestoreCut(position: state.end, lastTxid: state.lastTxid, last: nil, lastMicros: nil, records: [])
     var cutFound = false
+    var lastEnd: MATPosition?
     do {
       let reader = try TrailReader(directory: image, from: start)
       var end = start
@@ -291,13 +306,15 @@ public struct RestoreCut: Sendable {
         }
         if !cutFound, cutsAt(r) {
           cutFound = true
-          cut.position = r.position
+          // The end of a file's last record and the next file's first position are one point.
+          cut.position = lastEnd.map { $0 == target.position ? $0 : r.position } ?? r.position
         }
         if cutFound {
           cut.records.append(r)
         } else {
           cut.last = r.position
           cut.lastMicros = r.record.commitMicros
+          lastEnd = r.end
         }
         end = r.end
       }
@@ -336,8 +353,11 @@ public struct RestoreCut: Sendable {
 public enum RestoreTime {
   public struct SyntaxError: Error, CustomStringConvertible {
     public var text: String
+    public var reason: String?
     public var description: String {
-      "cannot read the time '\(text)': give \"YYYY-MM-DD HH:MM:SS\" or \"MM/DD/YY HH:MM:SS\" (local time; add Z or +HH:MM for another zone, .ffffff for fractions of a second)"
+      if let reason { return "cannot use the time '\(text)': \(reason); give it with its offset, such as +02:00" }
+      return
+        "cannot read the time '\(text)': give \"YYYY-MM-DD HH:MM:SS\" or \"MM/DD/YY HH:MM:SS\" (local time; add Z or +HH:MM for another zone, .ffffff for fractions of a second)"
     }
   }
 
@@ -396,6 +416,16 @@ public enum RestoreTime {
     guard (1...12).contains(c.month!), (1...31).contains(c.day!), (0...23).contains(h), (0...59).contains(mi),
       (0...59).contains(sec), let when = calendar.date(from: c), calendar.component(.day, from: when) == c.day
     else { throw SyntaxError(text: text) }
+    // A wall-clock time a DST change skipped, or one it repeats, is no single instant.
+    func wall(_ d: Date) -> [Int] { [.hour, .minute].map { calendar.component($0, from: d) } }
+    guard wall(when) == [h, mi] else {
+      throw SyntaxError(
+        text: text, reason: "that local time does not exist in \(tz.identifier) (a DST change skips it)")
+    }
+    if wall(when.addingTimeInterval(3600)) == [h, mi] || wall(when.addingTimeInterval(-3600)) == [h, mi] {
+      throw SyntaxError(
+        text: text, reason: "that local time occurs twice in \(tz.identifier) (a DST change repeats it)")
+    }
     return Int64(when.timeIntervalSince1970.rounded()) * 1_000_000 + micros
   }
 

@@ -81,7 +81,9 @@ struct ScrtRA: ParsableCommand {
     if let date { return .time(try RestoreTime.parse(date)) }
     if let marker {
       if let micros = RestoreTime.parse(unixSeconds: marker) { return .time(micros) }
-      if let problem = MarkerPayload.problem(with: marker) { throw ValidationError("-S \(marker): \(problem)") }
+      if let problem = MarkerPayload.problem(with: marker) {
+        throw RestoreError.badMarker(name: marker, problem: problem)
+      }
       return .marker(marker)
     }
     if let position { return .position(try MATPosition(parsing: position)) }
@@ -115,11 +117,7 @@ struct ScrtRA: ParsableCommand {
       }
       let restore = try restoreTarget()
       if failover {
-        guard quiet else {
-          throw ValidationError(
-            "-F rolls the replica itself back to \(restore!) and sets aside everything after it; add -q to confirm (validate the point with a virtual restore first)"
-          )
-        }
+        guard quiet else { throw RestoreError.needsConfirmation(target: restore!) }
         let result = try FailoverRestore.run(node: node, to: restore!, progress: show)
         if output.json { return Output.json(result.json) }
         Output.line("\(target.name): failover restore to \(result.target) complete")
@@ -164,7 +162,7 @@ struct RTMark: ParsableCommand {
   func run() throws {
     try reporting(json: output.json) {
       guard let marker = MarkerPayload(name: name) else {
-        throw ValidationError("marker '\(name)': \(MarkerPayload.problem(with: name) ?? "invalid")")
+        throw RestoreError.badMarker(name: name, problem: MarkerPayload.problem(with: name) ?? "invalid")
       }
       let node = try target.resolved
       let db = try AuditedDatabase.open(node: node)
