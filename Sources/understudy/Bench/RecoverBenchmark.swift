@@ -58,6 +58,13 @@ enum RecoverBenchmark {
     try db.execute("COMMIT")
   }
 
+  /// A plain SQLite copy, what anyone can do: `VACUUM INTO`, synced.
+  static func vacuumInto(_ database: String, _ copy: String) throws {
+    let db = try Connection(path: database, mode: .readOnly)
+    try db.query("VACUUM INTO ?", [.text(copy)])
+    try AuditTrail.FileHandle(path: copy, flags: O_RDONLY).sync()
+  }
+
   static func measure(dir: String, rows n: Int, diverged k: Int, progress: (String) -> Void) throws -> Row {
     progress("N=\(n): filling the database…")
     let database = dir + "/primary.sqlite"
@@ -65,11 +72,7 @@ enum RecoverBenchmark {
     let bytes = (try FileManager.default.attributesOfItem(atPath: database)[.size] as? Int) ?? 0
 
     progress("N=\(n): plain SQLite copy…")
-    let plainCopy = try time {
-      let db = try Connection(path: database, mode: .readOnly)
-      try db.query("VACUUM INTO ?", [.text(dir + "/plain-copy.sqlite")])
-      try AuditTrail.FileHandle(path: dir + "/plain-copy.sqlite", flags: O_RDONLY).sync()
-    }
+    let plainCopy = try time { try vacuumInto(database, dir + "/plain-copy.sqlite") }
     unlink(dir + "/plain-copy.sqlite")
 
     let primaryPort = Listener.ephemeralPort()

@@ -100,11 +100,7 @@ enum RestoreBenchmark {
     let bytes = (try FileManager.default.attributesOfItem(atPath: replica)[.size] as? Int) ?? 0
 
     progress("plain copies of the replica…")
-    let vacuumInto = try time {
-      let db = try Connection(path: replica, mode: .readOnly)
-      try db.query("VACUUM INTO ?", [.text(dir + "/vacuum-copy.sqlite")])
-      try AuditTrail.FileHandle(path: dir + "/vacuum-copy.sqlite", flags: O_RDONLY).sync()
-    }
+    let vacuumInto = try time { try RecoverBenchmark.vacuumInto(replica, dir + "/vacuum-copy.sqlite") }
     unlink(dir + "/vacuum-copy.sqlite")
     let rawCopy = try time { try copyFile(replica, to: dir + "/raw-copy.sqlite") }
     unlink(dir + "/raw-copy.sqlite")
