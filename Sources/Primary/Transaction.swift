@@ -77,11 +77,15 @@ public final class Transaction {
         let version = try connection.scalarInt("PRAGMA schema_version")
         try AddedColumnDefaults.executeDDL(on: connection) { try statement.run() }
         schema.invalidate()
-        // Only DDL that changed something (not CREATE TABLE IF NOT EXISTS of one that
-        // exists) makes every node recompute its checksum.
-        if try connection.scalarInt("PRAGMA schema_version") != version { checksumDelta.schemaChanged = true }
         try refuseGeneratedColumns(in: policy.definedTables)
-        items.append(.ddl(statement.sql))
+        // Only DDL that changed something (not CREATE TABLE IF NOT EXISTS of one that
+        // exists, as an application runs at every start) is recorded and makes every node
+        // recompute its checksum: replaying it would change nothing, and undoing it (a
+        // restore to before the application's restart) could not know it created nothing.
+        if try connection.scalarInt("PRAGMA schema_version") != version {
+          checksumDelta.schemaChanged = true
+          items.append(.ddl(statement.sql))
+        }
       } else {
         try run(statement, arguments: nil, writing: policy.writtenTables, writesSequence: policy.writesSequence)
       }

@@ -100,6 +100,7 @@ final class IncrementalChecksumTests: XCTestCase {
     let last = try XCTUnwrap(try node.trail().records.last)
     let items = try CommitPayload.decode(last.record.payload)
     XCTAssertTrue(items.contains { if case .checksum = $0 { true } else { false } }, "\(items)")
+    XCTAssertFalse(items.contains { if case .ddl = $0 { true } else { false } }, "no-op DDL is not recorded: \(items)")
     try assertKeptEqualsFullScan(node, "after the no-op DDL")
   }
 }
