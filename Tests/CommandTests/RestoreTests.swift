@@ -420,7 +420,7 @@ final class RestoreCycleTests: XCTestCase {
     // Before the failback is out of every window: the marker, and its position.
     let gone = try dr.command("scrt_ra", ["-C", "1", "-S", "before batch"])
     XCTAssertNotEqual(gone.status, 0)
-    XCTAssertTrue(gone.stderr.contains("before the last failover or failback"), gone.stderr)
+    XCTAssertTrue(gone.stderr.contains("before the last failover or failback are gone"), gone.stderr)
     let old = try dr.command("scrt_ra", ["-C", "1", "-t", marker])
     XCTAssertNotEqual(old.status, 0)
     XCTAssertTrue(old.stderr.contains("valid range"), old.stderr)

@@ -66,6 +66,10 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
     let live = try RestoreWindow.find(layout, database: database, withMarkers: target.isMarker)
     if let target { try live.check(target) }
     let dir = directory(layout)
+    // Held while taking: a `-W` meanwhile waits for it, and never removes the files of a
+    // snapshot still being made (whose description would then land beside another's).
+    let taking = try SnapshotLock(layout, waitSeconds: 0, node: node)
+    defer { withExtendedLifetime(taking) {} }
     guard mkdir(dir, 0o755) == 0 else {
       guard errno == EEXIST else { throw TrailError.io(operation: "create", path: dir, errno: errno) }
       let held = try? held(layout)
@@ -132,6 +136,8 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
   public static func release(node: String) throws -> ReplicaSnapshot? {
     let layout = NodeLayout(root: node)
     _ = try layout.loadConfig()
+    let lock = try SnapshotLock(layout, waitSeconds: 30, node: node)
+    defer { withExtendedLifetime(lock) {} }
     guard FileManager.default.fileExists(atPath: directory(layout)) else { throw RestoreError.noSnapshot(node: node) }
     let info = try? held(layout)
     removeDirectory(layout)
@@ -145,6 +151,29 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
     for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { unlink(dir + "/" + name) }
     rmdir(dir)
   }
+}
+
+/// `NODE/state/snapshot.lock`, flocked by whoever takes or releases the node's snapshot;
+/// the kernel drops it with the process.
+final class SnapshotLock {
+  private let fd: Int32
+
+  init(_ layout: NodeLayout, waitSeconds: Double, node: String) throws {
+    let path = layout.state + "/snapshot.lock"
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw TrailError.io(operation: "open", path: path, errno: errno) }
+    let deadline = Clock.monotonicSeconds() + waitSeconds
+    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+      guard errno == EWOULDBLOCK || errno == EINTR, Clock.monotonicSeconds() < deadline else {
+        close(fd)
+        throw RestoreError.snapshotHeld(
+          node: node, path: ReplicaSnapshot.databasePath(layout), target: "being taken by another scrt_ra now")
+      }
+      usleep(50_000)
+    }
+  }
+
+  deinit { close(fd) }
 }
 
 extension Optional where Wrapped == RestoreTarget {

@@ -77,7 +77,7 @@ public enum RestoreError: Error, CustomStringConvertible {
         + (window.markers.isEmpty
           ? " (it holds no markers)"
           : " (it holds \(window.markers.suffix(10).map { "'\($0.name)'" }.joined(separator: ", ")))")
-        + ". Markers written before the last failover or failback are gone. \(window.validRange)"
+        + ". A marker written moments ago may not be applied here yet; markers written before the last failover or failback are gone. \(window.validRange)"
     case .clockWentBack(let target, let txid, let position, let micros):
       "cannot restore to \(target): transaction \(txid) at \(position) committed at \(RestoreTime.text(micros)), after a later one, so no MAT prefix holds exactly the transactions committed by then (the primary's clock went back); restore to a MAT position with -t instead"
     case .skipped(let txid, let position):
