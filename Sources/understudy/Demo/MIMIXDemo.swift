@@ -33,6 +33,7 @@ extension DemoState {
     try waitUntilApplied(by: backup, of: primary, timeout: 60)
     let shipped = try DatabaseChecksum.current(databaseAt: backupDatabase).checksum
     Output.line("   \(acknowledged.count) transfers acknowledged and applied on dr; checksum \(shipped)")
+    try validateReplica(shipped: shipped)
     let lost = try disasterUnshipped()
 
     let failover = try mimix("failover on the recovery server", [("dr", recoveryHome)], ["failover"])
@@ -67,6 +68,24 @@ extension DemoState {
     check(try sameChecksum(), "5 more transfers on prod reach dr; both checksums equal")
     let conn = try Connection(path: primaryDatabase, mode: .readOnly)
     try checkBalances(conn, "balances add up on prod")
+  }
+
+  /// MIMIX's step before a failover: a snapshot of the replica, checked by "the
+  /// application" (the balances), then released.
+  private func validateReplica(shipped: String) throws {
+    heading("validate the replica before failing over: a snapshot on dr, checked, released")
+    let command = ["scrt_ra", "-C", "1", "-X"]
+    Output.line("   dr$ \(command.joined(separator: " "))")
+    let outcome = try Executable.current.run(command + ["--json", "--home", recoveryHome])
+    let snapshot = (try? JSONSerialization.jsonObject(with: Data(outcome.stdout.utf8))) as? [String: Any] ?? [:]
+    check(outcome.status == 0, "scrt_ra -X on dr succeeded\(outcome.status == 0 ? "" : ": " + outcome.stderr)")
+    guard let path = snapshot["path"] as? String else { return }
+    let at = (snapshot["position"] as? [String: Any]).map { "\($0["sno"] ?? "?"):\($0["rba"] ?? "?")" } ?? "?"
+    Output.line("      snapshot \(path) at \(at), checksum \(snapshot["checksum"] ?? "")")
+    check(snapshot["checksum"] as? String == shipped, "the snapshot holds what dr holds")
+    try checkBalances(try Connection(path: path, mode: .readOnly), "balances add up in the snapshot")
+    let released = try Executable.current.run(["scrt_ra", "-C", "1", "-W", "--home", recoveryHome])
+    check(released.status == 0, "scrt_ra -W released it")
   }
 
   /// Registers the pair's nodes as context 1 on two servers, and restarts the backup's
