@@ -261,58 +261,30 @@ public enum Takeover {
   }
 }
 
-/// `NODE/state/takeover.lock`: held by a running takeover for its whole run, with its pid
-/// in the file. The kernel drops it when the process dies, so a killed takeover leaves
-/// nothing stale; the next run finishes its journal.
-final class TakeoverLock {
-  private let fd: Int32
-
-  private init(fd: Int32) { self.fd = fd }
-  deinit { close(fd) }
-
+/// `NODE/state/takeover.lock`: held by a running takeover for its whole run (and by a
+/// failover restore, which must not run beside one), with its pid in the file. A killed
+/// takeover leaves nothing stale; the next run finishes its journal.
+enum TakeoverLock {
   static func path(_ layout: NodeLayout) -> String { layout.state + "/takeover.lock" }
 
   /// Takes the lock, waiting up to `timeout` seconds for a takeover that holds it (and
   /// telling `waiting` so, once).
   static func acquire(_ layout: NodeLayout, timeout: Double = 600, waiting: (String) -> Void) throws
-    -> TakeoverLock
+    -> HeldFileLock
   {
     let path = path(layout)
-    let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-    guard fd >= 0 else {
-      throw TakeoverError.lockFile(path: path, reason: "cannot open it: " + String(cString: strerror(errno)))
-    }
-    let deadline = Clock.monotonicSeconds() + timeout
-    var told = false
-    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-      guard errno == EWOULDBLOCK || errno == EINTR else {
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        throw TakeoverError.lockFile(path: path, reason: "cannot lock it: " + reason)
-      }
-      let holder = holderPid(fd)
-      guard Clock.monotonicSeconds() < deadline else {
-        close(fd)
-        throw TakeoverError.anotherTakeover(node: layout.root, pid: holder, seconds: timeout)
-      }
-      if !told {
-        told = true
+    do {
+      return try HeldFileLock.acquire(path: path, timeout: timeout) { holder in
         waiting(
           "another takeover of \(layout.root) is running\(holder.map { " (pid \($0))" } ?? ""); waiting for it to finish, then reporting its answer"
         )
       }
-      usleep(50_000)
+    } catch HeldFileLock.Failure.cannotOpen(let reason) {
+      throw TakeoverError.lockFile(path: path, reason: "cannot open it: " + reason)
+    } catch HeldFileLock.Failure.cannotLock(let reason) {
+      throw TakeoverError.lockFile(path: path, reason: "cannot lock it: " + reason)
+    } catch HeldFileLock.Failure.held(let holder) {
+      throw TakeoverError.anotherTakeover(node: layout.root, pid: holder, seconds: timeout)
     }
-    let pid = Array("\(getpid())\n".utf8)
-    _ = ftruncate(fd, 0)
-    _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-    return TakeoverLock(fd: fd)
-  }
-
-  private static func holderPid(_ fd: Int32) -> Int32? {
-    var buffer = [UInt8](repeating: 0, count: 32)
-    let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-    guard n > 0 else { return nil }
-    return Int32(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
   }
 }

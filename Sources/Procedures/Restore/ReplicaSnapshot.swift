@@ -68,7 +68,7 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
     let dir = directory(layout)
     // Held while taking: a `-W` meanwhile waits for it, and never removes the files of a
     // snapshot still being made (whose description would then land beside another's).
-    let taking = try SnapshotLock(layout, waitSeconds: 0, node: node)
+    let taking = try SnapshotLock.acquire(layout, waitSeconds: 0, node: node)
     defer { withExtendedLifetime(taking) {} }
     guard mkdir(dir, 0o755) == 0 else {
       guard errno == EEXIST else { throw TrailError.io(operation: "create", path: dir, errno: errno) }
@@ -136,7 +136,7 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
   public static func release(node: String) throws -> ReplicaSnapshot? {
     let layout = NodeLayout(root: node)
     _ = try layout.loadConfig()
-    let lock = try SnapshotLock(layout, waitSeconds: 30, node: node)
+    let lock = try SnapshotLock.acquire(layout, waitSeconds: 30, node: node)
     defer { withExtendedLifetime(lock) {} }
     guard FileManager.default.fileExists(atPath: directory(layout)) else { throw RestoreError.noSnapshot(node: node) }
     let info = try? held(layout)
@@ -153,27 +153,20 @@ public struct ReplicaSnapshot: Codable, Sendable, Equatable {
   }
 }
 
-/// `NODE/state/snapshot.lock`, flocked by whoever takes or releases the node's snapshot;
-/// the kernel drops it with the process.
-final class SnapshotLock {
-  private let fd: Int32
-
-  init(_ layout: NodeLayout, waitSeconds: Double, node: String) throws {
+/// `NODE/state/snapshot.lock`, held by whoever takes or releases the node's snapshot.
+enum SnapshotLock {
+  static func acquire(_ layout: NodeLayout, waitSeconds: Double, node: String) throws -> HeldFileLock {
     let path = layout.state + "/snapshot.lock"
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw TrailError.io(operation: "open", path: path, errno: errno) }
-    let deadline = Clock.monotonicSeconds() + waitSeconds
-    while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-      guard errno == EWOULDBLOCK || errno == EINTR, Clock.monotonicSeconds() < deadline else {
-        close(fd)
-        throw RestoreError.snapshotHeld(
-          node: node, path: ReplicaSnapshot.databasePath(layout), target: "being taken by another scrt_ra now")
-      }
-      usleep(50_000)
+    do {
+      return try HeldFileLock.acquire(path: path, timeout: waitSeconds) { _ in }
+    } catch HeldFileLock.Failure.held(let holder) {
+      throw RestoreError.snapshotHeld(
+        node: node, path: ReplicaSnapshot.databasePath(layout),
+        target: "being taken by another scrt_ra now\(holder.map { " (pid \($0))" } ?? "")")
+    } catch HeldFileLock.Failure.cannotOpen(let reason), HeldFileLock.Failure.cannotLock(let reason) {
+      throw StateFileError(path: path, reason: "cannot lock it: " + reason)
     }
   }
-
-  deinit { close(fd) }
 }
 
 extension Optional where Wrapped == RestoreTarget {
