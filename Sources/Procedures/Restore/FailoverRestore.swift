@@ -3,13 +3,13 @@
 // stopped first; the undo and the new position commit in ONE SQLite transaction; the
 // image records past the target are set aside (`NODE/setaside/SNO-RBA/`), so that the
 // updater, a takeover's drain or a restart never apply them again, and the daemon holds
-// its receiver and updater (`ReceiveHold`) so that the primary does not send them again. The replica then holds a
-// MAT prefix ending at the target: a takeover reports 888 there, and production's file
+// its receiver and updater (`ReceiveHold`) so that the primary does not send them again.
+// The replica then holds a MAT prefix ending at the target: a takeover reports 888 there, and production's file
 // recovery to it undoes the same transactions.
 //
-// Order, each step safe to repeat, as file recovery's: decide and write the journal
-// (`state/failover-restore.json`) and the lost-transactions report; hold; undo; set
-// aside; log 9094.
+// Order, each step safe to repeat, as file recovery's: decide; hold; write the
+// lost-transactions report and the journal (`state/failover-restore.json`); undo; set
+// aside; move the safe position back; log 9094.
 
 import Apply
 import AuditTrail
@@ -112,6 +112,7 @@ public enum FailoverRestore {
         throw FailoverRestoreError.otherRestore(node: node, recorded: recorded.target)
       }
       journal = recorded
+      try setHold(layout, journal)  // written before the journal; again, should it be gone
     } else if let recorded, recorded.generation == config.generation, let result = recorded.result,
       recorded.target == target.description, hold?.position == recorded.to,
       try CommitState.read(db).end == recorded.to
@@ -137,9 +138,7 @@ public enum FailoverRestore {
         "failover restore to \(target) (MAT position \(cut.position)): undoing \(cut.undone) transactions, listed in \(journal.report)",
         [("position", cut.position.json), ("count", .int(Int64(cut.undone))), ("report", .string(journal.report))])
     }
-    try setHold(layout, journal)
-    try RestorePin.hold(layout, from: journal.to, what: "failover restore of \(node)")
-    defer { RestorePin.release(layout) }
+    // No restore pin: the daemon, and so its purger, is stopped while this runs.
     Failpoint.reached("failover-restore-step")
     try db.execute("BEGIN IMMEDIATE")
     do {
