@@ -257,6 +257,11 @@ public struct Record: Equatable, Sendable {
 
   public var size: Int { TrailFormat.recordSize(payloadCount: payload.count) }
 
+  /// Past a point in time: stamped after it, whatever its type. A restore to a time and an
+  /// updater stopped at one both cut before the first such record, so that what they hold
+  /// ends with a record stamped at or before the time.
+  public func isStamped(after micros: Int64) -> Bool { commitMicros > micros }
+
   /// The exact bytes, padding included; the CRC at offset 4 covers offsets 0..<4 and 8 to the end.
   public func encoded() -> [UInt8] {
     var b = [UInt8]()

@@ -59,7 +59,7 @@ public struct UpdaterStop: Codable, Sendable, Equatable {
   /// applied record's stamp alone says whether the point has been passed.
   public func halts(before record: PositionedRecord) -> Bool {
     switch point {
-    case .time(let micros): record.record.commitMicros > micros
+    case .time(let micros): record.record.isStamped(after: micros)
     case .marker(let name):
       record.record.type == .marker && MarkerPayload(decoding: record.record.payload)?.name == name
     }

@@ -14,7 +14,8 @@ import SQLiteSupport
 /// A point to restore a replica to (`scrt_ra -D`, `-S`, `-t`).
 public enum RestoreTarget: Sendable, Equatable, CustomStringConvertible {
   /// Every transaction committed at or before this time (microseconds since 1970 UTC,
-  /// the primary's clock) and none after.
+  /// the primary's clock) and none after; no record stamped after it (a marker), as the
+  /// updater's stop at a time (`Record.isStamped(after:)`).
   case time(Int64)
   /// Every transaction before the newest marker of this name, none after it.
   case marker(String)
@@ -32,14 +33,6 @@ public enum RestoreTarget: Sendable, Equatable, CustomStringConvertible {
     case .time(let micros): "time \(RestoreTime.text(micros))"
     case .marker(let name): "marker '\(name)'"
     case .position(let p): "MAT position \(p)"
-    }
-  }
-
-  public var json: JSON {
-    switch self {
-    case .time(let micros): .object([("time", .string(RestoreTime.text(micros))), ("micros", .int(micros))])
-    case .marker(let name): .object([("marker", .string(name))])
-    case .position(let p): .object([("position", p.json)])
     }
   }
 }
@@ -286,7 +279,7 @@ public struct RestoreCut: Sendable {
         }
         sno -= 1
       }
-      cutsAt = { $0.record.type == .commit && $0.record.commitMicros > t }
+      cutsAt = { $0.record.isStamped(after: t) }
     case .marker(let name):
       let marker = window.markers.last(where: { $0.name == name })!  // checked above
       start = fileBefore(marker.position.sno)
@@ -402,14 +395,7 @@ public enum RestoreTime {
     guard clock.count == 3, let h = Int(clock[0]), let mi = Int(clock[1]) else { throw SyntaxError(text: text) }
     let secondParts = clock[2].split(separator: ".", omittingEmptySubsequences: false)
     guard let sec = Int(secondParts[0]), secondParts.count <= 2 else { throw SyntaxError(text: text) }
-    var micros: Int64 = 0
-    if secondParts.count == 2 {
-      let digits = secondParts[1]
-      guard !digits.isEmpty, digits.count <= 6, digits.allSatisfy(\.isNumber), let f = Int64(digits) else {
-        throw SyntaxError(text: text)
-      }
-      micros = f * Int64(pow(10, Double(6 - digits.count)))
-    }
+    guard let micros = secondParts.count == 2 ? fraction(secondParts[1]) : 0 else { throw SyntaxError(text: text) }
     (c.hour, c.minute, c.second) = (h, mi, sec)
     var calendar = Calendar(identifier: .gregorian)
     calendar.timeZone = tz
@@ -429,17 +415,18 @@ public enum RestoreTime {
     return Int64(when.timeIntervalSince1970.rounded()) * 1_000_000 + micros
   }
 
+  /// The microseconds of a decimal fraction of a second, one to six digits.
+  static func fraction(_ digits: Substring) -> Int64? {
+    guard !digits.isEmpty, digits.count <= 6, digits.allSatisfy(\.isNumber), let f = Int64(digits) else { return nil }
+    return f * Int64(pow(10, Double(6 - digits.count)))
+  }
+
   /// Unix seconds, with up to six decimals.
   public static func parse(unixSeconds text: String) -> Int64? {
     let parts = text.split(separator: ".", omittingEmptySubsequences: false)
     guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].allSatisfy(\.isNumber), let whole = Int64(parts[0])
     else { return nil }
-    var micros: Int64 = 0
-    if parts.count == 2 {
-      let digits = parts[1]
-      guard !digits.isEmpty, digits.count <= 6, digits.allSatisfy(\.isNumber), let f = Int64(digits) else { return nil }
-      micros = f * Int64(pow(10, Double(6 - digits.count)))
-    }
+    guard let micros = parts.count == 2 ? fraction(parts[1]) : 0 else { return nil }
     // Digits past year 292277 do not fit in microseconds: not a time, rather than a crash.
     let (scaled, overflow) = whole.multipliedReportingOverflow(by: 1_000_000)
     return overflow ? nil : scaled + micros
