@@ -6,6 +6,13 @@ struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Measure Understudy against plain SQLite in the same run.",
     subcommands: [BenchCommit.self, BenchReplicate.self, BenchRecover.self, BenchRestore.self])
+
+  /// A comma-separated list of numbers, each in `range`; nil if it is empty or any entry is not.
+  static func numbers(_ text: String, in range: ClosedRange<Int>) -> [Int]? {
+    let entries = text.split(separator: ",", omittingEmptySubsequences: false)
+    let numbers = entries.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter(range.contains)
+    return !entries.isEmpty && numbers.count == entries.count ? numbers : nil
+  }
 }
 
 struct BenchCommit: ParsableCommand {
@@ -26,8 +33,7 @@ struct BenchCommit: ParsableCommand {
       let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
       defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
       var results: [CommitBenchmark.Result] = []
-      let counts = writers.split(separator: ",").compactMap { Int($0) }
-      guard !counts.isEmpty, counts.allSatisfy({ (1...256).contains($0) }) else {
+      guard let counts = Bench.numbers(writers, in: 1...256) else {
         throw ValidationError("--writers takes counts from 1 to 256, such as 1,8")
       }
       Output.progress("the disk's fdatasync rate…", json: output.json)
@@ -192,8 +198,7 @@ struct BenchRecover: ParsableCommand {
 
   func run() throws {
     try reporting(json: output.json) {
-      let sizes = rows.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-      guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 && $0 <= 50_000_000 }) else {
+      guard let sizes = Bench.numbers(rows, in: 1...50_000_000) else {
         throw ValidationError("--rows takes sizes from 1 to 50000000, comma-separated")
       }
       guard diverged >= 1 && diverged <= 1_000_000 else { throw ValidationError("--diverged takes 1 to 1000000") }
@@ -264,10 +269,9 @@ struct BenchRestore: ParsableCommand {
   func run() throws {
     try reporting(json: output.json) {
       guard rows >= 1 && rows <= 50_000_000 else { throw ValidationError("--rows takes 1 to 50000000") }
-      let counts = back.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-      guard !counts.isEmpty, counts.count == back.split(separator: ",").count,
-        counts.allSatisfy({ $0 >= 1 && $0 <= 1_000_000 })
-      else { throw ValidationError("--back takes counts from 1 to 1000000, comma-separated, such as 1000,10000") }
+      guard let counts = Bench.numbers(back, in: 1...1_000_000) else {
+        throw ValidationError("--back takes counts from 1 to 1000000, comma-separated, such as 1000,10000")
+      }
       let scratch = try dir ?? Scratch.makeTemporaryDirectory(prefix: "understudy-bench")
       defer { if dir == nil { try? FileManager.default.removeItem(atPath: scratch) } }
       let base = scratch + "/restore"
