@@ -94,10 +94,11 @@ struct ScrtRA: ParsableCommand {
     try reporting(json: output.json) {
       let node = try target.resolved
       let layout = NodeLayout(root: node)
-      let events = EventLog(layout: layout, node: try layout.loadConfig().nodeId.description)
+      let config = try layout.loadConfig()
+      let events = EventLog(layout: layout, node: config.nodeId.description)
       let show = { (text: String) in Output.progress(text + "\n", json: output.json) }
       if list {
-        let window = try RestoreWindow.find(layout, database: try layout.loadConfig().database, withMarkers: true)
+        let window = try RestoreWindow.find(layout, database: config.database, withMarkers: true)
         if output.json { return Output.json(window.json) }
         Output.line("\(target.name): restore points of the replica (generation \(window.generation))")
         Output.line("  oldest   \(window.oldest)  \(window.oldestMicros.map(RestoreTime.text) ?? "-")")
