@@ -58,6 +58,29 @@ enum RecoverBenchmark {
     try db.execute("COMMIT")
   }
 
+  /// A primary node on `database` in `dir/primary`, its daemon serving on loopback, and a
+  /// backup node of it in `dir/backup` (database `dir/backup.sqlite`, listening on
+  /// `backupPort`) whose daemon is not started yet.
+  static func pair(dir: String, database: String) throws -> (
+    primary: String, backup: String, backupPort: UInt16, primaryDaemon: DaemonProcess
+  ) {
+    let (primaryPort, backupPort) = (Listener.ephemeralPort(), Listener.ephemeralPort())
+    let (primary, backup) = (dir + "/primary", dir + "/backup")
+    try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
+    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
+    do {
+      try DaemonProcess.waitUntilListening(port: primaryPort)
+      try BackupSetup.initBackup(
+        .init(
+          node: backup, database: dir + "/backup.sqlite", primary: "127.0.0.1:\(primaryPort)",
+          secretFile: primary + "/secret.key", listen: "127.0.0.1:\(backupPort)"))
+    } catch {
+      primaryDaemon.stop()
+      throw error
+    }
+    return (primary, backup, backupPort, primaryDaemon)
+  }
+
   /// A plain SQLite copy, what anyone can do: `VACUUM INTO`, synced.
   static func vacuumInto(_ database: String, _ copy: String) throws {
     let db = try Connection(path: database, mode: .readOnly)
@@ -75,18 +98,8 @@ enum RecoverBenchmark {
     let plainCopy = try time { try vacuumInto(database, dir + "/plain-copy.sqlite") }
     unlink(dir + "/plain-copy.sqlite")
 
-    let primaryPort = Listener.ephemeralPort()
-    let backupPort = Listener.ephemeralPort()
-    let primary = dir + "/primary"
-    let backup = dir + "/backup"
-    try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
-    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
+    let (primary, backup, backupPort, primaryDaemon) = try pair(dir: dir, database: database)
     defer { primaryDaemon.stop() }
-    try DaemonProcess.waitUntilListening(port: primaryPort)
-    try BackupSetup.initBackup(
-      .init(
-        node: backup, database: dir + "/backup.sqlite", primary: "127.0.0.1:\(primaryPort)",
-        secretFile: primary + "/secret.key", listen: "127.0.0.1:\(backupPort)"))
     progress("N=\(n): initial copy to the backup over the link…")
     let started = Clock.monotonicSeconds()
     var backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")

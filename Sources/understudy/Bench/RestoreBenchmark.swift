@@ -59,19 +59,9 @@ enum RestoreBenchmark {
     let database = dir + "/primary.sqlite"
     try RecoverBenchmark.fillItems(database, rows: n)
 
-    let primaryPort = Listener.ephemeralPort()
-    let backupPort = Listener.ephemeralPort()
-    let primary = dir + "/primary"
-    let backup = dir + "/backup"
-    let replica = dir + "/backup.sqlite"
-    try PrimarySetup.initPrimary(.init(node: primary, database: database, listen: "127.0.0.1:\(primaryPort)"))
-    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
+    let (primary, backup, _, primaryDaemon) = try RecoverBenchmark.pair(dir: dir, database: database)
     defer { primaryDaemon.stop() }
-    try DaemonProcess.waitUntilListening(port: primaryPort)
-    try BackupSetup.initBackup(
-      .init(
-        node: backup, database: replica, primary: "127.0.0.1:\(primaryPort)",
-        secretFile: primary + "/secret.key", listen: "127.0.0.1:\(backupPort)"))
+    let replica = dir + "/backup.sqlite"
     progress("initial copy to the backup…")
     let backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
     defer { backupDaemon.stop() }
