@@ -88,6 +88,10 @@ final class RestoreTests: XCTestCase {
     // -X while the updater applies.
     let current = try snapshot(try scrt(pair.backup, ["-X"]))
     XCTAssertEqual((current.json["target"] as? String), "current")
+    try assertConforms(
+      try JSONSerialization.jsonObject(
+        with: Data(contentsOf: URL(fileURLWithPath: pair.backup + "/snapshot/snapshot.json"))),
+      to: "state-snapshot.schema.json")
     XCTAssertEqual(current.checksum, try oracle(pair.primary, upTo: current.position))
     let held = try scrt(pair.backup, ["-X"])
     XCTAssertNotEqual(held.status, 0, "a second snapshot while one is held")
@@ -315,6 +319,8 @@ final class RestoreTests: XCTestCase {
       let killed = try scrt(
         pair.backup, ["-F", "-S", name, "-q"], environment: ["UNDERSTUDY_FAILPOINT": "failover-restore-step:\(step)"])
       XCTAssertNotEqual(killed.status, 0, "killed after step \(step)")
+      try assertConforms(try stateFile(pair.backup, "failover-restore.json"), to: "state-failover-restore.schema.json")
+      try assertConforms(try stateFile(pair.backup, "receive-hold.json"), to: "state-receive-hold.schema.json")
       // A takeover now would apply what the restore is undoing: refused until it finishes.
       let takeover = try understudy(["takeover", "--node", pair.backup, "--force"])
       XCTAssertNotEqual(takeover.status, 0, "takeover behind an unfinished failover restore")
@@ -323,6 +329,7 @@ final class RestoreTests: XCTestCase {
       let again = try scrt(pair.backup, ["-F", "-S", name, "-q"])
       XCTAssertEqual(again.status, 0, again.stderr)
       try assertConforms(again.json, to: "scrt_ra-failover-restore.schema.json")
+      try assertConforms(try stateFile(pair.backup, "failover-restore.json"), to: "state-failover-restore.schema.json")
       XCTAssertEqual(positionText(again.json, "restoredTo"), marker.description)
       XCTAssertEqual(
         try DatabaseChecksum.compute(databaseAt: pair.backupDB).checksum, try oracle(pair.primary, upTo: marker))
