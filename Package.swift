@@ -25,6 +25,9 @@ let package = Package(
       name: "CUnderstudySQLite",
       providers: [.apt(["libsqlite3-dev"])]
     ),
+    // TLS 1.3 for the link, over the system OpenSSL (Debian's libssl-dev): a few plain C
+    // functions, so that OpenSSL's macros stay out of Swift.
+    .target(name: "CTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
     // CRC-32C with the CPU's own instruction (SSE4.2), where it has one.
     .target(name: "CCRC32C"),
     // The Master Audit Trail: positions, file and record format, writer, reader. No SQLite here.
@@ -36,10 +39,10 @@ let package = Package(
       name: "Node",
       dependencies: ["AuditTrail", "SQLiteSupport", .product(name: "Crypto", package: "swift-crypto")]
     ),
-    // The replication link: frames, messages, the authenticated handshake, TCP sockets.
+    // The replication link: frames, messages, the authenticated handshake, TCP sockets under TLS 1.3.
     .target(
       name: "Link",
-      dependencies: ["AuditTrail", "Node", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["AuditTrail", "Node", "CTLS", .product(name: "Crypto", package: "swift-crypto")]
     ),
     // What both roles do to a node's database: apply commit records (replay), the state
     // table, the initial copy's sending side, the backups a node knows, promotion.

@@ -1,7 +1,9 @@
-// The handshake: protocol version, context, node ids and generations, and mutual proof
-// of the pre-shared key by HMAC-SHA256 over the hello and the challenge (both carry a
+// The handshake: TLS 1.3 first (TLS.swift), then protocol version, context, node ids and
+// generations, and mutual proof of the pre-shared key by HMAC-SHA256 over the TLS
+// connection's exported keying material, the hello and the challenge (both carry a
 // fresh nonce). The key never crosses the wire; a peer without it learns nothing and
-// gets no data.
+// gets no data, and a proof made on one TLS connection fails on any other, so a man in
+// the middle who terminates TLS on both sides cannot relay it.
 
 import AuditTrail
 import Crypto
@@ -15,13 +17,19 @@ public struct LinkIdentity: Sendable {
   public var key: [UInt8]
   /// A backup serving its image trail to a next hop names the node whose MAT it relays.
   public var relays: NodeID?
+  /// TLS with a self-signed certificate, or the operator's PKI (or plaintext on loopback).
+  public var security: LinkSecurity
 
-  public init(context: String, nodeID: NodeID, generation: Generation, key: [UInt8], relays: NodeID? = nil) {
+  public init(
+    context: String, nodeID: NodeID, generation: Generation, key: [UInt8], relays: NodeID? = nil,
+    security: LinkSecurity = LinkSecurity(nil)
+  ) {
     self.context = context
     self.nodeID = nodeID
     self.generation = generation
     self.key = key
     self.relays = relays
+    self.security = security
   }
 
   /// The same node serving positions of `origin`'s MAT (nil or itself: its own).
@@ -33,7 +41,9 @@ public struct LinkIdentity: Sendable {
 
   /// A node as its config names it (context, id, generation), with its link key.
   public init(_ config: NodeConfig, key: [UInt8]) {
-    self.init(context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key)
+    self.init(
+      context: config.contextName, nodeID: config.nodeId, generation: config.generation, key: key,
+      security: LinkSecurity(config.tls))
   }
 }
 
@@ -56,12 +66,16 @@ public struct LinkPeer: Sendable {
 }
 
 public enum Handshake {
-  public static let protocolVersion: UInt16 = 1
+  /// 2: the link runs in TLS 1.3 and the proofs cover its exported keying material.
+  public static let protocolVersion: UInt16 = 2
   /// How long either side waits for each handshake step.
   public static let stepTimeout = 10.0
 
-  static func mac(_ role: String, key: [UInt8], hello: Message.Hello, challenge: Message.Challenge) -> [UInt8] {
-    var data = Array("understudy-link-1 \(role)".utf8)
+  static func mac(
+    _ role: String, key: [UInt8], binding: [UInt8], hello: Message.Hello, challenge: Message.Challenge
+  ) -> [UInt8] {
+    var data = Array("understudy-link-2 \(role)".utf8)
+    data.append(contentsOf: binding)
     data.append(contentsOf: Message.hello(hello).frame.payload)
     data.append(contentsOf: Message.challengeBody(challenge))
     return Array(HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: key)))
@@ -74,6 +88,8 @@ public enum Handshake {
 
   /// The backup's side. Returns the primary's identity once it has proven the key.
   public static func connect(_ link: Connection, as me: LinkIdentity) throws -> LinkPeer {
+    try link.socket.secure(me.security, server: false, deadline: Clock.monotonicSeconds() + stepTimeout)
+    let binding = link.socket.channelBinding
     let hello = Message.Hello(
       protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
       nonce: nonce())
@@ -86,18 +102,20 @@ public enum Handshake {
         "the primary speaks protocol \(challenge.protocolVersion) for context '\(challenge.context)'; this backup speaks \(protocolVersion) for '\(me.context)'"
       )
     }
-    let expected = mac("primary", key: me.key, hello: hello, challenge: challenge)
+    let expected = mac("primary", key: me.key, binding: binding, hello: hello, challenge: challenge)
     guard constantTimeEqual(expected, challenge.mac) else {
       throw link.refusing(
-        "the primary did not prove it holds the link secret: the two nodes' secret.key files differ",
-        told: "authentication failed: the backup's link secret differs from the primary's")
+        "the primary did not prove it holds the link secret on this TLS connection: the two nodes' secret.key files differ, or something between them terminates TLS (a man in the middle)",
+        told: "authentication failed: the backup's link secret differs from the primary's, or TLS is intercepted")
     }
-    try link.send(.auth(mac: mac("backup", key: me.key, hello: hello, challenge: challenge)))
+    try link.send(.auth(mac: mac("backup", key: me.key, binding: binding, hello: hello, challenge: challenge)))
     return LinkPeer(nodeID: challenge.nodeID, generation: challenge.generation, origin: challenge.origin)
   }
 
   /// The primary's side. Returns the backup's identity once it has proven the key.
   public static func accept(_ link: Connection, as me: LinkIdentity) throws -> (LinkPeer, Message.Hello) {
+    try link.socket.secure(me.security, server: true, deadline: Clock.monotonicSeconds() + stepTimeout)
+    let binding = link.socket.channelBinding
     guard case .hello(let hello) = try link.receive(timeout: stepTimeout) else {
       throw link.refusing("the first frame must be a hello")
     }
@@ -111,13 +129,16 @@ public enum Handshake {
     var challenge = Message.Challenge(
       protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
       nonce: nonce(), origin: me.relays, mac: [])
-    challenge.mac = mac("primary", key: me.key, hello: hello, challenge: challenge)
+    challenge.mac = mac("primary", key: me.key, binding: binding, hello: hello, challenge: challenge)
     try link.send(.challenge(challenge))
     guard case .auth(let proof) = try link.receive(timeout: stepTimeout) else {
       throw link.refusing("expected the backup's proof of the link secret")
     }
-    guard constantTimeEqual(proof, mac("backup", key: me.key, hello: hello, challenge: challenge)) else {
-      throw link.refusing("authentication failed: the backup's link secret differs from the primary's")
+    guard constantTimeEqual(proof, mac("backup", key: me.key, binding: binding, hello: hello, challenge: challenge))
+    else {
+      throw link.refusing(
+        "authentication failed: the backup's link secret differs from the primary's, or something between them terminates TLS (a man in the middle)"
+      )
     }
     return (LinkPeer(nodeID: hello.nodeID, generation: hello.generation), hello)
   }

@@ -15,6 +15,8 @@ public enum LinkError: Error, CustomStringConvertible, Sendable {
   case refusedByPeer(peer: String, reason: String)
   /// We said no to the peer (the reason was also sent to it).
   case refused(peer: String, reason: String)
+  /// TLS could not be set up, or a TLS record failed (OpenSSL's reason).
+  case tls(peer: String, reason: String)
 
   public var description: String {
     switch self {
@@ -28,13 +30,16 @@ public enum LinkError: Error, CustomStringConvertible, Sendable {
     case .badFrame(let peer, let reason): "bad frame from \(peer): \(reason)"
     case .refusedByPeer(let peer, let reason): "\(peer) refused the link: \(reason)"
     case .refused(let peer, let reason): "refused the link from \(peer): \(reason)"
+    case .tls(let peer, let reason): "TLS with \(peer): \(reason)"
     }
   }
 
   /// Worth retrying later without operator action (a dropped or refused connection).
   public var isTransient: Bool {
     switch self {
-    case .connect, .closed, .timeout, .io, .resolve: true
+    // A TLS record that fails its authentication is a damaged or tampered stream: a new
+    // connection starts clean.
+    case .connect, .closed, .timeout, .io, .resolve, .tls: true
     default: false
     }
   }

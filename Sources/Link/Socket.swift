@@ -1,9 +1,12 @@
 // Blocking TCP sockets with deadlines. The link is one long-lived stream per backup,
 // read and written by one thread that also fsyncs between frames, so plain sockets
 // with poll(2) timeouts are the whole need; every wait has a deadline, so a stop
-// request or a silent peer is always noticed.
+// request or a silent peer is always noticed. Once `secure` has run (TLS.swift), the
+// same calls go through TLS 1.3 on the socket, made non-blocking so that the deadlines
+// still hold inside a TLS record.
 
 import AuditTrail
+import CTLS
 import Foundation
 import Node
 
@@ -11,6 +14,8 @@ public final class Socket: @unchecked Sendable {
   public let fd: Int32
   /// `host:port` of the other end, for messages.
   public let peer: String
+  /// The TLS connection, once `secure` started one.
+  private var tls: TLSSession?
 
   init(fd: Int32, peer: String) {
     self.fd = fd
@@ -23,7 +28,10 @@ public final class Socket: @unchecked Sendable {
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
   }
 
-  deinit { Glibc.close(fd) }
+  deinit {
+    tls = nil  // sends close_notify while the fd is still open
+    Glibc.close(fd)
+  }
 
   /// Shuts the connection both ways; a thread blocked on it wakes up.
   public func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
@@ -62,6 +70,7 @@ public final class Socket: @unchecked Sendable {
 
   /// Sends all of `bytes` or throws.
   public func send(_ bytes: [UInt8]) throws {
+    if let tls { return try send(bytes, through: tls) }
     var sent = 0
     try bytes.withUnsafeBytes { raw in
       while sent < raw.count {
@@ -78,6 +87,98 @@ public final class Socket: @unchecked Sendable {
     }
   }
 
+  /// A peer that stops reading must not block a sender forever (as SO_SNDTIMEO does
+  /// for a plain socket).
+  static let sendTimeout = 30.0
+
+  private func send(_ bytes: [UInt8], through tls: TLSSession) throws {
+    var sent = 0
+    let deadline = Clock.monotonicSeconds() + Self.sendTimeout
+    try bytes.withUnsafeBytes { raw in
+      while sent < raw.count {
+        let n = ctls_write(tls.ssl, raw.baseAddress! + sent, Int32(min(raw.count - sent, 1 << 30)))
+        if n > 0 {
+          sent += Int(n)
+          continue
+        }
+        try awaitTLS(n, deadline: deadline, waitingFor: "room to send (the peer stopped reading)", operation: "send")
+      }
+    }
+  }
+
+  /// Waits for what OpenSSL asked for (`result` of a call that made no progress), or
+  /// throws what ended the connection.
+  private func awaitTLS(_ result: Int32, deadline: Double, waitingFor what: String, operation: String) throws {
+    let events: Int16
+    switch result {
+    case CTLS_WANT_READ: events = Int16(POLLIN)
+    case CTLS_WANT_WRITE: events = Int16(POLLOUT)
+    case CTLS_CLOSED: throw LinkError.closed(peer: peer)
+    default: throw LinkError.tls(peer: peer, reason: "\(operation) failed: \(TLSSession.lastError())")
+    }
+    var pfd = pollfd(fd: fd, events: events, revents: 0)
+    while true {
+      let left = deadline - Clock.monotonicSeconds()
+      guard left > 0 else { throw LinkError.timeout(peer: peer, waitingFor: what) }
+      let r = poll(&pfd, 1, Int32(min(left * 1000, Double(Int32.max)).rounded(.up)))
+      if r < 0 && errno == EINTR { continue }
+      if r < 0 { throw LinkError.io(peer: peer, operation: "poll", errno: errno) }
+      if r == 0 { throw LinkError.timeout(peer: peer, waitingFor: what) }
+      return
+    }
+  }
+
+  /// Runs the TLS handshake on this connected socket (see `secure`).
+  func startTLS(_ context: UnsafeMutableRawPointer, server: Bool, deadline: Double) throws {
+    precondition(tls == nil, "TLS started twice")
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    var error = [CChar](repeating: 0, count: 512)
+    guard let ssl = ctls_new(context, fd, server ? 1 : 0, &error, error.count) else {
+      throw LinkError.tls(peer: peer, reason: text(error))
+    }
+    let session = TLSSession(ssl)
+    while true {
+      let r = ctls_handshake(ssl)
+      if r == 1 { break }
+      do {
+        try awaitTLS(r, deadline: deadline, waitingFor: "TLS handshake", operation: "handshake")
+      } catch LinkError.tls(_, let reason) {
+        throw LinkError.tls(
+          peer: peer,
+          reason:
+            "\(reason) (the peer must speak TLS 1.3; with an operator's PKI, its certificate must chain to this node's CA)"
+        )
+      }
+    }
+    tls = session
+  }
+
+  /// The TLS exporter value of this connection (empty without TLS): what the
+  /// handshake's proof covers, so that it holds on this connection only.
+  public var channelBinding: [UInt8] { tls?.channelBinding ?? [] }
+
+  /// "TLSv1.3 TLS_AES_256_GCM_SHA384", or "plaintext".
+  public var security: String { tls.map { "\($0.version) \($0.cipher)" } ?? "plaintext" }
+
+  /// Whether the peer's address is a loopback one (127.0.0.0/8, ::1 or ::ffff:127.x).
+  public var isLoopback: Bool {
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let r = withUnsafeMutablePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+    }
+    guard r == 0 else { return false }
+    let bytes = withUnsafeBytes(of: storage) { Array($0) }
+    switch Int32(storage.ss_family) {
+    case AF_INET: return bytes[4] == 127  // sin_addr, network order
+    case AF_INET6:
+      let address = bytes[8..<24]  // sin6_addr
+      let mapped = address.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff][...]
+      return address.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) || (mapped && bytes[20] == 127)
+    default: return false
+    }
+  }
+
   /// Waits until data can be read, up to `timeout` seconds. False on timeout.
   public func waitReadable(timeout: Double) throws -> Bool {
     try waitReadable(timeout: timeout, orAlso: Int32?.none).socket
@@ -87,6 +188,8 @@ public final class Socket: @unchecked Sendable {
   /// which is. A wait under a millisecond is rounded up to one, not down to none: a
   /// loop around a zero wait spins.
   public func waitReadable(timeout: Double, orAlso other: Int32?) throws -> (socket: Bool, other: Bool) {
+    // Bytes already decrypted are readable now, whatever the socket says.
+    if let tls, ctls_pending(tls.ssl) > 0 { return (true, false) }
     var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
     if let other { fds.append(pollfd(fd: other, events: Int16(POLLIN), revents: 0)) }
     let millis = Int32(min(max(0, timeout) * 1000, Double(Int32.max)).rounded(.up))
@@ -105,6 +208,7 @@ public final class Socket: @unchecked Sendable {
     throws
   {
     precondition(count > 0)
+    if let tls { return try receive(upTo: count, appendingTo: &buffer, deadline: deadline, waitingFor: what, tls) }
     let start = buffer.count
     while true {
       guard try waitReadable(timeout: deadline - Clock.monotonicSeconds()) else {
@@ -120,6 +224,25 @@ public final class Socket: @unchecked Sendable {
         throw LinkError.io(peer: peer, operation: "recv", errno: error)
       }
       return
+    }
+  }
+
+  private func receive(
+    upTo count: Int, appendingTo buffer: inout [UInt8], deadline: Double, waitingFor what: String, _ tls: TLSSession
+  ) throws {
+    let start = buffer.count
+    var result: Int32 = CTLS_WANT_READ
+    while true {
+      if ctls_pending(tls.ssl) == 0 {
+        try awaitTLS(result, deadline: deadline, waitingFor: what, operation: "receive")
+      }
+      buffer.append(contentsOf: repeatElement(0, count: count))
+      result = buffer.withUnsafeMutableBytes { ctls_read(tls.ssl, $0.baseAddress! + start, Int32(count)) }
+      buffer.removeLast(count - max(Int(result), 0))
+      if result > 0 { return }
+      if result != CTLS_WANT_READ && result != CTLS_WANT_WRITE {
+        try awaitTLS(result, deadline: deadline, waitingFor: what, operation: "receive")
+      }
     }
   }
 

@@ -8,6 +8,20 @@ public enum Role: String, Codable, Sendable, CustomStringConvertible {
   public var description: String { rawValue }
 }
 
+/// A node's certificate, its private key and the CA its peers' certificates must chain
+/// to: absolute paths of PEM files.
+public struct TLSFiles: Codable, Sendable, Equatable {
+  public var certificate: String
+  public var key: String
+  public var ca: String
+
+  public init(certificate: String, key: String, ca: String) {
+    self.certificate = certificate
+    self.key = key
+    self.ca = ca
+  }
+}
+
 /// The node's config, written by `init` and read by every command.
 public struct NodeConfig: Codable, Sendable, Equatable {
   public static let currentFormat = 1
@@ -51,6 +65,10 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   /// This server's name in its MIMIX context (`init --name`; what `rtdr -s` names). A
   /// backup tells its primary, which lists its recovery servers by it.
   public var server: String?
+  /// The operator's own PKI for the link (`init --tls-cert --tls-key --tls-ca`). nil: each
+  /// process makes a self-signed certificate in memory, and the peer is authenticated by
+  /// the secret-bound proof alone.
+  public var tls: TLSFiles?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600
