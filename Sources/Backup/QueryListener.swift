@@ -49,11 +49,19 @@ final class QueryListener: @unchecked Sendable {
       return
     }
     let connections = DispatchGroup()
+    // Connections not yet authenticated: bounded in number and time, as on a primary.
+    let gate = AdmissionGate()
     while !stop.isSet {
+      gate.sweep()
+      gate.logDropped(events)
       guard let socket = try? listener.accept(timeout: 0.2) else { continue }
+      let ticket = gate.admit(socket)
       connections.enter()
       let thread = Thread { [self] in
-        serve(Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload), key: key)
+        serve(Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload), key: key) {
+          gate.passed(ticket)
+        }
+        _ = gate.leave(ticket)
         connections.leave()
       }
       thread.name = "relay \(socket.peer)"
@@ -62,7 +70,7 @@ final class QueryListener: @unchecked Sendable {
     _ = connections.wait(timeout: .now() + 5)
   }
 
-  private func serve(_ link: Link.Connection, key: [UInt8]) {
+  private func serve(_ link: Link.Connection, key: [UInt8], authenticated: () -> Void) {
     defer {
       link.socket.shutdown()
       lock.lock()
@@ -78,6 +86,7 @@ final class QueryListener: @unchecked Sendable {
         ? try CommitState.read(databaseAt: config.database).nodeID : nil
       let me = LinkIdentity(config, key: key).relaying(origin)
       let (peer, _) = try Handshake.accept(link, as: me)
+      authenticated()
       var request = try link.receive(timeout: Handshake.stepTimeout)
       switch request {
       case .contextQuery: return try link.send(.contextAnswer(answer(config)))

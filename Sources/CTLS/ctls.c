@@ -83,8 +83,12 @@ void *ctls_context_new(int server, const char *certificate, const char *key, con
       goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-      char what[512];
-      snprintf(what, sizeof what, "cannot read the private key %s", key);
+      char what[1100];
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        snprintf(what, sizeof what, "the private key %s does not belong to the certificate %s", key, certificate);
+      } else {
+        snprintf(what, sizeof what, "cannot read the private key %s", key);
+      }
       describe_error(what, error, size);
       goto fail;
     }

@@ -16,6 +16,8 @@ public final class PrimaryServer: @unchecked Sendable {
   private let lock = NSLock()
   private var attached: [String: AttachedBackup] = [:]
   private let extractors = DispatchGroup()
+  /// Connections not yet authenticated: bounded in number and time.
+  private let gate = AdmissionGate()
   private let purger: MATPurger
 
   public init(layout: NodeLayout, events: EventLog, stop: StopFlag) throws {
@@ -69,11 +71,14 @@ public final class PrimaryServer: @unchecked Sendable {
         // Nothing is removed that is needed; a failure only keeps more (a full disk stays full).
         events.log(.fileError, "the MAT purge failed: \(error)")
       }
+      gate.sweep()
+      gate.logDropped(events)
       guard let socket = try listener.accept(timeout: 0.2) else { continue }
       let connection = Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload)
+      let ticket = gate.admit(socket)
       extractors.enter()
       let thread = Thread { [self] in
-        serve(connection)
+        serve(connection, ticket: ticket)
         extractors.leave()
       }
       thread.name = "extractor \(socket.peer)"
@@ -183,10 +188,11 @@ public final class PrimaryServer: @unchecked Sendable {
     stop.stop("superseded by generation \(generation)")
   }
 
-  func serve(_ link: Link.Connection) {
+  func serve(_ link: Link.Connection, ticket: Int) {
     let identity = LinkIdentity(config, key: key)
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
+      gate.passed(ticket)
       guard peer.generation <= config.generation else {
         // A generation announced on the link is a claim, not evidence: only a known
         // backup that answers as the next primary with this node's MAT as its base is.
@@ -281,8 +287,9 @@ public final class PrimaryServer: @unchecked Sendable {
       try extractor.stream(from: from, lastCRC: lastCRC)
     } catch let error as LinkError {
       switch error {
+      case _ where gate.leave(ticket): break  // the gate dropped it, and said so
       case .badFrame: events.log(.badFrame, "\(error)", [("peer", .string(link.peer))])
-      case .refused, .refusedByPeer: events.log(.linkRefused, "\(error)", [("peer", .string(link.peer))])
+      case .refused, .refusedByPeer, .tls: events.log(.linkRefused, "\(error)", [("peer", .string(link.peer))])
       default: events.log(.linkDropped, "link to \(link.peer) ended: \(error)", [("peer", .string(link.peer))])
       }
     } catch {
@@ -290,6 +297,7 @@ public final class PrimaryServer: @unchecked Sendable {
         .extractorStoppedUnexpectedly, "extractor for \(link.peer) stopped: \(error)", [("peer", .string(link.peer))])
       link.refuse("the primary's extractor stopped: \(error)")
     }
+    _ = gate.leave(ticket)
     link.socket.shutdown()
     lock.lock()
     attached[link.peer] = nil

@@ -319,18 +319,24 @@ final class ReplicationFaultTests: XCTestCase {
       ("hello then a forged proof", helloFrame + Frame(.auth, [UInt8](repeating: 0, count: 32)).encoded()),
       ("records before any handshake", Frame(.records, [UInt8](repeating: 0, count: 64)).encoded()),
     ]
+    // Each attack twice: in clear (refused by TLS), and inside a TLS connection (what
+    // anyone can open: the frames are judged as before).
     for (name, bytes) in attacks {
-      let socket = try Socket.connect(to: address, timeout: 2)
-      try socket.send(bytes)
-      if name.hasPrefix("truncated") { socket.shutdown() }
-      // The primary answers with a refusal or closes; it never hangs the test for long.
-      _ = try? Link.Connection(socket: socket, maxPayload: 1 << 20).receive(timeout: 12)
-      XCTAssertTrue(primary.isRunning, "the primary died after: \(name)")
+      for secured in [false, true] {
+        let socket = try Socket.connect(to: address, timeout: 2)
+        if secured { try socket.secure(.tls, server: false, deadline: Clock.monotonicSeconds() + 5) }
+        try socket.send(bytes)
+        if name.hasPrefix("truncated") { socket.shutdown() }
+        // The primary answers with a refusal or closes; it never hangs the test for long.
+        _ = try? Link.Connection(socket: socket, maxPayload: 1 << 20).receive(timeout: 12)
+        XCTAssertTrue(primary.isRunning, "the primary died after: \(name)")
+      }
     }
     // Each refusal is logged by the connection's own thread once it has closed: wait for
     // them (counting at once failed about one run in five under load).
     let bad = { events(pair.primary).filter { [9012, 9013].contains($0["code"] as? Int ?? 0) } }
-    XCTAssertTrue(eventually(10) { bad().count >= attacks.count - 2 }, "\(bad())")
+    XCTAssertTrue(eventually(10) { bad().count >= 2 * attacks.count - 4 }, "\(bad())")
+    XCTAssertTrue(bad().contains { ($0["message"] as? String ?? "").contains("TLS") }, "\(bad())")
     // Its trail is intact and a real backup still gets everything.
     XCTAssertEqual(try understudy(["trail", "dump", "--node", pair.primary, "--json"]).status, 0)
     let backup = try Daemon(node: pair.backup)

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Link
 import Node
 import Procedures
 
@@ -19,6 +20,8 @@ struct Start: ParsableCommand {
     try reporting(json: false) {
       let layout = NodeLayout(root: node.node)
       let config = try layout.loadConfig()
+      // Unreadable or public TLS files stop the start here, not the first link later.
+      try LinkSecurity(config.tls).check()
       let lock = try DaemonLock.acquire(layout)
       let events = EventLog(layout: layout, node: config.nodeId.description, echo: true)
       let daemon = NodeDaemon(layout: layout, events: events, showProgress: isatty(2) != 0)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditTrail
 import Backup
+import Link
 import MIMIX
 import Node
 import Primary
@@ -34,14 +35,17 @@ struct InitPrimary: ParsableCommand {
   var matRetention: Int?
   @Option(help: "The most MAT one backup may hold back, in bytes; past it, it needs a full copy (default: no cap).")
   var maxRetainedBytes: Int?
+  @OptionGroup var tls: TLSOptions
   @OptionGroup var output: JSONFlag
 
   func run() throws {
     try reporting(json: output.json) {
-      let config = try PrimarySetup.initPrimary(
+      let files = try tls.files()
+      var config = try PrimarySetup.initPrimary(
         .init(
           node: node.node, database: database, listen: listen, trailFileSize: trailFileSize, secretFile: secretFile,
           context: context, matRetentionSeconds: matRetention, maxRetainedBytes: maxRetainedBytes))
+      config = try tls.record(files, node: node.node)
       let base = config.base!
       let registered = try registration.register(context: context, node: node.node, role: .production, production: nil)
       if output.json {
@@ -91,14 +95,17 @@ struct InitBackup: ParsableCommand {
   @Option(
     help: "Size of each MAT file in bytes once this node becomes a primary (its image trail mirrors the primary's).")
   var trailFileSize: Int = TrailFormat.defaultFileSize
+  @OptionGroup var tls: TLSOptions
   @OptionGroup var output: JSONFlag
 
   func run() throws {
     try reporting(json: output.json) {
-      let config = try BackupSetup.initBackup(
+      let files = try tls.files()
+      var config = try BackupSetup.initBackup(
         .init(
           node: node.node, database: database, primary: primary, secretFile: secretFile, listen: listen,
           context: context, retentionSeconds: retention, trailFileSize: trailFileSize))
+      config = try tls.record(files, node: node.node)
       let registered = try registration.register(
         context: context, node: node.node, role: .recovery, production: primary)
       if output.json {
@@ -116,6 +123,43 @@ struct InitBackup: ParsableCommand {
           "its first `understudy start --node \(node.node)` copies the primary's database into \(config.database)")
       }
     }
+  }
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-ca`: the operator's own PKI for the link, all three
+/// or none (none: a self-signed certificate in memory, authenticated by the key proof).
+struct TLSOptions: ParsableArguments {
+  @Option(name: .customLong("tls-cert"), help: "This node's certificate (PEM), issued by the --tls-ca.")
+  var certificate: String?
+  @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, mode 0600).")
+  var key: String?
+  @Option(name: .customLong("tls-ca"), help: "The CA (PEM) the peer's certificate must chain to.")
+  var ca: String?
+
+  /// The files, checked (readable, the key private and matching), before anything is made.
+  func files() throws -> TLSFiles? {
+    let given = [("--tls-cert", certificate), ("--tls-key", key), ("--tls-ca", ca)]
+    guard given.contains(where: { $0.1 != nil }) else { return nil }
+    let missing = given.filter { $0.1 == nil }.map(\.0)
+    guard missing.isEmpty else {
+      throw ValidationError(
+        "an operator's PKI needs --tls-cert, --tls-key and --tls-ca together; missing \(missing.joined(separator: ", "))"
+      )
+    }
+    let files = TLSFiles(
+      certificate: NodeSetup.absolute(certificate!), key: NodeSetup.absolute(key!), ca: NodeSetup.absolute(ca!))
+    try LinkSecurity.pki(files).check()
+    return files
+  }
+
+  /// Writes the files into the new node's config.
+  func record(_ files: TLSFiles?, node: String) throws -> NodeConfig {
+    let layout = NodeLayout(root: NodeSetup.absolute(node))
+    var config = try layout.loadConfig()
+    guard let files else { return config }
+    config.tls = files
+    try layout.saveConfig(config)
+    return config
   }
 }
 
