@@ -217,6 +217,9 @@ final class TLSLinkTests: XCTestCase {
     let backup = try initBackup("backup", tlsOptions("backup"))
     let config = try NodeLayout(root: backup).loadConfig()
     XCTAssertEqual(config.tls?.ca, pki.cert("ca"))
+    try assertConforms(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: backup + "/understudy.json"))),
+      to: "node-config.schema.json")
     made = try understudy(["sql", "--node", primary, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"])
     XCTAssertEqual(made.status, 0, made.stderr)
     let p = try Daemon(node: primary)
