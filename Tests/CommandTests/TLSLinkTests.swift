@@ -40,6 +40,17 @@ final class TLSLinkTests: XCTestCase {
       try assertOnlyTLS13(c, "connection \(index)")
     }
     XCTAssertGreaterThan(captured.map { $0.down.count }.reduce(0, +), 2000, "the stream crossed the proxy")
+    // Nor in what the nodes say about themselves: events, status, the daemon's output.
+    let secret = String(decoding: try Secret.load(path: pair.primary + "/secret.key"), as: UTF8.self)
+    for node in [pair.primary, pair.backup] {
+      let said =
+        (try String(contentsOfFile: node + "/events.jsonl", encoding: .utf8))
+        + (try understudy(["status", "--node", node, "--json"])).stdout
+        + (try understudy(["status", "--node", node])).stdout
+        + ((try? String(contentsOfFile: node + ".log", encoding: .utf8)) ?? "")
+      XCTAssertFalse(said.contains(Self.canary), "\(node) shows a row value")
+      XCTAssertFalse(said.contains(secret), "\(node) shows the link secret")
+    }
 
     // The same through the same proxy in plaintext (allowed on loopback only, for
     // benchmarks): the row value is there, so the check above can fail.
