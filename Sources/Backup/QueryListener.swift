@@ -61,7 +61,7 @@ final class QueryListener: @unchecked Sendable {
         serve(Link.Connection(socket: socket, maxPayload: Frame.maxControlPayload), key: key) {
           gate.passed(ticket)
         }
-        _ = gate.leave(ticket)
+        gate.leave(ticket)
         connections.leave()
       }
       thread.name = "relay \(socket.peer)"

@@ -197,7 +197,11 @@ static int outcome(SSL *ssl, int result) {
     case SSL_ERROR_WANT_WRITE: return CTLS_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN: return CTLS_CLOSED;
     case SSL_ERROR_SYSCALL:
-      if (ERR_peek_error() == 0 && errno == 0) return CTLS_CLOSED;
+      // The peer went away (end of file, reset, broken pipe): a closed link, not a
+      // TLS failure.
+      if (ERR_peek_error() == 0 && (errno == 0 || errno == ECONNRESET || errno == EPIPE || errno == ENOTCONN)) {
+        return CTLS_CLOSED;
+      }
       return CTLS_ERROR;
     default: return CTLS_ERROR;
   }

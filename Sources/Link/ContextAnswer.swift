@@ -110,7 +110,7 @@ extension Handshake {
     let socket = try Socket.connect(to: address, timeout: timeout)
     let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
     defer { socket.shutdown() }
-    _ = try connect(link, as: me)
+    _ = try connect(link, as: me, timeout: timeout)
     try link.send(.followHint(hint))
     guard case .contextAnswer(let answer) = try link.receive(timeout: max(timeout, 2)) else {
       throw link.refusingFrame("expected a context answer to the follow hint")
@@ -142,7 +142,7 @@ extension Handshake {
     let socket = try Socket.connect(to: address, timeout: timeout)
     let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
     defer { socket.shutdown() }
-    let peer = try connect(link, as: me)
+    let peer = try connect(link, as: me, timeout: timeout)
     try link.send(.contextQuery)
     guard case .contextAnswer(let answer) = try link.receive(timeout: max(timeout, 2)) else {
       throw link.refusingFrame("expected a context answer")

@@ -87,9 +87,13 @@ public enum Handshake {
   }
 
   /// The backup's side. Returns the primary's identity once it has proven the key.
-  public static func connect(_ link: Connection, as me: LinkIdentity) throws -> LinkPeer {
-    try link.socket.secure(me.security, server: false, deadline: Clock.monotonicSeconds() + stepTimeout)
-    let binding = link.socket.channelBinding
+  /// `timeout` bounds TLS (a probe asks quickly; the default is a step's).
+  public static func connect(_ link: Connection, as me: LinkIdentity, timeout: Double = stepTimeout) throws
+    -> LinkPeer
+  {
+    try link.socket.secure(
+      me.security, server: false, deadline: Clock.monotonicSeconds() + min(timeout, stepTimeout))
+    let binding = try link.socket.channelBinding
     let hello = Message.Hello(
       protocolVersion: protocolVersion, context: me.context, nodeID: me.nodeID, generation: me.generation,
       nonce: nonce())
@@ -115,7 +119,7 @@ public enum Handshake {
   /// The primary's side. Returns the backup's identity once it has proven the key.
   public static func accept(_ link: Connection, as me: LinkIdentity) throws -> (LinkPeer, Message.Hello) {
     try link.socket.secure(me.security, server: true, deadline: Clock.monotonicSeconds() + stepTimeout)
-    let binding = link.socket.channelBinding
+    let binding = try link.socket.channelBinding
     guard case .hello(let hello) = try link.receive(timeout: stepTimeout) else {
       throw link.refusing("the first frame must be a hello")
     }
@@ -152,7 +156,7 @@ public enum Handshake {
     let socket = try Socket.connect(to: address, timeout: timeout)
     let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
     defer { socket.shutdown() }
-    let peer = try connect(link, as: me)
+    let peer = try connect(link, as: me, timeout: timeout)
     link.refuse(reason)
     return peer
   }
@@ -165,7 +169,7 @@ public enum Handshake {
     let socket = try Socket.connect(to: address, timeout: timeout)
     let link = Connection(socket: socket, maxPayload: Frame.maxControlPayload)
     defer { socket.shutdown() }
-    let peer = try connect(link, as: me)
+    let peer = try connect(link, as: me, timeout: timeout)
     guard ask(peer) else {
       link.refuse(reason)
       return (peer, nil, nil)

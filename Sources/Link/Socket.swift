@@ -155,17 +155,31 @@ public final class Socket: @unchecked Sendable {
 
   /// The TLS exporter value of this connection (empty without TLS): what the
   /// handshake's proof covers, so that it holds on this connection only.
-  public var channelBinding: [UInt8] { tls?.channelBinding ?? [] }
+  public var channelBinding: [UInt8] {
+    get throws {
+      guard let tls else { return [] }
+      guard let binding = tls.channelBinding, binding.count == 32 else {
+        throw LinkError.tls(peer: peer, reason: "OpenSSL gave no exported keying material for the key proof")
+      }
+      return binding
+    }
+  }
 
   /// "TLSv1.3 TLS_AES_256_GCM_SHA384", or "plaintext".
   public var security: String { tls.map { "\($0.version) \($0.cipher)" } ?? "plaintext" }
 
   /// Whether the peer's address is a loopback one (127.0.0.0/8, ::1 or ::ffff:127.x).
-  public var isLoopback: Bool {
+  public var isLoopback: Bool { Self.isLoopback(fd, getpeername) }
+  /// Whether this end's own address is.
+  var isLocallyLoopback: Bool { Self.isLoopback(fd, getsockname) }
+
+  private static func isLoopback(
+    _ fd: Int32, _ name: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+  ) -> Bool {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     let r = withUnsafeMutablePointer(to: &storage) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { name(fd, $0, &length) }
     }
     guard r == 0 else { return false }
     let bytes = withUnsafeBytes(of: storage) { Array($0) }

@@ -101,7 +101,7 @@ extension Socket {
   /// allowed on loopback only.
   public func secure(_ security: LinkSecurity, server: Bool, deadline: Double) throws {
     if security == .plaintextOnLoopback {
-      guard isLoopback else {
+      guard isLoopback && isLocallyLoopback else {
         throw LinkError.tls(
           peer: peer,
           reason:
@@ -130,10 +130,11 @@ final class TLSSession: @unchecked Sendable {
     return text(error)
   }
 
-  /// The exporter value the handshake's proof covers.
-  var channelBinding: [UInt8] {
+  /// The exporter value the handshake's proof covers; nil if OpenSSL cannot give it
+  /// (the handshake then fails closed: an empty binding would make a proof relayable).
+  var channelBinding: [UInt8]? {
     var out = [UInt8](repeating: 0, count: 32)
-    guard ctls_export(ssl, &out, out.count) == 1 else { return [] }
+    guard ctls_export(ssl, &out, out.count) == 1 else { return nil }
     return out
   }
 

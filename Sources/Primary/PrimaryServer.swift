@@ -190,9 +190,11 @@ public final class PrimaryServer: @unchecked Sendable {
 
   func serve(_ link: Link.Connection, ticket: Int) {
     let identity = LinkIdentity(config, key: key)
+    var authenticated = false
     do {
       let (peer, _) = try Handshake.accept(link, as: identity)
       gate.passed(ticket)
+      authenticated = true
       guard peer.generation <= config.generation else {
         // A generation announced on the link is a claim, not evidence: only a known
         // backup that answers as the next primary with this node's MAT as its base is.
@@ -286,18 +288,21 @@ public final class PrimaryServer: @unchecked Sendable {
       if layout.mat.fileExists(sno: from.sno) { try purger.note(peer.nodeID, needs: from) }
       try extractor.stream(from: from, lastCRC: lastCRC)
     } catch let error as LinkError {
-      switch error {
-      case _ where gate.leave(ticket): break  // the gate dropped it, and said so
-      case .badFrame: events.log(.badFrame, "\(error)", [("peer", .string(link.peer))])
-      case .refused, .refusedByPeer, .tls: events.log(.linkRefused, "\(error)", [("peer", .string(link.peer))])
-      default: events.log(.linkDropped, "link to \(link.peer) ended: \(error)", [("peer", .string(link.peer))])
+      let log = { [self] in
+        switch error {
+        case .badFrame: events.log(.badFrame, "\(error)", [("peer", .string(link.peer))])
+        case .refused, .refusedByPeer, .tls: events.log(.linkRefused, "\(error)", [("peer", .string(link.peer))])
+        default: events.log(.linkDropped, "link to \(link.peer) ended: \(error)", [("peer", .string(link.peer))])
+        }
       }
+      // Before the proof, anyone can end a connection: the gate bounds what that logs.
+      if authenticated { log() } else { gate.failed(ticket, peer: link.peer, log) }
     } catch {
       events.log(
         .extractorStoppedUnexpectedly, "extractor for \(link.peer) stopped: \(error)", [("peer", .string(link.peer))])
       link.refuse("the primary's extractor stopped: \(error)")
     }
-    _ = gate.leave(ticket)
+    gate.leave(ticket)
     link.socket.shutdown()
     lock.lock()
     attached[link.peer] = nil

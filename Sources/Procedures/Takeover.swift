@@ -237,10 +237,20 @@ public enum Takeover {
       }
       return
     }
-    guard let address = try? HostPort(parsing: primary),
-      let peer = try? Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2),
-      peer.generation <= config.generation
-    else { return }
+    guard let address = try? HostPort(parsing: primary) else { return }
+    let probed: LinkPeer
+    do {
+      probed = try Handshake.probe(address, as: me, reason: "takeover check: is the primary alive?", timeout: 2)
+    } catch LinkError.tls(_, let reason) {
+      // Something accepted the connection and spoke TLS (or tried): an expired or
+      // rotated certificate on a live primary must not read as a lost one.
+      throw TakeoverError.primaryReachable(
+        node: layout.root, primary: primary, how: "it accepts connections but the TLS handshake failed (\(reason))")
+    } catch {
+      return
+    }
+    guard probed.generation <= config.generation else { return }
+    let peer = probed
     guard peer.isRelay else {
       throw TakeoverError.primaryReachable(
         node: layout.root, primary: primary, how: "it answered a handshake as node \(peer.nodeID)")
