@@ -21,13 +21,6 @@ final class Receiver: @unchecked Sendable {
 
   /// Sync and acknowledge at least this often while data keeps arriving.
   static let syncBytes = 4 << 20
-  /// Syncs are at least this far apart while records keep coming: at the primary's full
-  /// rate a sync per burst was a sync per commit, on a disk the primary may share. The
-  /// price is at most this much more lag. At 5 ms rather than 2, `bench replicate`'s
-  /// attach cost fell from a median of about 16% to 12% over ten rounds each, and spread
-  /// less; lag p99 stayed near 10 ms. Now twice the extractor's gather interval, so
-  /// that a sync covers about two of its sends.
-  static let syncInterval = 0.010
   /// The primary heartbeats every half second; silence this long means the link is dead.
   static let silence = 5.0
 
@@ -157,7 +150,6 @@ final class Receiver: @unchecked Sendable {
       progress.update { $0.connected = false }
     }
     var unsynced = 0
-    var lastSync = 0.0
     var lastSentApplied: MATPosition?
     var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
@@ -184,14 +176,12 @@ final class Receiver: @unchecked Sendable {
       default:
         throw LinkError.badFrame(peer: link.peer, reason: "unexpected \(message.type) frame while streaming")
       }
-      // Sync and acknowledge once the burst is over (or it is big), and no sooner than
-      // `syncInterval` after the last sync: one fsync per burst, and a bounded number.
-      if unsynced > 0,
-        try unsynced >= Self.syncBytes
-          || !link.socket.waitReadable(timeout: max(0, lastSync + Self.syncInterval - Clock.monotonicSeconds()))
-      {
+      // Group commit: sync and acknowledge once nothing more has arrived (or the burst is
+      // big). What arrives while a sync runs is waiting when it ends and goes into the
+      // next one, so syncs follow the load with no timer: one per commit when commits
+      // are sparse (the least lag), fewer and larger as the rate rises.
+      if unsynced > 0, try unsynced >= Self.syncBytes || !link.socket.waitReadable(timeout: 0) {
         try image.sync()
-        lastSync = Clock.monotonicSeconds()
         unsynced = 0
         let end = image.end
         let newest = newestWritten

@@ -46,11 +46,6 @@ public final class Extractor {
   static let commitGrace = 0.02
   /// How often to look for commits where the database's directory cannot be watched.
   static let pollInterval = 0.002
-  /// How long commits gather after a send before the next one (the receiver's sync
-  /// interval decides when they are acknowledged). Every send wakes three threads on two
-  /// nodes; at 5 ms rather than 2, `bench replicate`'s attach cost fell from a median of
-  /// 6.8% to 4.4% over six interleaved runs each, and lag p50 rose from 5 to 10 ms.
-  static let gatherInterval = 0.005
 
   init(
     layout: NodeLayout, link: Link.Connection, peer: LinkPeer, stop: StopFlag, events: EventLog,
@@ -179,10 +174,10 @@ public final class Extractor {
         }
       }
       // Drain acknowledgements. When there was nothing to send, wait for one, for a
-      // commit, or for the next look past the committed end. After a send, commits
-      // gather for a moment: a send per commit cost both nodes a wake-up, a query and a
-      // round of system calls per transaction.
-      var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : Self.gatherInterval
+      // commit, or for the next look past the committed end. After a send, no wait:
+      // batching follows the load, as what committed while this batch was read and sent
+      // is the next one (a fixed 5 ms gather put 5 ms on every commit's lag).
+      var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : 0
       var watched: Int32?
       if let commits, batch.isEmpty {
         // A watch set only now missed any commit since the look above: look once more.
