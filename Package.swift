@@ -80,6 +80,8 @@ let package = Package(
     ),
     .target(name: "TestSupport", dependencies: ["Node"], path: "Tests/TestSupport"),
     .testTarget(name: "AuditTrailTests", dependencies: ["AuditTrail", "TestSupport"]),
+    // The link's frame decoder and state machines, without sockets.
+    .testTarget(name: "LinkTests", dependencies: ["AuditTrail", "Node", "Link"]),
     .testTarget(name: "PrimaryTests", dependencies: ["AuditTrail", "SQLiteSupport", "Node", "Apply", "Primary", "TestSupport"]),
     // Runs the built `understudy` binary as a real process (it depends on the target so
     // that `swift test` builds it first).

@@ -21,13 +21,6 @@ final class Receiver: @unchecked Sendable {
 
   /// Sync and acknowledge at least this often while data keeps arriving.
   static let syncBytes = 4 << 20
-  /// Syncs are at least this far apart while records keep coming: at the primary's full
-  /// rate a sync per burst was a sync per commit, on a disk the primary may share. The
-  /// price is at most this much more lag. At 5 ms rather than 2, `bench replicate`'s
-  /// attach cost fell from a median of about 16% to 12% over ten rounds each, and spread
-  /// less; lag p99 stayed near 10 ms. Now twice the extractor's gather interval, so
-  /// that a sync covers about two of its sends.
-  static let syncInterval = 0.010
   /// The primary heartbeats every half second; silence this long means the link is dead.
   static let silence = 5.0
 
@@ -156,9 +149,14 @@ final class Receiver: @unchecked Sendable {
       }
       progress.update { $0.connected = false }
     }
-    var unsynced = 0
-    var lastSync = 0.0
-    var lastSentApplied: MATPosition?
+    try stream(link: link, image: image, peer: peer, config: config)
+  }
+
+  /// Carries out what the link's state machine decides, frame by frame, until the link
+  /// ends: writes to the image trail, syncs (group commit: once nothing more is
+  /// waiting), acks after each sync, and a promotion.
+  private func stream(link: Link.Connection, image: ImageTrailWriter, peer: LinkPeer, config: NodeConfig) throws {
+    var machine = ReceiverStateMachine(syncBytes: Self.syncBytes)
     var newestWritten: Int64 = 0  // commit time of the newest record written, for RTD
     while !stop.isSet {
       // A header claiming more than a legitimate primary can send here is refused at once.
@@ -166,33 +164,31 @@ final class Receiver: @unchecked Sendable {
         StreamLimits.receiving($0, roomInFile: image.roomInFile)
       }
       progress.frameArrived()
-      switch message {
-      case .fileStart(let header, let size):
-        try image.beginFile(header: header, size: Int(size))
-      case .records(let position, let bytes):
+      switch machine.received(message) {
+      case .beginFile(let header, let size):
+        try image.beginFile(header: header, size: size)
+      case .append(let position, let bytes):
         let appended = try image.append(position: position, bytes: bytes)
-        unsynced += bytes.count
+        machine.wrote(bytes.count)
         newestWritten = appended.newestCommitMicros
       case .promote(let generation, let end):
         try promote(to: generation, end: end, from: peer, config: config, link: link)
         return
-      case .heartbeat(let end, let newest, _):
+      case .heartbeat(let end, let newest):
         progress.update {
           $0.primaryTrailEnd = end
           if newest > 0 { $0.primaryNewestCommitMicros = newest }
         }
-      default:
-        throw LinkError.badFrame(peer: link.peer, reason: "unexpected \(message.type) frame while streaming")
+      case .badFrame(let reason):
+        throw LinkError.badFrame(peer: link.peer, reason: reason)
       }
-      // Sync and acknowledge once the burst is over (or it is big), and no sooner than
-      // `syncInterval` after the last sync: one fsync per burst, and a bounded number.
-      if unsynced > 0,
-        try unsynced >= Self.syncBytes
-          || !link.socket.waitReadable(timeout: max(0, lastSync + Self.syncInterval - Clock.monotonicSeconds()))
-      {
+      var step = machine.frameHandled(applied: progress.snapshot.applied)
+      if step == .syncUnlessMoreArriving { step = machine.moreArriving(try link.socket.waitReadable(timeout: 0)) }
+      switch step {
+      case .receive, .syncUnlessMoreArriving:
+        break
+      case .sync:
         try image.sync()
-        lastSync = Clock.monotonicSeconds()
-        unsynced = 0
         let end = image.end
         let newest = newestWritten
         progress.update {
@@ -200,11 +196,8 @@ final class Receiver: @unchecked Sendable {
           $0.ackedCommitMicros = newest
           if newest > $0.primaryNewestCommitMicros { $0.primaryNewestCommitMicros = newest }
         }
-        lastSentApplied = progress.snapshot.applied ?? end
-        try link.send(.ack(acked: end, applied: lastSentApplied!))
-      } else if unsynced == 0, let applied = progress.snapshot.applied, applied != lastSentApplied {
-        // The updater moved on since the last ack: the primary waits on it in a switchover.
-        lastSentApplied = applied
+        try link.send(machine.synced(end: end, applied: progress.snapshot.applied))
+      case .ack(let applied):
         try link.send(.ack(acked: image.end, applied: applied))
       }
     }

@@ -46,11 +46,6 @@ public final class Extractor {
   static let commitGrace = 0.02
   /// How often to look for commits where the database's directory cannot be watched.
   static let pollInterval = 0.002
-  /// How long commits gather after a send before the next one (the receiver's sync
-  /// interval decides when they are acknowledged). Every send wakes three threads on two
-  /// nodes; at 5 ms rather than 2, `bench replicate`'s attach cost fell from a median of
-  /// 6.8% to 4.4% over six interleaved runs each, and lag p50 rose from 5 to 10 ms.
-  static let gatherInterval = 0.005
 
   init(
     layout: NodeLayout, link: Link.Connection, peer: LinkPeer, stop: StopFlag, events: EventLog,
@@ -74,44 +69,34 @@ public final class Extractor {
     let mat = layout.mat
     let reader = try TrailShipment.reader(
       mat, from: from, lastCRC: lastCRC, on: link, mine: "this primary's MAT", theirs: "the backup")
-    var expectedPrev = lastCRC
     // Announce the starting file first, even if the next record lies in a later file:
     // the backup creates its image-trail files in order.
     var shipment = TrailShipment(directory: mat)
     try link.send(try shipment.announce(sno: from.sno))
-    var badSince: Double?
+    var machine = ExtractorStateMachine(
+      from: from, lastCRC: lastCRC, now: Clock.monotonicSeconds(),
+      timing: .init(
+        corruptionGrace: Self.corruptionGrace, commitGrace: Self.commitGrace, pollInterval: Self.pollInterval))
     var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
-    var applied: MATPosition?
-    var promoteSent = false
     let config = try layout.loadConfig()
     let database = try SQLiteSupport.Connection(path: config.database, mode: .readOnly)
     let writeLock = try WriteLockProbe(database: config.database)
     let directory = (config.database as NSString).deletingLastPathComponent
     let commits =
       Failpoint.isArmed("no-inotify") ? nil : DirectoryWatch(directory: directory.isEmpty ? "." : directory)
-    var durable = from
-    // When `durable` last moved, or the extractor last looked past it.
-    var lastAdvance = Clock.monotonicSeconds()
 
     while !stop.isSet {
       commits?.drain()
       var batch: [PositionedRecord] = []
       var bytes = 0
       func take(_ r: PositionedRecord) throws {
-        if let prev = expectedPrev, r.record.prevCRC != prev {
-          throw link.refusing(
-            "the backup's image trail does not match this primary's MAT before \(r.position); the backup needs a full copy"
-          )
-        }
-        expectedPrev = nil  // the reader checks the chain from here on
+        if case .refuse(let reason) = machine.read(r) { throw link.refusing(reason) }
         batch.append(r)
         bytes += r.record.size
       }
       // A reader can see a write in progress; damage that stays is corruption.
       func damaged(_ error: TrailError) throws {
-        let now = Clock.monotonicSeconds()
-        if badSince == nil { badSince = now }
-        if now - badSince! > Self.corruptionGrace {
+        if machine.damaged(now: Clock.monotonicSeconds()) {
           events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
           link.refuse("the primary's MAT is damaged: \(error)")
           throw error
@@ -120,16 +105,13 @@ public final class Extractor {
 
       // What the database has committed is durable and may travel: reading only that
       // far, the extractor never meets a record still being written.
-      if let committed = try CommitState.committedEnd(database), committed > durable {
-        durable = committed
-        lastAdvance = Clock.monotonicSeconds()
-      }
+      machine.committed(try CommitState.committedEnd(database), now: Clock.monotonicSeconds())
+      let durable = machine.durable
       reader.readAheadLimit = durable
       read: while bytes < Self.batchBytes && reader.position < durable {
         do {
           switch try reader.next() {
           case .record(let r):
-            badSince = nil
             try take(r)
           case .end, .tornTail:
             try damaged(
@@ -146,13 +128,12 @@ public final class Extractor {
       // A record beyond the committed end whose COMMIT does not follow within the grace:
       // its writer died between the MAT sync and the COMMIT. It is in the MAT, so it is
       // committed (recovery on open replays it); sync it here and send it.
-      if batch.isEmpty, Clock.monotonicSeconds() - lastAdvance >= Self.commitGrace {
-        lastAdvance = Clock.monotonicSeconds()
+      if machine.shouldLookPastCommitted(batchIsEmpty: batch.isEmpty, now: Clock.monotonicSeconds()) {
         // The lock only when there is something to decide: a writer waits while it is held.
         if try reader.somethingFollows() {
           try writeLock.whileHeld { db in
             // Committed meanwhile: the next turn reads it the usual way.
-            if let committed = try CommitState.committedEnd(db), committed > durable { return }
+            if let committed = try CommitState.committedEnd(db), committed > machine.durable { return }
             guard case .record(let r)? = try? reader.next() else { return }
             // Earlier files were synced by the writer before it rolled over.
             let sno = r.position.sno
@@ -160,18 +141,17 @@ public final class Extractor {
               syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
             }
             try syncedFile!.handle.syncData()
-            durable = r.end
+            machine.syncedPastCommitted(end: r.end)
             try take(r)
           }
         }
       }
       if try shipment.send(batch, reaching: reader.position, on: link, heartbeatEvery: Self.heartbeatInterval) {
         // A committed switchover to this backup, whose record it has applied: hand over.
-        if !promoteSent, let plan = try SwitchoverJournal.read(layout), plan.phase == .committed,
-          plan.target == peer.nodeID, let end = plan.end, applied == end
+        if !machine.promoteSent, let plan = try SwitchoverJournal.read(layout), plan.phase == .committed,
+          plan.target == peer.nodeID, let end = plan.end, machine.shouldPromote(end: end)
         {
           try link.send(.promote(generation: plan.generation, end: end))
-          promoteSent = true
           events.log(
             .switchoverCommitted,
             "switchover: told backup \(peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
@@ -179,29 +159,30 @@ public final class Extractor {
         }
       }
       // Drain acknowledgements. When there was nothing to send, wait for one, for a
-      // commit, or for the next look past the committed end. After a send, commits
-      // gather for a moment: a send per commit cost both nodes a wake-up, a query and a
-      // round of system calls per transaction.
-      var wait = batch.isEmpty ? (commits == nil ? Self.pollInterval : Self.commitGrace) : Self.gatherInterval
+      // commit, or for the next look past the committed end. After a send, no wait:
+      // batching follows the load, as what committed while this batch was read and sent
+      // is the next one (a fixed 5 ms gather put 5 ms on every commit's lag).
+      var wait = machine.wait(sent: !batch.isEmpty, watchingCommits: commits != nil)
       var watched: Int32?
       if let commits, batch.isEmpty {
         // A watch set only now missed any commit since the look above: look once more.
-        if commits.arm(), let committed = try CommitState.committedEnd(database), committed > durable { wait = 0 }
+        if commits.arm(), let committed = try CommitState.committedEnd(database), committed > machine.durable {
+          wait = 0
+        }
         watched = commits.fd
       } else {
         commits?.disarm()  // busy anyway: spare the writer an event per write
       }
       while try link.socket.waitReadable(timeout: wait, orAlso: watched).socket {
         wait = 0
-        switch try link.receive(timeout: 5) {
-        case .ack(let acked, let appliedNow):
-          applied = appliedNow
-          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: appliedNow))
-        case .promoted(let start) where promoteSent:
+        switch machine.received(try link.receive(timeout: 5)) {
+        case .acked(let acked, let applied):
+          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: applied))
+        case .promoted(let start):
           onPromoted(start)
           return
-        case let other:
-          throw link.refusingFrame("unexpected \(other.type) frame while streaming")
+        case .refuse(let reason):
+          throw link.refusingFrame(reason)
         }
       }
     }
