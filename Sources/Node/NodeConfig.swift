@@ -51,6 +51,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   /// This server's name in its MIMIX context (`init --name`; what `rtdr -s` names). A
   /// backup tells its primary, which lists its recovery servers by it.
   public var server: String?
+  /// Where the daemon serves Prometheus metrics and its health endpoints, `HOST:PORT`
+  /// (`start --metrics` overrides it). nil: not served.
+  public var metrics: String?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600
