@@ -71,7 +71,10 @@ final class ObserveTests: XCTestCase {
     try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
 
     // systemd's side: a unix datagram socket the daemon is told of in NOTIFY_SOCKET.
-    let socketPath = pair.root + "/notify.sock"
+    // sun_path holds 108 bytes: a short path, not the test's deep temporary directory.
+    let socketPath = "/tmp/understudy-notify-\(getpid()).sock"
+    unlink(socketPath)
+    defer { unlink(socketPath) }
     let notify = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
     XCTAssertGreaterThanOrEqual(notify, 0)
     defer { close(notify) }
@@ -107,7 +110,7 @@ final class ObserveTests: XCTestCase {
     try pair.sql("INSERT INTO t(v) VALUES ('two')")
     try pair.waitForBackup()
     XCTAssertTrue(
-      eventually(10) {
+      try eventually(10) {
         let s = try understudy(["status", "--node", pair.primary, "--json"]).json as? [String: Any]
         return (s?["backups"] as? [Any])?.count == 1
       })
@@ -167,13 +170,13 @@ final class ObserveTests: XCTestCase {
     ])
     XCTAssertEqual(stop.status, 0, stop.stderr)
     for i in 0..<5 { try pair.sql("INSERT INTO t(v) VALUES ('after \(i)')") }
-    XCTAssertTrue(eventually(20) { try get(backupMetrics, "/backup?max_rtd=1").status == 503 })
+    XCTAssertTrue(try eventually(20) { try get(backupMetrics, "/backup?max_rtd=1").status == 503 })
     let held = try parseMetrics(try get(backupMetrics, "/metrics").body)
     XCTAssertEqual(value(held, "understudy_updater_stopped"), 1)
     XCTAssertGreaterThan(value(held, "understudy_backlog_records") ?? 0, 0)
     XCTAssertEqual(try understudy(["updater", "start", "--node", pair.backup]).status, 0)
     try pair.waitForBackup()
-    XCTAssertTrue(eventually(20) { try get(backupMetrics, "/backup?max_rtd=5").status == 200 })
+    XCTAssertTrue(try eventually(20) { try get(backupMetrics, "/backup?max_rtd=5").status == 200 })
 
     // The backup's diagnostic lines are JSON, one object a line.
     try Daemon.stopNode(pair.backup)
