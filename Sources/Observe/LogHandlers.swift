@@ -67,7 +67,7 @@ public enum LogFormat: String, CaseIterable, Sendable {
 
 /// An event as a log line: info, or warning for the codes that report trouble.
 public func logEvent(_ logger: Logger, _ event: Event) {
-  let trouble: Set<Int> = [700, 706, 819, 820, 821, 829, 9011, 9012, 9013, 9030, 9087, 9099]
+  let trouble: Set<Int> = [700, 819, 820, 821, 829, 9011, 9012, 9013, 9030, 9087, 9099]
   logger.log(
     level: trouble.contains(event.code) ? .warning : .info, "\(event.message)",
     metadata: ["code": "\(event.code)", "node": "\(event.node)"])

@@ -130,7 +130,8 @@ public final class NodeMetrics: @unchecked Sendable {
       for (code, n) in counts.byCode { counter("understudy_events_total", [("code", String(code))], Int64(n)) }
       counter("understudy_link_reconnects_total", [], Int64(counts.dropsSinceStart))
       var text = registry.emitToString()
-      if let stats = try CommitStatsFile.read(layout) { text += Self.commitText(stats) }
+      // Zero until some writer has committed (and made the file).
+      text += Self.commitText(try CommitStatsFile.read(layout) ?? CommitStatsFile())
       return text
     }
   }

@@ -62,7 +62,8 @@ public final class ObserveServer: Sendable {
 
   private static func answer(_ a: HealthAnswer) -> HTTPResponse {
     HTTPResponse(
-      statusCode: HTTPStatusCode(a.status, phrase: a.status == 200 ? "OK" : a.status == 400 ? "Bad Request" : "Service Unavailable"),
+      statusCode: HTTPStatusCode(
+        a.status, phrase: a.status == 200 ? "OK" : a.status == 400 ? "Bad Request" : "Service Unavailable"),
       headers: [.contentType: "application/json"], body: Data(a.body.utf8))
   }
 

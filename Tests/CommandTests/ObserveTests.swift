@@ -84,7 +84,9 @@ final class ObserveTests: XCTestCase {
       for (i, b) in socketPath.utf8.enumerated() { raw[i] = b }
     }
     let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(notify, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(notify, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
     }
     XCTAssertEqual(bound, 0, "bind \(socketPath): errno \(errno)")
     var timeout = timeval(tv_sec: 30, tv_usec: 0)
@@ -107,7 +109,7 @@ final class ObserveTests: XCTestCase {
     XCTAssertTrue(String(decoding: buffer.prefix(max(0, received)), as: UTF8.self).contains("READY=1"))
 
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES ('one')")
-    try pair.sql("INSERT INTO t(v) VALUES ('two')")
+    try pair.sql("INSERT INTO t(v) VALUES ('two')", "INSERT INTO t(v) VALUES ('zebra-row-value-7731')")
     try pair.waitForBackup()
     XCTAssertTrue(
       try eventually(10) {
@@ -126,7 +128,8 @@ final class ObserveTests: XCTestCase {
     XCTAssertEqual(value(pMetrics, "understudy_generation"), (ps["generation"] as? Int).map(Double.init))
     XCTAssertEqual(value(pMetrics, "understudy_mat_durable_end_bytes"), try bytes(ps, "durableEnd"))
     XCTAssertEqual(value(pMetrics, "understudy_connected_backups"), 1)
-    XCTAssertEqual(value(pMetrics, "understudy_trail_disk_bytes", ["trail": "mat"]), (ps["matBytes"] as? Int).map(Double.init))
+    XCTAssertEqual(
+      value(pMetrics, "understudy_trail_disk_bytes", ["trail": "mat"]), (ps["matBytes"] as? Int).map(Double.init))
     let attached = try XCTUnwrap((ps["backups"] as? [[String: Any]])?.first)
     XCTAssertEqual(
       value(pMetrics, "understudy_backup_acked_bytes", ["backup": attached["nodeId"] as! String]),
@@ -157,7 +160,9 @@ final class ObserveTests: XCTestCase {
     XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(writable.body.utf8)))
     let notPrimary = try get(backupMetrics, "/primary")
     XCTAssertEqual(notPrimary.status, 503)
-    XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(notPrimary.body.utf8)) as? [String: Any])?["reason"] as? String, "not a primary")
+    XCTAssertEqual(
+      (try JSONSerialization.jsonObject(with: Data(notPrimary.body.utf8)) as? [String: Any])?["reason"] as? String,
+      "not a primary")
     XCTAssertEqual(try get(primaryMetrics, "/backup?max_rtd=60").status, 503)
     XCTAssertEqual(try get(backupMetrics, "/backup?max_rtd=60").status, 200)
     XCTAssertEqual(try get(backupMetrics, "/backup?max_rtd=abc").status, 400)
@@ -189,6 +194,14 @@ final class ObserveTests: XCTestCase {
     }
     XCTAssertTrue(lines.contains { $0.contains("\"code\":9001") })
     try primary.stop()
+    // Text on the primary, as before swift-log; no row value or key in either.
+    let primaryLog = try String(contentsOfFile: pair.primary + ".log", encoding: .utf8)
+    XCTAssertTrue(primaryLog.contains("understudy: 9001 "), primaryLog)
+    let key = try Data(contentsOf: URL(fileURLWithPath: pair.primary + "/secret.key"))
+    for log in [primaryLog, try String(contentsOfFile: backupLog, encoding: .utf8)] {
+      XCTAssertFalse(log.contains("zebra-row-value-7731"))
+      XCTAssertFalse(log.contains(String(decoding: key, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
   }
 
   func testBadMetricsAddressOrPortInUse() throws {
@@ -208,7 +221,9 @@ final class ObserveTests: XCTestCase {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(taken, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(taken, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
     }
     XCTAssertEqual(bound, 0)
     XCTAssertEqual(listen(taken, 1), 0)
