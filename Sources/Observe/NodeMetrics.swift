@@ -26,6 +26,9 @@ public final class NodeMetrics: @unchecked Sendable {
   private let lock = NSLock()
   private let events: EventCounts
   private var gauges: [String: Metrics.Gauge] = [:]
+  /// The gauges set by the scrape under way: the others (a backup gone, the role that was)
+  /// are dropped at its end, not served stale.
+  private var fresh: Set<String> = []
   private var counters: [String: (counter: Metrics.Counter, value: Int64)] = [:]
   private var lastApplied: (time: Double, bytes: Double)?
 
@@ -62,6 +65,7 @@ public final class NodeMetrics: @unchecked Sendable {
     let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
     let g = gauges[key] ?? Metrics.Gauge(label: name, dimensions: labels, factory: factory)
     gauges[key] = g
+    fresh.insert(key)
     g.record(value)
   }
 
@@ -82,6 +86,7 @@ public final class NodeMetrics: @unchecked Sendable {
       let config = try layout.loadConfig()
       let size = config.trailFileSize
       let snap = try snapshot()
+      fresh = []
       for role in ["primary", "backup"] {
         gauge("understudy_role", [("role", role)], snap.role.rawValue == role ? 1 : 0)
       }
@@ -129,6 +134,11 @@ public final class NodeMetrics: @unchecked Sendable {
       let counts = try events.update()
       for (code, n) in counts.byCode { counter("understudy_events_total", [("code", String(code))], Int64(n)) }
       counter("understudy_link_reconnects_total", [], Int64(counts.dropsSinceStart))
+      for (key, g) in gauges where !fresh.contains(key) {
+        g.destroy()
+        gauges[key] = nil
+      }
+      fresh = []
       var text = registry.emitToString()
       // Zero until some writer has committed (and made the file).
       text += Self.commitText(try CommitStatsFile.read(layout) ?? CommitStatsFile())

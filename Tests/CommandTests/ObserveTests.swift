@@ -157,15 +157,19 @@ final class ObserveTests: XCTestCase {
     XCTAssertEqual(try get(backupMetrics, "/health").status, 200)
     let writable = try get(primaryMetrics, "/primary")
     XCTAssertEqual(writable.status, 200, writable.body)
-    XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(writable.body.utf8)))
+    try assertConforms(try JSONSerialization.jsonObject(with: Data(writable.body.utf8)), to: "health.schema.json")
     let notPrimary = try get(backupMetrics, "/primary")
     XCTAssertEqual(notPrimary.status, 503)
+    try assertConforms(try JSONSerialization.jsonObject(with: Data(notPrimary.body.utf8)), to: "health.schema.json")
     XCTAssertEqual(
       (try JSONSerialization.jsonObject(with: Data(notPrimary.body.utf8)) as? [String: Any])?["reason"] as? String,
       "not a primary")
     XCTAssertEqual(try get(primaryMetrics, "/backup?max_rtd=60").status, 503)
     XCTAssertEqual(try get(backupMetrics, "/backup?max_rtd=60").status, 200)
-    XCTAssertEqual(try get(backupMetrics, "/backup?max_rtd=abc").status, 400)
+    let refused = try get(backupMetrics, "/backup?max_rtd=abc")
+    XCTAssertEqual(refused.status, 400)
+    try assertConforms(try JSONSerialization.jsonObject(with: Data(refused.body.utf8)), to: "health.schema.json")
+    try assertConforms(stateFile(pair.primary, "commit-stats.json"), to: "state-commit-stats.schema.json")
 
     // The updater held while the primary writes on: behind, then caught up after `updater start`.
     let now = Int64(Date().timeIntervalSince1970 * 1e6)
@@ -191,6 +195,7 @@ final class ObserveTests: XCTestCase {
     for line in lines {
       let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
       XCTAssertNotNil(object?["message"], "not a JSON log line: \(line)")
+      try assertConforms(object, to: "log-line.schema.json")
     }
     XCTAssertTrue(lines.contains { $0.contains("\"code\":9001") })
     try primary.stop()
