@@ -91,6 +91,7 @@ public final class NodeMetrics: @unchecked Sendable {
         gauge("understudy_role", [("role", role)], snap.role.rawValue == role ? 1 : 0)
       }
       gauge("understudy_generation", [], Double(config.generation.rawValue))
+      gauge("understudy_trail_file_size_bytes", [], Double(size))
       var appliedBytes: Double?
       if let s = snap.primary {
         gauge("understudy_mat_durable_end_bytes", [], Self.bytes(s.durableEnd, fileSize: size))

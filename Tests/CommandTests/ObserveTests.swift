@@ -53,7 +53,8 @@ final class ObserveTests: XCTestCase {
     metrics[name]?.first { sample in labels.allSatisfy { sample.0[$0.key] == $0.value } }?.1
   }
 
-  func bytes(_ object: Any?, _ key: String, fileSize: Int = 65536) throws -> Double {
+  /// A position as /metrics counts it, with the node's own `trailFileSize`.
+  func bytes(_ object: Any?, _ key: String, fileSize: Int) throws -> Double {
     let text = try XCTUnwrap(positionText(object, key), "\(key) in \(String(describing: object))")
     let parts = text.split(separator: ":").map { Double($0)! }
     return (parts[0] - 1) * Double(fileSize) + parts[1]
@@ -110,6 +111,8 @@ final class ObserveTests: XCTestCase {
 
     try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)", "INSERT INTO t(v) VALUES ('one')")
     try pair.sql("INSERT INTO t(v) VALUES ('two')", "INSERT INTO t(v) VALUES ('zebra-row-value-7731')")
+    // Past the first 64 KiB file, so that positions have sno > 1.
+    for _ in 0..<4 { try pair.sql("INSERT INTO t(v) VALUES (hex(randomblob(12000)))") }
     try pair.waitForBackup()
     XCTAssertTrue(
       try eventually(10) {
@@ -123,17 +126,23 @@ final class ObserveTests: XCTestCase {
     let pMetrics = try parseMetrics(try get(primaryMetrics, "/metrics").body)
     let eventsAfter = events(pair.primary).count
     let ps = try XCTUnwrap(pStatus as? [String: Any])
+    let primarySize = try NodeLayout(root: pair.primary).loadConfig().trailFileSize
+    let backupSize = try NodeLayout(root: pair.backup).loadConfig().trailFileSize
+    XCTAssertGreaterThan(
+      try XCTUnwrap(positionText(ps, "durableEnd")).split(separator: ":").first.flatMap { Int($0) } ?? 0, 1)
+    XCTAssertEqual(value(pMetrics, "understudy_trail_file_size_bytes"), Double(primarySize))
     XCTAssertEqual(value(pMetrics, "understudy_role", ["role": "primary"]), 1)
     XCTAssertEqual(value(pMetrics, "understudy_role", ["role": "backup"]), 0)
     XCTAssertEqual(value(pMetrics, "understudy_generation"), (ps["generation"] as? Int).map(Double.init))
-    XCTAssertEqual(value(pMetrics, "understudy_mat_durable_end_bytes"), try bytes(ps, "durableEnd"))
+    XCTAssertEqual(
+      value(pMetrics, "understudy_mat_durable_end_bytes"), try bytes(ps, "durableEnd", fileSize: primarySize))
     XCTAssertEqual(value(pMetrics, "understudy_connected_backups"), 1)
     XCTAssertEqual(
       value(pMetrics, "understudy_trail_disk_bytes", ["trail": "mat"]), (ps["matBytes"] as? Int).map(Double.init))
     let attached = try XCTUnwrap((ps["backups"] as? [[String: Any]])?.first)
     XCTAssertEqual(
       value(pMetrics, "understudy_backup_acked_bytes", ["backup": attached["nodeId"] as! String]),
-      try bytes(attached, "acked"))
+      try bytes(attached, "acked", fileSize: primarySize))
     let eventsTotal = pMetrics["understudy_events_total"]?.reduce(0) { $0 + $1.1 } ?? 0
     XCTAssertGreaterThanOrEqual(eventsTotal, Double(eventsBefore))
     XCTAssertLessThanOrEqual(eventsTotal, Double(eventsAfter))
@@ -146,8 +155,8 @@ final class ObserveTests: XCTestCase {
     let bs = try XCTUnwrap(try understudy(["status", "--node", pair.backup, "--json"]).json as? [String: Any])
     XCTAssertEqual(value(bMetrics, "understudy_role", ["role": "backup"]), 1)
     XCTAssertEqual(value(bMetrics, "understudy_generation"), (bs["generation"] as? Int).map(Double.init))
-    XCTAssertEqual(value(bMetrics, "understudy_backup_applied_bytes"), try bytes(bs, "applied"))
-    XCTAssertEqual(value(bMetrics, "understudy_backup_acked_bytes"), try bytes(bs, "acked"))
+    XCTAssertEqual(value(bMetrics, "understudy_backup_applied_bytes"), try bytes(bs, "applied", fileSize: backupSize))
+    XCTAssertEqual(value(bMetrics, "understudy_backup_acked_bytes"), try bytes(bs, "acked", fileSize: backupSize))
     XCTAssertEqual(value(bMetrics, "understudy_backlog_records"), 0)
     XCTAssertEqual(value(bMetrics, "understudy_link_connected"), 1)
     XCTAssertNotNil(value(bMetrics, "understudy_rtd_seconds", ["stage": "updater"]))
