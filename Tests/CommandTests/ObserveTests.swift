@@ -223,6 +223,11 @@ final class ObserveTests: XCTestCase {
     let bad = try understudy(["start", "--node", pair.primary, "--metrics", "nowhere"])
     XCTAssertNotEqual(bad.status, 0)
     XCTAssertTrue(bad.stderr.contains("nowhere"), bad.stderr)
+    let json = try understudy(["start", "--node", pair.primary, "--metrics", "nowhere", "--log-format", "json"])
+    XCTAssertNotEqual(json.status, 0)
+    let line = try JSONSerialization.jsonObject(with: Data(json.stderr.utf8)) as? [String: Any]
+    XCTAssertTrue((line?["message"] as? String)?.contains("nowhere") == true, json.stderr)
+    XCTAssertEqual(line?["level"] as? String, "critical")
     let named = try understudy(["start", "--node", pair.primary, "--metrics", "example.org:9000"])
     XCTAssertNotEqual(named.status, 0)
     XCTAssertTrue(named.stderr.contains("example.org:9000"), named.stderr)

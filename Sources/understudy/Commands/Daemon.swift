@@ -30,10 +30,23 @@ struct Start: ParsableCommand {
   }
 
   func run() throws {
-    try reporting(json: false) {
+    (logFormat == .json ? LogFormat.json : LogFormat.text).bootstrap()
+    guard logFormat == .json else { return try reporting(json: false) { try runDaemon() } }
+    // JSON lines to the end: the error that stops the daemon is one too.
+    do {
+      try runDaemon()
+    } catch let error as ExitCode {
+      throw error
+    } catch {
+      Logger(label: "understudy").critical("\(error)")
+      throw ExitCode(1)
+    }
+  }
+
+  private func runDaemon() throws {
+    do {
       let layout = NodeLayout(root: node.node)
       let config = try layout.loadConfig()
-      (logFormat == .json ? LogFormat.json : LogFormat.text).bootstrap()
       let lock = try DaemonLock.acquire(layout)
       let logger = Logger(label: "understudy")
       // Told once, when the daemon first serves (9001): systemd's Type=notify waits for it.
