@@ -180,6 +180,22 @@ final class ObserveTests: XCTestCase {
     try assertConforms(try JSONSerialization.jsonObject(with: Data(refused.body.utf8)), to: "health.schema.json")
     try assertConforms(stateFile(pair.primary, "commit-stats.json"), to: "state-commit-stats.schema.json")
 
+    // 503 from /health and /primary while the primary cannot learn of a takeover
+    // (state/backups.json unreadable), 200 again once it reads.
+    let known = pair.primary + "/state/backups.json"
+    let saved = try? Data(contentsOf: URL(fileURLWithPath: known))
+    try Data("{not json".utf8).write(to: URL(fileURLWithPath: known))
+    let broken = try get(primaryMetrics, "/health")
+    XCTAssertEqual(broken.status, 503, broken.body)
+    XCTAssertTrue(broken.body.contains("fencing broken"), broken.body)
+    XCTAssertEqual(try get(primaryMetrics, "/primary").status, 503)
+    if let saved {
+      try saved.write(to: URL(fileURLWithPath: known))
+    } else {
+      try FileManager.default.removeItem(atPath: known)
+    }
+    XCTAssertEqual(try get(primaryMetrics, "/health").status, 200)
+
     // The updater held while the primary writes on: behind, then caught up after `updater start`.
     let now = Int64(Date().timeIntervalSince1970 * 1e6)
     let stop = try understudy([
