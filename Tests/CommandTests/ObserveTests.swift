@@ -212,6 +212,19 @@ final class ObserveTests: XCTestCase {
     try pair.waitForBackup()
     XCTAssertTrue(try eventually(20) { try get(backupMetrics, "/backup?max_rtd=5").status == 200 })
 
+    // The primary restarted: the backup's link drops (9011) and it reconnects.
+    try primary.stop()
+    XCTAssertTrue(try eventually(20) { try get(backupMetrics, "/backup?max_rtd=5").status == 200 })
+    XCTAssertTrue(
+      try eventually(20) {
+        value(try parseMetrics(try get(backupMetrics, "/metrics").body), "understudy_link_reconnects_total") ?? 0 >= 1
+      })
+    let restarted = try Daemon(node: pair.primary)
+    XCTAssertTrue(
+      try eventually(20) {
+        value(try parseMetrics(try get(backupMetrics, "/metrics").body), "understudy_link_connected") == 1
+      })
+
     // The backup's diagnostic lines are JSON, one object a line.
     try Daemon.stopNode(pair.backup)
     backup.waitUntilExit()
@@ -223,7 +236,7 @@ final class ObserveTests: XCTestCase {
       try assertConforms(object, to: "log-line.schema.json")
     }
     XCTAssertTrue(lines.contains { $0.contains("\"code\":9001") })
-    try primary.stop()
+    try restarted.stop()
     // Text on the primary, as before swift-log; no row value or key in either.
     let primaryLog = try String(contentsOfFile: pair.primary + ".log", encoding: .utf8)
     XCTAssertTrue(primaryLog.contains("understudy: 9001 "), primaryLog)
