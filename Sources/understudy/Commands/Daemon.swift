@@ -70,7 +70,10 @@ struct Start: ParsableCommand {
         source.resume()
         sources.append(source)
       }
-      defer { observer?.stop() }
+      defer {
+        SystemdNotify.send("STOPPING=1")
+        observer?.stop()
+      }
       try daemon.run()
       withExtendedLifetime((lock, sources)) {}
     }
