@@ -18,6 +18,10 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"4.0.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
   ],
   targets: [
     // The system SQLite, with the session extension's declarations switched on in the shim.
@@ -67,6 +71,18 @@ let package = Package(
     .executableTarget(name: "scconfig", dependencies: ["CommandAlias"], path: "Sources/Aliases/scconfig"),
     .executableTarget(name: "scrt_ra", dependencies: ["CommandAlias"], path: "Sources/Aliases/scrt_ra"),
     .executableTarget(name: "rtmark", dependencies: ["CommandAlias"], path: "Sources/Aliases/rtmark"),
+    // Watching a running node: Prometheus metrics, Patroni-style health endpoints over HTTP,
+    // logs through swift-log, and systemd's readiness notification.
+    .target(
+      name: "Observe",
+      dependencies: [
+        "AuditTrail", "Node", "Primary", "Backup", "Procedures",
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "FlyingFox", package: "FlyingFox"),
+      ]
+    ),
     // Child processes of the `understudy` binary, for the demo, the benchmarks and the
     // tests: a command run to completion, a daemon, a writer fed over a pipe.
     .target(name: "Harness", dependencies: ["AuditTrail", "Node", "Link"]),
@@ -75,7 +91,9 @@ let package = Package(
       name: "understudy",
       dependencies: [
         "AuditTrail", "SQLiteSupport", "Node", "Link", "Apply", "Primary", "Backup", "Procedures", "MIMIX", "Harness",
+        "Observe",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     .target(name: "TestSupport", dependencies: ["Node"], path: "Tests/TestSupport"),

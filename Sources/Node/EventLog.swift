@@ -89,11 +89,15 @@ public final class EventLog: Sendable {
   public let node: String
   /// Also print each event to stderr (a daemon in the foreground).
   public let echo: Bool
+  /// Where an echoed event goes instead of stderr: the daemon's logger (swift-log), which
+  /// also counts events and tells systemd when the daemon serves. Called after the append.
+  public let sink: (@Sendable (Event) -> Void)?
 
-  public init(layout: NodeLayout, node: String, echo: Bool = false) {
+  public init(layout: NodeLayout, node: String, echo: Bool = false, sink: (@Sendable (Event) -> Void)? = nil) {
     self.path = layout.events
     self.node = node
     self.echo = echo
+    self.sink = sink
   }
 
   /// Appends one event. A failure to log is reported on stderr, never thrown: the
@@ -113,7 +117,9 @@ public final class EventLog: Sendable {
     } else {
       reportFailure()
     }
-    if echo {
+    if let sink {
+      sink(event)
+    } else if echo {
       FileHandle.standardError.write(Data("understudy: \(code.rawValue) \(message)\n".utf8))
     }
   }

@@ -69,6 +69,9 @@ public struct NodeConfig: Codable, Sendable, Equatable {
   /// process makes a self-signed certificate in memory, and the peer is authenticated by
   /// the secret-bound proof alone.
   public var tls: TLSFiles?
+  /// Where the daemon serves Prometheus metrics and its health endpoints, `HOST:PORT`
+  /// (`start --metrics` overrides it). nil: not served.
+  public var metrics: String?
 
   public static let defaultContext = "default"
   public static let defaultRetentionSeconds = 24 * 3600

@@ -24,9 +24,12 @@ final class GroupCommitter: @unchecked Sendable {
   private var threadLeads = false
   private let threadWakeup = Wakeup()
   private let threadExited = Wakeup()
+  /// Commits and their latency, for the daemon's metrics (CommitStats.swift).
+  private let stats: CommitStats
 
   init(_ writer: Writer) {
     self.writer = writer
+    stats = CommitStats(layout: writer.layout)
     let thread = Thread { [self] in run() }  // strong: the thread ends only after close()
     thread.name = "understudy-writer"
     thread.start()
@@ -44,6 +47,7 @@ final class GroupCommitter: @unchecked Sendable {
     }
     if idle { threadWakeup.signal() }  // otherwise the last leader wakes it
     threadExited.wait()
+    stats.flush()
   }
 
   func write<T>(_ body: (Transaction) throws -> T) throws -> (value: T, commit: CommitInfo?) {
@@ -103,6 +107,8 @@ final class GroupCommitter: @unchecked Sendable {
         group[0].finish(.success(nil))
       } else {
         writer.commit(group)
+        let now = DispatchTime.now().uptimeNanoseconds
+        stats.record(group.filter(\.committed).map { Double(now - $0.queued) / 1e9 })
       }
       lock.lock()
       guard let next = queue.first else {
@@ -224,6 +230,9 @@ final class WriteRequest: @unchecked Sendable {
   /// The synchronous caller waiting for this request; nil for `submit`.
   let waiter: Waiter?
   private let completion: ((Result<CommitInfo?, Error>) -> Void)?
+  /// When it was queued (monotonic nanoseconds), and whether it ended in a commit: its latency.
+  let queued = DispatchTime.now().uptimeNanoseconds
+  private(set) var committed = false
 
   init(work: Work, waiter: Waiter) {
     self.work = work
@@ -245,6 +254,7 @@ final class WriteRequest: @unchecked Sendable {
   /// its non-escaping closure and may return as soon as it hears back.
   func finish(_ result: Result<CommitInfo?, Error>) {
     work = .transaction { _ in }
+    if case .success(.some) = result { committed = true }
     if let waiter {
       waiter.finish(result)
     } else {

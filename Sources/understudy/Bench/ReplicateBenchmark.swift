@@ -56,9 +56,11 @@ enum ReplicateBenchmark {
   /// The backup node lives in `backupRoot`: beside the primary by default, as the target
   /// says, or on another disk to see what the backup's own disk traffic costs a primary
   /// that shares one.
-  static func run(dir: String, backupRoot: String, seconds: Double, rounds: Int, progress: (String) -> Void) throws
-    -> Result
-  {
+  /// `environment` is laid over the daemons' (plaintext links: `UNDERSTUDY_LINK_PLAINTEXT=1`).
+  static func run(
+    dir: String, backupRoot: String, seconds: Double, rounds: Int, environment: [String: String] = [:],
+    progress: (String) -> Void
+  ) throws -> Result {
     progress("plain SQLite, 1 writer…")
     let plain = try CommitBenchmark.plainSQLite(dir: dir, writers: 1, seconds: seconds)
     let port = Listener.ephemeralPort()
@@ -77,13 +79,13 @@ enum ReplicateBenchmark {
     }
 
     progress("starting the primary and backup daemons (initial copy)…")
-    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log")
+    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log", environment: environment)
     defer { primaryDaemon.stop() }
     try BackupSetup.initBackup(
       .init(
         node: backup, database: backupDatabase, primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
-    var backupDaemon: DaemonProcess? = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
+    var backupDaemon: DaemonProcess? = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
     defer { backupDaemon?.stop() }
     _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
@@ -91,7 +93,7 @@ enum ReplicateBenchmark {
     /// Starts the backup and waits until it has caught up on `backlog` commits; their rate.
     func startBackup(backlog: Int) throws -> Double {
       let start = Clock.monotonicSeconds()
-      backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log")
+      backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
       _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
       return Double(backlog) / (Clock.monotonicSeconds() - start)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Link
 import Node
 
 struct Bench: ParsableCommand {
@@ -97,7 +98,16 @@ struct BenchReplicate: ParsableCommand {
       "An existing directory for the backup node, such as one on another disk (default: beside the primary, sharing its disk)."
   )
   var backupDir: String?
+  @Option(
+    help:
+      "The link to measure: tls (what every node runs), plaintext (loopback only, for comparison) or both, one after the other in this run."
+  )
+  var link: LinkMode = .both
   @OptionGroup var output: JSONFlag
+
+  enum LinkMode: String, ExpressibleByArgument, CaseIterable {
+    case tls, plaintext, both
+  }
 
   func run() throws {
     try reporting(json: output.json) {
@@ -114,70 +124,95 @@ struct BenchReplicate: ParsableCommand {
         backupRoot = try Scratch.makeTemporaryDirectory(prefix: "understudy-bench-backup", in: backupDir)
       }
       defer { if backupDir != nil { try? FileManager.default.removeItem(atPath: backupRoot) } }
-      let r = try ReplicateBenchmark.run(dir: scratch, backupRoot: backupRoot, seconds: seconds, rounds: rounds) {
-        Output.progress($0, json: output.json)
-      }
-      func rounded(_ v: Double, _ places: Double = 1) -> JSON { .double((v * places).rounded() / places) }
-      if output.json {
-        Output.json(
-          .object([
-            ("benchmark", .string("replicate")), ("seconds", .double(seconds)),
-            ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
-            ("plainCommitsPerSecond", rounded(r.plainRate)), ("aloneCommitsPerSecond", rounded(r.aloneRate)),
-            ("attachedCommitsPerSecond", rounded(r.attachedRate)), ("attachCost", rounded(r.attachCost, 1000)),
-            ("applyPerSecond", rounded(r.applyRate)), ("catchUpPerSecond", rounded(r.catchUpRate)),
-            ("pacedCommitsPerSecond", rounded(r.pacedRate)),
-            (
-              "rounds",
-              .array(
-                r.rounds.map {
-                  .object([
-                    ("aloneCommitsPerSecond", rounded($0.aloneRate)),
-                    ("attachedCommitsPerSecond", rounded($0.attachedRate)),
-                    ("attachCost", rounded($0.attachCost, 1000)), ("applyPerSecond", rounded($0.applyRate)),
-                    ("catchUpPerSecond", rounded($0.catchUpRate)),
-                  ])
-                })
-            ),
-            (
-              "lagMillis",
-              .object([
-                ("samples", .int(Int64(r.lagMillis.count))), ("p50", rounded(r.lag(0.5), 100)),
-                ("p99", rounded(r.lag(0.99), 100)), ("max", rounded(r.lagMillis.last ?? 0, 100)),
-              ])
-            ),
-          ]))
-      } else {
-        Output.line(
-          "single-writer durable commits per second, \(seconds) s each, loopback; medians of \(r.rounds.count) rounds, each attached part against the alone parts before and after it"
-        )
-        Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
-        Output.line(
-          String(
-            format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
-        Output.line(
-          String(
-            format: "Understudy with backup attached   %8.0f  (%.2f of plain; attaching costs %.1f%%)", r.attachedRate,
-            r.attachedRate / r.plainRate, r.attachCost * 100))
-        Output.line(
-          String(
-            format: "backup apply rate (drain)         %8.0f  (%.2f of the attached commit rate)", r.applyRate,
-            r.applyRate / r.attachedRate))
-        Output.line(
-          String(
-            format: "backup catching up on a backlog   %8.0f  (%.1f times the attached commit rate)", r.catchUpRate,
-            r.catchUpRate / r.attachedRate))
-        Output.line(
-          String(
-            format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
-            r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
-        for (i, round) in r.rounds.enumerated() {
-          Output.line(
-            String(
-              format: "round %d: alone %.0f, attached %.0f (costs %.1f%%), apply %.0f, catch-up %.0f", i + 1,
-              round.aloneRate, round.attachedRate, round.attachCost * 100, round.applyRate, round.catchUpRate))
+      var results: [(link: String, result: ReplicateBenchmark.Result)] = []
+      for mode in link == .both ? [LinkMode.tls, .plaintext] : [link] {
+        Output.progress("link: \(mode.rawValue)", json: output.json)
+        let environment = mode == .plaintext ? [LinkSecurity.plaintextVariable: "1"] : [:]
+        let modeDir = scratch + "/" + mode.rawValue
+        let modeBackup = backupRoot == scratch ? modeDir : backupRoot + "/" + mode.rawValue
+        for directory in Set([modeDir, modeBackup]) {
+          try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
+        let r = try ReplicateBenchmark.run(
+          dir: modeDir, backupRoot: modeBackup, seconds: seconds, rounds: rounds, environment: environment
+        ) {
+          Output.progress($0, json: output.json)
+        }
+        results.append((mode.rawValue, r))
       }
+      if output.json {
+        var fields = Self.json(results[0].result, seconds: seconds)
+        fields.insert(("link", .string(results[0].link)), at: 1)
+        if results.count > 1 {
+          fields.append(("plaintext", .object(Self.json(results[1].result, seconds: seconds))))
+        }
+        Output.json(.object(fields))
+      } else {
+        for (mode, r) in results { Self.print(r, link: mode, seconds: seconds) }
+      }
+    }
+  }
+
+  static func rounded(_ v: Double, _ places: Double = 1) -> JSON { .double((v * places).rounded() / places) }
+
+  static func json(_ r: ReplicateBenchmark.Result, seconds: Double) -> [(String, JSON)] {
+    [
+      ("benchmark", .string("replicate")), ("seconds", .double(seconds)),
+      ("cores", .int(Int64(ProcessInfo.processInfo.activeProcessorCount))),
+      ("plainCommitsPerSecond", rounded(r.plainRate)), ("aloneCommitsPerSecond", rounded(r.aloneRate)),
+      ("attachedCommitsPerSecond", rounded(r.attachedRate)), ("attachCost", rounded(r.attachCost, 1000)),
+      ("applyPerSecond", rounded(r.applyRate)), ("catchUpPerSecond", rounded(r.catchUpRate)),
+      ("pacedCommitsPerSecond", rounded(r.pacedRate)),
+      (
+        "rounds",
+        .array(
+          r.rounds.map {
+            .object([
+              ("aloneCommitsPerSecond", rounded($0.aloneRate)),
+              ("attachedCommitsPerSecond", rounded($0.attachedRate)),
+              ("attachCost", rounded($0.attachCost, 1000)), ("applyPerSecond", rounded($0.applyRate)),
+              ("catchUpPerSecond", rounded($0.catchUpRate)),
+            ])
+          })
+      ),
+      (
+        "lagMillis",
+        .object([
+          ("samples", .int(Int64(r.lagMillis.count))), ("p50", rounded(r.lag(0.5), 100)),
+          ("p99", rounded(r.lag(0.99), 100)), ("max", rounded(r.lagMillis.last ?? 0, 100)),
+        ])
+      ),
+    ]
+  }
+
+  static func print(_ r: ReplicateBenchmark.Result, link: String, seconds: Double) {
+    Output.line(
+      "link \(link): single-writer durable commits per second, \(seconds) s each, loopback; medians of \(r.rounds.count) rounds, each attached part against the alone parts before and after it"
+    )
+    Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
+    Output.line(
+      String(format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
+    Output.line(
+      String(
+        format: "Understudy with backup attached   %8.0f  (%.2f of plain; attaching costs %.1f%%)", r.attachedRate,
+        r.attachedRate / r.plainRate, r.attachCost * 100))
+    Output.line(
+      String(
+        format: "backup apply rate (drain)         %8.0f  (%.2f of the attached commit rate)", r.applyRate,
+        r.applyRate / r.attachedRate))
+    Output.line(
+      String(
+        format: "backup catching up on a backlog   %8.0f  (%.1f times the attached commit rate)", r.catchUpRate,
+        r.catchUpRate / r.attachedRate))
+    Output.line(
+      String(
+        format: "commit-to-applied lag at %.0f/s:  p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d commits)", r.pacedRate,
+        r.lag(0.5), r.lag(0.99), r.lagMillis.last ?? 0, r.lagMillis.count))
+    for (i, round) in r.rounds.enumerated() {
+      Output.line(
+        String(
+          format: "round %d: alone %.0f, attached %.0f (costs %.1f%%), apply %.0f, catch-up %.0f", i + 1,
+          round.aloneRate, round.attachedRate, round.attachCost * 100, round.applyRate, round.catchUpRate))
     }
   }
 }

@@ -4,7 +4,9 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Link
+import Logging
 import Node
+import Observe
 import Procedures
 
 struct Start: ParsableCommand {
@@ -15,16 +17,54 @@ struct Start: ParsableCommand {
   )
 
   @OptionGroup var node: NodeOption
+  @Option(
+    name: .customLong("metrics"),
+    help:
+      "Serve Prometheus metrics (/metrics) and health endpoints (/health, /primary, /backup?max_rtd=S) on HOST:PORT (IPv4); overrides the config's `metrics`."
+  )
+  var metricsAddress: String?
+  @Option(help: "How the daemon's diagnostic lines on stderr look: text or json (one JSON object a line).")
+  var logFormat: LogFormatOption = .text
+
+  enum LogFormatOption: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+  }
 
   func run() throws {
-    try reporting(json: false) {
+    (logFormat == .json ? LogFormat.json : LogFormat.text).bootstrap()
+    guard logFormat == .json else { return try reporting(json: false) { try runDaemon() } }
+    // JSON lines to the end: the error that stops the daemon is one too.
+    do {
+      try runDaemon()
+    } catch let error as ExitCode {
+      throw error
+    } catch {
+      Logger(label: "understudy").critical("\(error)")
+      throw ExitCode(1)
+    }
+  }
+
+  private func runDaemon() throws {
+    do {
       let layout = NodeLayout(root: node.node)
       let config = try layout.loadConfig()
       // Unreadable or public TLS files stop the start here, not the first link later.
       try LinkSecurity(config.tls).check()
       let lock = try DaemonLock.acquire(layout)
-      let events = EventLog(layout: layout, node: config.nodeId.description, echo: true)
-      let daemon = NodeDaemon(layout: layout, events: events, showProgress: isatty(2) != 0)
+      let logger = Logger(label: "understudy")
+      // Told once, when the daemon first serves (9001): systemd's Type=notify waits for it.
+      let notified = NotifyOnce()
+      let events = EventLog(layout: layout, node: config.nodeId.description, echo: true) { event in
+        logEvent(logger, event)
+        if event.code == EventCode.daemonStarted.rawValue { notified.ready() }
+      }
+      var observer: ObserveServer?
+      if let address = metricsAddress ?? config.metrics {
+        observer = try ObserveServer(address: address, layout: layout)
+        logger.info("serving metrics and health on http://\(address)/metrics")
+      }
+      let daemon = NodeDaemon(
+        layout: layout, events: events, showProgress: isatty(2) != 0 && logFormat == .text)
       var sources: [DispatchSourceSignal] = []
       for sig in [SIGTERM, SIGINT] {
         signal(sig, SIG_IGN)
@@ -33,9 +73,28 @@ struct Start: ParsableCommand {
         source.resume()
         sources.append(source)
       }
+      defer {
+        SystemdNotify.send("STOPPING=1")
+        observer?.stop()
+      }
       try daemon.run()
       withExtendedLifetime((lock, sources)) {}
     }
+  }
+}
+
+/// Sends READY=1 to systemd (when NOTIFY_SOCKET is set) the first time only.
+private final class NotifyOnce: @unchecked Sendable {
+  // @unchecked: guarded by `lock`.
+  private let lock = NSLock()
+  private var sent = false
+
+  func ready() {
+    let first: Bool = lock.withLock {
+      defer { sent = true }
+      return !sent
+    }
+    if first { SystemdNotify.send("READY=1\nSTATUS=serving") }
   }
 }
 
