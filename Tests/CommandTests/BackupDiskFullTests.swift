@@ -80,7 +80,13 @@ final class BackupDiskFullTests: XCTestCase {
           $0["code"] as? Int == 700 && ($0["message"] as? String ?? "").contains(database)
         }
       }, "no 700 naming \(database): \(events(pair.backup).suffix(5))")
-    let waiting = try status(pair.backup)
+    // The daemon publishes its state every 0.25 s: the event can be ahead of it.
+    var waiting = try status(pair.backup)
+    XCTAssertTrue(
+      try eventually(5) {
+        waiting = try status(pair.backup)
+        return waiting["updaterWaiting"] is String
+      })
     let reason = try XCTUnwrap(waiting["updaterWaiting"] as? String, "\(waiting)")
     XCTAssertTrue(reason.contains(database) && reason.contains("full"), reason)
     XCTAssertTrue(waiting["updaterStopped"] is NSNull, "\(waiting)")

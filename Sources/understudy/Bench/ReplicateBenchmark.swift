@@ -79,13 +79,15 @@ enum ReplicateBenchmark {
     }
 
     progress("starting the primary and backup daemons (initial copy)…")
-    let primaryDaemon = try DaemonProcess(executable: .current, node: primary, log: dir + "/primary.log", environment: environment)
+    let primaryDaemon = try DaemonProcess(
+      executable: .current, node: primary, log: dir + "/primary.log", environment: environment)
     defer { primaryDaemon.stop() }
     try BackupSetup.initBackup(
       .init(
         node: backup, database: backupDatabase, primary: "127.0.0.1:\(port)",
         secretFile: primary + "/secret.key", retentionSeconds: 0))
-    var backupDaemon: DaemonProcess? = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
+    var backupDaemon: DaemonProcess? = try DaemonProcess(
+      executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
     defer { backupDaemon?.stop() }
     _ = try commit()
     _ = try AppliedWait.wait(node: backup, for: end, timeout: 60)
@@ -93,7 +95,8 @@ enum ReplicateBenchmark {
     /// Starts the backup and waits until it has caught up on `backlog` commits; their rate.
     func startBackup(backlog: Int) throws -> Double {
       let start = Clock.monotonicSeconds()
-      backupDaemon = try DaemonProcess(executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
+      backupDaemon = try DaemonProcess(
+        executable: .current, node: backup, log: dir + "/backup.log", environment: environment)
       _ = try AppliedWait.wait(node: backup, for: end, timeout: 300)
       return Double(backlog) / (Clock.monotonicSeconds() - start)
     }

@@ -191,7 +191,8 @@ struct BenchReplicate: ParsableCommand {
     )
     Output.line(String(format: "plain SQLite (WAL, FULL)          %8.0f", r.plainRate))
     Output.line(
-      String(format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate))
+      String(format: "Understudy primary alone          %8.0f  (%.2f of plain)", r.aloneRate, r.aloneRate / r.plainRate)
+    )
     Output.line(
       String(
         format: "Understudy with backup attached   %8.0f  (%.2f of plain; attaching costs %.1f%%)", r.attachedRate,
