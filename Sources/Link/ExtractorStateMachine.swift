@@ -21,11 +21,16 @@ public struct ExtractorStateMachine {
     public var commitGrace: Double
     /// How often to look for commits where the database's directory cannot be watched.
     public var pollInterval: Double
+    /// How long after a send the next one waits at least: under a steady stream of
+    /// commits, one send (and one backup fsync and ack) per this much, not per commit.
+    /// Idle, a commit goes out at once.
+    public var sendSpacing: Double
 
-    public init(corruptionGrace: Double, commitGrace: Double, pollInterval: Double) {
+    public init(corruptionGrace: Double, commitGrace: Double, pollInterval: Double, sendSpacing: Double = 0) {
       self.corruptionGrace = corruptionGrace
       self.commitGrace = commitGrace
       self.pollInterval = pollInterval
+      self.sendSpacing = sendSpacing
     }
   }
 
@@ -108,7 +113,7 @@ public struct ExtractorStateMachine {
   /// all: what committed meanwhile goes out next. With nothing sent, until a commit
   /// (when the directory is watched) or the next look past the committed end.
   public func wait(sent: Bool, watchingCommits: Bool) -> Double {
-    sent ? 0 : (watchingCommits ? timing.commitGrace : timing.pollInterval)
+    sent ? timing.sendSpacing : (watchingCommits ? timing.commitGrace : timing.pollInterval)
   }
 
   /// A message from the backup while streaming.
