@@ -5,6 +5,7 @@
 
 import Foundation
 import Harness
+import Link
 import Node
 import XCTest
 
@@ -261,25 +262,10 @@ final class ObserveTests: XCTestCase {
     XCTAssertNotEqual(named.status, 0)
     XCTAssertTrue(named.stderr.contains("example.org:9000"), named.stderr)
 
-    // A port someone else listens on.
-    let taken = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(taken) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        bind(taken, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    XCTAssertEqual(bound, 0)
-    XCTAssertEqual(listen(taken, 1), 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(taken, $0, &length) }
-    }
-    let port = Int(UInt16(bigEndian: address.sin_port))
+    // A port someone else listens on (the link's own listener holds it).
+    let port = freePort()
+    let taken = try Listener(address: try HostPort(parsing: "127.0.0.1:\(port)"))
+    defer { withExtendedLifetime(taken) {} }
     let inUse = try understudy(["start", "--node", pair.primary, "--metrics", "127.0.0.1:\(port)"])
     XCTAssertNotEqual(inUse.status, 0)
     XCTAssertTrue(inUse.stderr.contains("127.0.0.1:\(port)"), inUse.stderr)
