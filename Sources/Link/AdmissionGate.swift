@@ -129,13 +129,6 @@ public final class AdmissionGate: @unchecked Sendable {  // state under `lock`
     }
   }
 
-  /// Unproven connections now.
-  public var count: Int {
-    lock.lock()
-    defer { lock.unlock() }
-    return pending.count
-  }
-
   /// Logs what was dropped or only counted since the last summary, at most once a
   /// second: the accept loop calls it each turn.
   public func logDropped(_ events: EventLog) {
