@@ -228,7 +228,11 @@ int ctls_write(void *ssl, const void *buffer, int count) {
   return r > 0 ? r : outcome((SSL *)ssl, r);
 }
 
-int ctls_pending(void *ssl) { return SSL_pending((SSL *)ssl); }
+// Whether a read can make progress without the socket: decrypted bytes of the current
+// record (SSL_pending) or record bytes OpenSSL already took off the socket and has not
+// processed yet (SSL_has_pending). Polling the socket while either is true can wait for
+// bytes that have already arrived.
+int ctls_pending(void *ssl) { return SSL_pending((SSL *)ssl) > 0 || SSL_has_pending((SSL *)ssl); }
 
 int ctls_export(void *ssl, uint8_t *out, size_t count) {
   return SSL_export_keying_material((SSL *)ssl, out, count, exporter_label, sizeof exporter_label - 1, NULL, 0, 0);

@@ -245,18 +245,14 @@ public final class Socket: @unchecked Sendable {
     upTo count: Int, appendingTo buffer: inout [UInt8], deadline: Double, waitingFor what: String, _ tls: TLSSession
   ) throws {
     let start = buffer.count
-    var result: Int32 = CTLS_WANT_READ
     while true {
-      if ctls_pending(tls.ssl) == 0 {
-        try awaitTLS(result, deadline: deadline, waitingFor: what, operation: "receive")
-      }
+      // Read first, wait only when OpenSSL says it must (the fd is non-blocking): what it
+      // has already buffered is never left waiting on a poll of the socket.
       buffer.append(contentsOf: repeatElement(0, count: count))
-      result = buffer.withUnsafeMutableBytes { ctls_read(tls.ssl, $0.baseAddress! + start, Int32(count)) }
+      let result = buffer.withUnsafeMutableBytes { ctls_read(tls.ssl, $0.baseAddress! + start, Int32(count)) }
       buffer.removeLast(count - max(Int(result), 0))
       if result > 0 { return }
-      if result != CTLS_WANT_READ && result != CTLS_WANT_WRITE {
-        try awaitTLS(result, deadline: deadline, waitingFor: what, operation: "receive")
-      }
+      try awaitTLS(result, deadline: deadline, waitingFor: what, operation: "receive")
     }
   }
 
