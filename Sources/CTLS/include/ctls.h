@@ -29,7 +29,8 @@ void ctls_free(void *ssl);
 int ctls_handshake(void *ssl);
 int ctls_read(void *ssl, void *buffer, int count);
 int ctls_write(void *ssl, const void *buffer, int count);
-// Decrypted bytes held inside the TLS layer, readable without touching the socket.
+// 1 if the TLS layer holds bytes a read can use without the socket (decrypted, or taken
+// off the socket and not yet processed), else 0.
 int ctls_pending(void *ssl);
 // 32 bytes of RFC 8446 exported keying material under the link's label: equal at both
 // ends of one TLS connection and unknown to anyone else (a man in the middle has two).
