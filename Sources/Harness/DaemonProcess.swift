@@ -65,7 +65,7 @@ public final class DaemonProcess {
   public func stop() {
     guard process.isRunning else { return }
     Foundation.kill(process.processIdentifier, SIGTERM)
-    process.waitUntilExit()
+    awaitExit(after: "SIGTERM")
   }
 
   /// `understudy stop --node NODE`, and waits until it has exited; nil if it was not
@@ -73,8 +73,17 @@ public final class DaemonProcess {
   public func stopWithCommand() throws -> Outcome? {
     guard process.isRunning else { return nil }
     let outcome = try executable.run(["stop", "--node", node])
-    process.waitUntilExit()
+    awaitExit(after: "understudy stop")
     return outcome
+  }
+
+  /// Waits for the exit a stop asked for; a daemon that has not gone after
+  /// `Executable.commandDeadline` is SIGKILLed and named on stdout (a hang in the test
+  /// log, not a suite stalled until CI's limit).
+  private func awaitExit(after what: String) {
+    if waitForExit(process, seconds: Executable.commandDeadline) { return }
+    print("HUNG: the daemon of \(node) still runs \(Int(Executable.commandDeadline)) s after \(what); SIGKILLed")
+    kill()
   }
 
   deinit {
