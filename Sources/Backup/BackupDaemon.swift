@@ -46,6 +46,22 @@ public final class BackupDaemon: @unchecked Sendable {
       }
       events.log(.receivingHeld, "receiver and updater not started: \(hold.reason)", [("position", hold.position.json)])
     }
+    // On its own thread: its fsyncs (the safe position, a purged directory) must not hold
+    // up the runtime state `status` reads, which a slow disk held for seconds.
+    threads.append(
+      (
+        "purger",
+        { [stop, events] in
+          while !stop.isSet {
+            do {
+              try purger.tick(applied: self.progress.snapshot.applied, relayed: try relay.record())
+            } catch {
+              events.log(.fileError, "the purger could not record the safe position: \(error)")
+            }
+            stop.sleep(1)
+          }
+        }
+      ))
     let done = DispatchGroup()
     for (name, body) in threads {
       done.enter()
@@ -56,17 +72,8 @@ public final class BackupDaemon: @unchecked Sendable {
       thread.name = name
       thread.start()
     }
-    var lastPurge = 0.0
     while !stop.isSet {
       progress.writeRuntime(layout)
-      if Clock.monotonicSeconds() - lastPurge >= 1 {
-        lastPurge = Clock.monotonicSeconds()
-        do {
-          try purger.tick(applied: progress.snapshot.applied, relayed: try relay.record())
-        } catch {
-          events.log(.fileError, "the purger could not record the safe position: \(error)")
-        }
-      }
       stop.sleep(0.25)
     }
     _ = done.wait(timeout: .now() + 30)

@@ -25,7 +25,9 @@ public struct SafePosition: Codable, Sendable, Equatable {
   }
 }
 
-final class Purger {
+// Safe: one thread at a time ticks it, the daemon's purger thread while it runs, then
+// the daemon's last tick once that thread has ended.
+final class Purger: @unchecked Sendable {
   let layout: NodeLayout
   let retention: Int
   let events: EventLog

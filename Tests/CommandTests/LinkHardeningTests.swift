@@ -189,8 +189,13 @@ final class LinkHardeningTests: XCTestCase {
     try pair.sql("INSERT INTO t VALUES (2, 'two')")
     try pair.waitForBackup()
     try pair.assertSameContent()
-    let s = try understudy(["status", "--node", pair.backup, "--json"])
-    XCTAssertTrue((s.json as? [String: Any])?["linkStalledSince"] is NSNull, s.stdout)
+    // `wait` reads the database; the state the daemon publishes every 0.25 s may trail it.
+    var s = try understudy(["status", "--node", pair.backup, "--json"])
+    XCTAssertTrue(
+      try eventually(3) {
+        s = try understudy(["status", "--node", pair.backup, "--json"])
+        return (s.json as? [String: Any])?["linkStalledSince"] is NSNull
+      }, s.stdout)
     try backup.stop()
     try primary.stop()
     _ = backup
