@@ -117,8 +117,11 @@ final class ObserveTests: XCTestCase {
     try pair.waitForBackup()
     XCTAssertTrue(
       try eventually(10) {
+        // Acks reach the primary after the backup has applied (CI once compared a status
+        // whose ack trailed the scrape's): wait until the primary has heard the last one.
         let s = try understudy(["status", "--node", pair.primary, "--json"]).json as? [String: Any]
-        return (s?["backups"] as? [Any])?.count == 1
+        guard let backups = s?["backups"] as? [Any], backups.count == 1 else { return false }
+        return positionText(backups.first, "acked") == positionText(s, "durableEnd")
       })
 
     // The primary: what /metrics says is what `status --json` says.
