@@ -147,13 +147,6 @@ final class WritePathFaultTests: XCTestCase {
     // Sized as the report had it. A slow disk (a failpoint's pause before each new MAT
     // file) keeps a group's synced first records past the committed end for longer than
     // the extractor's grace before the append fails.
-    // KNOWN BUG (issue 16 follow-up): over TLS, in this test, the backup's read of a
-    // 1.1 MB records frame stalls about 118 KB short of its end ("no more of a records
-    // frame's payload … in time") and it only advances by reconnecting; over plaintext
-    // it does not. Until that is found, this test's daemons (which inherit the test's
-    // environment) run plaintext links, so it keeps checking what it was written for.
-    setenv(LinkSecurity.plaintextVariable, "1", 1)
-    defer { unsetenv(LinkSecurity.plaintextVariable) }
     let disk = try SmallDisk(self, megabytes: 40)
     let pair = try Pair(self, trailFileSize: 4 << 20, primaryNode: disk.path + "/primary")
     let daemons = try pair.startDaemons()
