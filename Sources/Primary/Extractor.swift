@@ -69,129 +69,178 @@ public final class Extractor {
 
   /// Streams records from `from` until the link drops or the daemon stops.
   func stream(from: MATPosition, lastCRC: UInt32?) throws {
-    let mat = layout.mat
-    let reader = try TrailShipment.reader(
+    try ExtractorSession(self, from: from, lastCRC: lastCRC).run()
+  }
+}
+
+/// One streaming session: the thread that carries out what `ExtractorStateMachine`
+/// decides. Each turn reads what the database has committed, looks past the committed
+/// end when a record waits there too long, ships the batch (or a heartbeat), hands over
+/// in a switchover, and waits for the backup or a commit.
+private final class ExtractorSession {
+  let extractor: Extractor
+  let link: Link.Connection
+  let mat: TrailDirectory
+  let reader: TrailReader
+  var shipment: TrailShipment
+  var machine: ExtractorStateMachine
+  let database: SQLiteSupport.Connection
+  let writeLock: WriteLockProbe
+  let commits: DirectoryWatch?
+  /// The MAT file last synced past the committed end, kept open for the next.
+  var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
+
+  init(_ extractor: Extractor, from: MATPosition, lastCRC: UInt32?) throws {
+    self.extractor = extractor
+    link = extractor.link
+    mat = extractor.layout.mat
+    reader = try TrailShipment.reader(
       mat, from: from, lastCRC: lastCRC, on: link, mine: "this primary's MAT", theirs: "the backup")
     // Announce the starting file first, even if the next record lies in a later file:
     // the backup creates its image-trail files in order.
-    var shipment = TrailShipment(directory: mat)
+    shipment = TrailShipment(directory: mat)
     try link.send(try shipment.announce(sno: from.sno))
-    var machine = ExtractorStateMachine(
+    machine = ExtractorStateMachine(
       from: from, lastCRC: lastCRC, now: Clock.monotonicSeconds(),
       timing: .init(
-        corruptionGrace: Self.corruptionGrace, commitGrace: Self.commitGrace, pollInterval: Self.pollInterval,
-        sendSpacing: Self.sendSpacing))
-    var syncedFile: (sno: UInt32, handle: AuditTrail.FileHandle)?
-    let config = try layout.loadConfig()
-    let database = try SQLiteSupport.Connection(path: config.database, mode: .readOnly)
-    let writeLock = try WriteLockProbe(database: config.database)
+        corruptionGrace: Extractor.corruptionGrace, commitGrace: Extractor.commitGrace,
+        pollInterval: Extractor.pollInterval, sendSpacing: Extractor.sendSpacing))
+    let config = try extractor.layout.loadConfig()
+    database = try SQLiteSupport.Connection(path: config.database, mode: .readOnly)
+    writeLock = try WriteLockProbe(database: config.database)
     let directory = (config.database as NSString).deletingLastPathComponent
-    let commits =
-      Failpoint.isArmed("no-inotify") ? nil : DirectoryWatch(directory: directory.isEmpty ? "." : directory)
+    commits = Failpoint.isArmed("no-inotify") ? nil : DirectoryWatch(directory: directory.isEmpty ? "." : directory)
+  }
 
-    while !stop.isSet {
+  /// A batch of records being gathered for one send.
+  struct Batch {
+    var records: [PositionedRecord] = []
+    var bytes = 0
+  }
+
+  func run() throws {
+    while !extractor.stop.isSet {
       commits?.drain()
-      var batch: [PositionedRecord] = []
-      var bytes = 0
-      func take(_ r: PositionedRecord) throws {
-        if case .refuse(let reason) = machine.read(r) { throw link.refusing(reason) }
-        batch.append(r)
-        bytes += r.record.size
+      var batch = Batch()
+      try readCommitted(into: &batch)
+      if machine.shouldLookPastCommitted(batchIsEmpty: batch.records.isEmpty, now: Clock.monotonicSeconds()) {
+        try takeStalledRecord(into: &batch)
       }
-      // A reader can see a write in progress; damage that stays is corruption.
-      func damaged(_ error: TrailError) throws {
-        if machine.damaged(now: Clock.monotonicSeconds()) {
-          events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
-          link.refuse("the primary's MAT is damaged: \(error)")
-          throw error
-        }
+      if try shipment.send(
+        batch.records, reaching: reader.position, on: link, heartbeatEvery: Extractor.heartbeatInterval)
+      {
+        try promoteIfDue()
       }
+      if try awaitBackup(sent: !batch.records.isEmpty) { return }
+    }
+  }
 
-      // What the database has committed is durable and may travel: reading only that
-      // far, the extractor never meets a record still being written.
-      machine.committed(try CommitState.committedEnd(database), now: Clock.monotonicSeconds())
-      let durable = machine.durable
-      reader.readAheadLimit = durable
-      read: while bytes < Self.batchBytes && reader.position < durable {
-        do {
-          switch try reader.next() {
-          case .record(let r):
-            try take(r)
-          case .end, .tornTail:
-            try damaged(
-              .corrupt(
-                file: mat.filePath(sno: reader.position.sno), position: reader.position,
-                reason: "the database has committed up to \(durable), but the trail ends here"))
-            break read
-          }
-        } catch let error as TrailError {
-          try damaged(error)
-          break read
-        }
-      }
-      // A record beyond the committed end whose COMMIT does not follow within the grace:
-      // its writer died between the MAT sync and the COMMIT. It is in the MAT, so it is
-      // committed (recovery on open replays it); sync it here and send it.
-      if machine.shouldLookPastCommitted(batchIsEmpty: batch.isEmpty, now: Clock.monotonicSeconds()) {
-        // The lock only when there is something to decide: a writer waits while it is held.
-        if try reader.somethingFollows() {
-          try writeLock.whileHeld { db in
-            // Committed meanwhile: the next turn reads it the usual way.
-            if let committed = try CommitState.committedEnd(db), committed > machine.durable { return }
-            guard case .record(let r)? = try? reader.next() else { return }
-            // Earlier files were synced by the writer before it rolled over.
-            let sno = r.position.sno
-            if syncedFile?.sno != sno {
-              syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
-            }
-            try syncedFile!.handle.syncData()
-            machine.syncedPastCommitted(end: r.end)
-            try take(r)
-          }
-        }
-      }
-      if try shipment.send(batch, reaching: reader.position, on: link, heartbeatEvery: Self.heartbeatInterval) {
-        // A committed switchover to this backup, whose record it has applied: hand over.
-        if !machine.promoteSent, let plan = try SwitchoverJournal.read(layout), plan.phase == .committed,
-          plan.target == peer.nodeID, let end = plan.end, machine.shouldPromote(end: end)
-        {
-          try link.send(.promote(generation: plan.generation, end: end))
-          events.log(
-            .switchoverCommitted,
-            "switchover: told backup \(peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
-            [("peer", .string(link.peer)), ("position", end.json)])
-        }
-      }
-      // Drain acknowledgements. When there was nothing to send, wait for one, for a
-      // commit, or for the next look past the committed end. After a send, no wait:
-      // batching follows the load, as what committed while this batch was read and sent
-      // is the next one (a fixed 5 ms gather put 5 ms on every commit's lag).
-      var wait = machine.wait(sent: !batch.isEmpty, watchingCommits: commits != nil)
-      var watched: Int32?
-      if let commits, batch.isEmpty {
-        // A watch set only now missed any commit since the look above: look once more.
-        if commits.arm(), let committed = try CommitState.committedEnd(database), committed > machine.durable {
-          wait = 0
-        }
-        watched = commits.fd
-      } else {
-        commits?.disarm()  // busy anyway: spare the writer an event per write
-      }
-      // Acks are taken as they come, but do not cut the wait short.
-      let until = Clock.monotonicSeconds() + wait
-      while try link.socket.waitReadable(timeout: wait, orAlso: watched).socket {
-        wait = max(0, until - Clock.monotonicSeconds())
-        switch machine.received(try link.receive(timeout: 5)) {
-        case .acked(let acked, let applied):
-          onAck(AttachedBackup(peer: link.peer, nodeID: peer.nodeID, acked: acked, applied: applied))
-        case .promoted(let start):
-          onPromoted(start)
+  func take(_ r: PositionedRecord, into batch: inout Batch) throws {
+    if case .refuse(let reason) = machine.read(r) { throw link.refusing(reason) }
+    batch.records.append(r)
+    batch.bytes += r.record.size
+  }
+
+  /// A reader can see a write in progress; damage that stays is corruption.
+  func damaged(_ error: TrailError) throws {
+    if machine.damaged(now: Clock.monotonicSeconds()) {
+      extractor.events.log(.fileError, "the extractor stopped: \(error)", [("peer", .string(link.peer))])
+      link.refuse("the primary's MAT is damaged: \(error)")
+      throw error
+    }
+  }
+
+  /// What the database has committed is durable and may travel: reading only that far,
+  /// the extractor never meets a record still being written.
+  func readCommitted(into batch: inout Batch) throws {
+    machine.committed(try CommitState.committedEnd(database), now: Clock.monotonicSeconds())
+    let durable = machine.durable
+    reader.readAheadLimit = durable
+    while batch.bytes < Extractor.batchBytes && reader.position < durable {
+      do {
+        switch try reader.next() {
+        case .record(let r):
+          try take(r, into: &batch)
+        case .end, .tornTail:
+          try damaged(
+            .corrupt(
+              file: mat.filePath(sno: reader.position.sno), position: reader.position,
+              reason: "the database has committed up to \(durable), but the trail ends here"))
           return
-        case .refuse(let reason):
-          throw link.refusingFrame(reason)
         }
+      } catch let error as TrailError {
+        try damaged(error)
+        return
       }
     }
+  }
+
+  /// A record beyond the committed end whose COMMIT does not follow within the grace:
+  /// its writer died between the MAT sync and the COMMIT. It is in the MAT, so it is
+  /// committed (recovery on open replays it); sync it here and send it.
+  func takeStalledRecord(into batch: inout Batch) throws {
+    // The lock only when there is something to decide: a writer waits while it is held.
+    guard try reader.somethingFollows() else { return }
+    try writeLock.whileHeld { db in
+      // Committed meanwhile: the next turn reads it the usual way.
+      if let committed = try CommitState.committedEnd(db), committed > machine.durable { return }
+      guard case .record(let r)? = try? reader.next() else { return }
+      // Earlier files were synced by the writer before it rolled over.
+      let sno = r.position.sno
+      if syncedFile?.sno != sno {
+        syncedFile = (sno, try AuditTrail.FileHandle(path: mat.filePath(sno: sno), flags: O_RDONLY))
+      }
+      try syncedFile!.handle.syncData()
+      machine.syncedPastCommitted(end: r.end)
+      try take(r, into: &batch)
+    }
+  }
+
+  /// A committed switchover to this backup, whose record it has applied: hand over.
+  func promoteIfDue() throws {
+    guard !machine.promoteSent, let plan = try SwitchoverJournal.read(extractor.layout), plan.phase == .committed,
+      plan.target == extractor.peer.nodeID, let end = plan.end, machine.shouldPromote(end: end)
+    else { return }
+    try link.send(.promote(generation: plan.generation, end: end))
+    extractor.events.log(
+      .switchoverCommitted,
+      "switchover: told backup \(extractor.peer.nodeID) at \(link.peer) to become the primary of generation \(plan.generation)",
+      [("peer", .string(link.peer)), ("position", end.json)])
+  }
+
+  /// Drains acknowledgements. When nothing was sent, waits for one, for a commit, or for
+  /// the next look past the committed end. After a send, no wait: batching follows the
+  /// load, as what committed while this batch was read and sent is the next one (a fixed
+  /// 5 ms gather put 5 ms on every commit's lag). True once the backup has become the
+  /// primary: the stream ends.
+  func awaitBackup(sent: Bool) throws -> Bool {
+    var wait = machine.wait(sent: sent, watchingCommits: commits != nil)
+    var watched: Int32?
+    if let commits, !sent {
+      // A watch set only now missed any commit since the look above: look once more.
+      if commits.arm(), let committed = try CommitState.committedEnd(database), committed > machine.durable {
+        wait = 0
+      }
+      watched = commits.fd
+    } else {
+      commits?.disarm()  // busy anyway: spare the writer an event per write
+    }
+    // Acks are taken as they come, but do not cut the wait short.
+    let until = Clock.monotonicSeconds() + wait
+    while try link.socket.waitReadable(timeout: wait, orAlso: watched).socket {
+      wait = max(0, until - Clock.monotonicSeconds())
+      switch machine.received(try link.receive(timeout: 5)) {
+      case .acked(let acked, let applied):
+        extractor.onAck(
+          AttachedBackup(peer: link.peer, nodeID: extractor.peer.nodeID, acked: acked, applied: applied))
+      case .promoted(let start):
+        extractor.onPromoted(start)
+        return true
+      case .refuse(let reason):
+        throw link.refusingFrame(reason)
+      }
+    }
+    return false
   }
 }
 
