@@ -227,7 +227,9 @@ public final class Socket: @unchecked Sendable {
       guard try waitReadable(timeout: deadline - Clock.monotonicSeconds()) else {
         throw LinkError.timeout(peer: peer, waitingFor: what)
       }
-      let (n, error) = Self.read(upTo: count, appendingTo: &buffer) { (Glibc.recv(fd, $0, $1, 0), errno) }
+      let (n, error) = Self.read(upTo: min(count, Self.plainRead), appendingTo: &buffer) {
+        (Glibc.recv(fd, $0, $1, 0), errno)
+      }
       if n == 0 { throw LinkError.closed(peer: peer) }
       if n < 0 {
         if error == EINTR || error == EAGAIN { continue }
@@ -254,6 +256,9 @@ public final class Socket: @unchecked Sendable {
 
   /// The most one TLS read returns: a record's plaintext.
   static let tlsRecord = 16 << 10
+  /// The most one plain recv takes: scratch under malloc's mmap threshold (128 KiB), so
+  /// that a read does not map and unmap memory.
+  static let plainRead = 64 << 10
 
   /// Runs `read` (a recv or an SSL_read of at most its count into its pointer, returning
   /// the count read and errno) into scratch memory and appends what it read. Growing
@@ -371,8 +376,8 @@ public final class Listener: @unchecked Sendable {
       }
     }
     guard r == 0 else { return "unknown peer" }
-    let h = String(cString: host)
-    return h.contains(":") ? "[\(h)]:\(String(cString: port))" : "\(h):\(String(cString: port))"
+    let h = text(host)
+    return h.contains(":") ? "[\(h)]:\(text(port))" : "\(h):\(text(port))"
   }
 }
 

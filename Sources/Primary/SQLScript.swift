@@ -9,7 +9,7 @@ import CUnderstudySQLite
 import Foundation
 
 public struct SQLScript {
-  public struct Statement: Equatable {
+  public struct Statement: Equatable, Sendable {
     public var text: String
     /// 1-based line of the script where the statement's first word is.
     public var line: Int
