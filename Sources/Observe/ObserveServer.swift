@@ -18,7 +18,7 @@ public final class ObserveServer: Sendable {
   private let server: HTTPServer
   private let task: Task<Void, Never>
 
-  /// Binds `address` (an IPv4 `HOST:PORT`, or `localhost:PORT`) and serves until `stop`;
+  /// Binds `address` (`IPV4:PORT`, `[IPV6]:PORT` or `localhost:PORT`) and serves until `stop`;
   /// throws at once, naming the address, when it is malformed or cannot be bound.
   public init(address text: String, layout: NodeLayout) throws {
     address = text
@@ -27,12 +27,17 @@ public final class ObserveServer: Sendable {
       throw ObserveError(address: text, reason: "expected HOST:PORT with a port from 1 to 65535")
     }
     let ip = hostPort.host == "localhost" ? "127.0.0.1" : hostPort.host
-    let socketAddress: sockaddr_in
-    do { socketAddress = try .inet(ip4: ip, port: hostPort.port) } catch {
-      throw ObserveError(address: text, reason: "the host must be an IPv4 address (such as 127.0.0.1 or 0.0.0.0)")
+    let server: HTTPServer
+    do {
+      server =
+        ip.contains(":")
+        ? HTTPServer(address: try sockaddr_in6.inet6(ip6: ip, port: hostPort.port), logger: DisabledLogger.disabled)
+        : HTTPServer(address: try sockaddr_in.inet(ip4: ip, port: hostPort.port), logger: DisabledLogger.disabled)
+    } catch {
+      throw ObserveError(
+        address: text, reason: "the host must be an IP address (such as 127.0.0.1, 0.0.0.0, [::1] or [::])")
     }
     let metrics = NodeMetrics(layout: layout)
-    let server = HTTPServer(address: socketAddress, logger: DisabledLogger.disabled)
     self.server = server
     let started = StartResult()
     task = Task {

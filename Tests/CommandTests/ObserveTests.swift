@@ -39,9 +39,10 @@ final class ObserveTests: XCTestCase {
   }
 
   /// GET http://127.0.0.1:PORT/PATH: status code and body.
-  func get(_ port: Int, _ path: String) throws -> (status: Int, body: String) {
+  func get(_ port: Int, _ path: String, host: String = "127.0.0.1") throws -> (status: Int, body: String) {
+    // -g: the brackets of an IPv6 host are not a range to expand.
     let outcome = try Executable(path: "/usr/bin/curl").run([
-      "-s", "-m", "10", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)",
+      "-s", "-g", "-m", "10", "-w", "\n%{http_code}", "http://\(host):\(port)\(path)",
     ])
     var lines = outcome.stdout.split(separator: "\n", omittingEmptySubsequences: false)
     let code = Int(lines.popLast() ?? "") ?? 0
@@ -264,6 +265,21 @@ final class ObserveTests: XCTestCase {
     let named = try understudy(["start", "--node", pair.primary, "--metrics", "example.org:9000"])
     XCTAssertNotEqual(named.status, 0)
     XCTAssertTrue(named.stderr.contains("example.org:9000"), named.stderr)
+    let badSix = try understudy(["start", "--node", pair.primary, "--metrics", "[::g]:9000"])
+    XCTAssertNotEqual(badSix.status, 0)
+    XCTAssertTrue(badSix.stderr.contains("[::g]:9000"), badSix.stderr)
+
+    // An IPv6 address serves as an IPv4 one does.
+    let sixPort = freePort()
+    let configPath = pair.primary + "/understudy.json"
+    var config = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+    config["metrics"] = "[::1]:\(sixPort)"
+    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+    let six = try Daemon(node: pair.primary)
+    XCTAssertTrue(eventually(10) { (try? get(sixPort, "/health", host: "[::1]"))?.status == 200 })
+    XCTAssertEqual(try get(sixPort, "/primary", host: "[::1]").status, 200)
+    try six.stop()
 
     // A port someone else listens on (the link's own listener holds it).
     let port = freePort()

@@ -20,7 +20,7 @@ struct Start: ParsableCommand {
   @Option(
     name: .customLong("metrics"),
     help:
-      "Serve Prometheus metrics (/metrics) and health endpoints (/health, /primary, /backup?max_rtd=S) on HOST:PORT (IPv4); overrides the config's `metrics`."
+      "Serve Prometheus metrics (/metrics) and health endpoints (/health, /primary, /backup?max_rtd=S) on HOST:PORT ([IPV6]:PORT for IPv6); overrides the config's `metrics`."
   )
   var metricsAddress: String?
   @Option(help: "How the daemon's diagnostic lines on stderr look: text or json (one JSON object a line).")
