@@ -218,6 +218,10 @@ public enum Takeover {
     return journal.result
   }
 
+  /// How long a link the daemon shows as up may take to show as down before the primary
+  /// counts as answering.
+  static let linkDownGrace = 2.0
+
   /// Refuses when the primary still answers: through the running daemon's link, or a
   /// probe of its address when no daemon runs. A backup fed by a relay (a cascade) asks
   /// about the primary behind it: the relay answering is not the primary answering.
@@ -225,7 +229,15 @@ public enum Takeover {
     let primary = config.primary ?? "?"
     let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
     if DaemonLock.isHeld(layout) {
-      let status = try BackupStatus.read(node: layout.root)
+      // The daemon publishes its state every 0.25 s, after its receiver has seen the link
+      // close: a primary stopped a moment ago can still read as connected (CI saw a
+      // takeover refused so). A live primary's link stays up through the wait.
+      var status = try BackupStatus.read(node: layout.root)
+      let deadline = Clock.monotonicSeconds() + Self.linkDownGrace
+      while status.connected && status.relayedBy == nil && Clock.monotonicSeconds() < deadline {
+        usleep(100_000)
+        status = try BackupStatus.read(node: layout.root)
+      }
       guard status.connected else { return }
       guard let relay = status.relayedBy else {
         throw TakeoverError.primaryReachable(
