@@ -58,6 +58,14 @@ public struct BackupStatus: Sendable {
     var updaterStopReached: Bool?
   }
 
+  /// The running daemon's link as it last published it, read without walking the
+  /// backlog (takeover reads it several times a second): whether it is up, and through
+  /// which relay.
+  public static func link(_ layout: NodeLayout) throws -> (connected: Bool, relayedBy: NodeID?) {
+    let runtime = try StateFile.read(Runtime.self, at: BackupProgress.runtimePath(layout))
+    return (runtime?.connected ?? false, runtime?.relayedBy)  // none yet: a daemon starting
+  }
+
   public static func read(node: String) throws -> BackupStatus {
     let layout = NodeLayout(root: node)
     let config = try layout.loadConfig()

@@ -221,6 +221,39 @@ public enum Takeover {
   /// How long a link the daemon shows as up may take to show as down before the primary
   /// counts as answering.
   static let linkDownGrace = 2.0
+  /// How long the link must show as down, without a break, before the primary counts as
+  /// lost: a live primary's link that drops for a moment is back (the receiver retries
+  /// after 0.1 s, and the daemon publishes every 0.25 s) well within it.
+  static let linkDownFor = 1.0
+
+  enum DaemonLink: Equatable {
+    case up(relayedBy: NodeID?)
+    case down
+    case daemonGone
+  }
+
+  /// What the running daemon says of its link, read until it is clear. The daemon
+  /// publishes its state every 0.25 s, after its receiver has seen the link close: a
+  /// primary stopped a moment ago can still read as up (CI saw a takeover refused so),
+  /// so an up link gets `linkDownGrace` to go down; a down one must stay down for
+  /// `linkDownFor`. A relay's link is judged at once (the primary behind it is asked).
+  static func daemonLink(_ layout: NodeLayout) throws -> DaemonLink {
+    let start = Clock.monotonicSeconds()
+    var downSince: Double?
+    while true {
+      guard DaemonLock.isHeld(layout) else { return .daemonGone }
+      let link = try BackupStatus.link(layout)
+      let now = Clock.monotonicSeconds()
+      if link.connected {
+        downSince = nil
+        if link.relayedBy != nil || now - start >= linkDownGrace { return .up(relayedBy: link.relayedBy) }
+      } else {
+        if downSince == nil { downSince = now }
+        if now - downSince! >= linkDownFor { return DaemonLock.isHeld(layout) ? .down : .daemonGone }
+      }
+      usleep(100_000)
+    }
+  }
 
   /// Refuses when the primary still answers: through the running daemon's link, or a
   /// probe of its address when no daemon runs. A backup fed by a relay (a cascade) asks
@@ -229,25 +262,19 @@ public enum Takeover {
     let primary = config.primary ?? "?"
     let me = LinkIdentity(config, key: try Secret.load(path: layout.secretKey))
     if DaemonLock.isHeld(layout) {
-      // The daemon publishes its state every 0.25 s, after its receiver has seen the link
-      // close: a primary stopped a moment ago can still read as connected (CI saw a
-      // takeover refused so). A live primary's link stays up through the wait.
-      var status = try BackupStatus.read(node: layout.root)
-      let deadline = Clock.monotonicSeconds() + Self.linkDownGrace
-      while status.connected && status.relayedBy == nil && Clock.monotonicSeconds() < deadline {
-        usleep(100_000)
-        status = try BackupStatus.read(node: layout.root)
-      }
-      guard status.connected else { return }
-      guard let relay = status.relayedBy else {
+      switch try daemonLink(layout) {
+      case .down: return
+      case .daemonGone: break  // ask the primary's address, as when no daemon runs
+      case .up(relayedBy: nil):
         throw TakeoverError.primaryReachable(
           node: layout.root, primary: primary, how: "the backup daemon's link to it is up")
+      case .up(relayedBy: let relay?):
+        if let how = primaryAnswers(behind: primary, as: me) {
+          throw TakeoverError.primaryReachable(
+            node: layout.root, primary: primary, how: "the daemon streams from relay \(relay), and \(how)")
+        }
+        return
       }
-      if let how = primaryAnswers(behind: primary, as: me) {
-        throw TakeoverError.primaryReachable(
-          node: layout.root, primary: primary, how: "the daemon streams from relay \(relay), and \(how)")
-      }
-      return
     }
     guard let address = try? HostPort(parsing: primary) else { return }
     let probed: LinkPeer

@@ -6,6 +6,7 @@
 // after recover creates its fresh MAT file).
 
 import Foundation
+import Node
 import SQLiteSupport
 import TestSupport
 import XCTest
@@ -99,6 +100,39 @@ final class ProcedureTests: XCTestCase {
     print("takeover, recover, follow (\(context)): \(shipped.count) shipped, \(unshipped.count) undone")
     try daemonA.stop()
     try daemonB2.stop()
+  }
+
+  /// A live primary whose link drops for a moment is not lost: a takeover that counted
+  /// the first "down" it read would make two primaries. The link is cut every 0.4 s (the
+  /// receiver is back within a quarter second) while takeovers run.
+  func testTakeoverIsRefusedWhileALivePrimarysLinkFlaps() throws {
+    let proxyPort = freePort()
+    let pair = try Pair(self, backupConnectsTo: proxyPort)
+    let proxy = try Proxy(listen: proxyPort, target: pair.port)
+    try pair.sql("CREATE TABLE t(id INTEGER PRIMARY KEY)", "INSERT INTO t VALUES (1)")
+    let daemons = try pair.startDaemons()
+    defer { withExtendedLifetime(daemons) {} }
+    try pair.waitForBackup()
+    let flapping = StopFlag()
+    let cutter = Thread {
+      while !flapping.isSet {
+        _ = proxy.cutAll()
+        flapping.sleep(0.4)
+      }
+    }
+    cutter.start()
+    defer { flapping.stop("test over") }
+    for attempt in 1...3 {
+      let refused = try understudy(["takeover", "--node", pair.backup, "--json"])
+      XCTAssertEqual(refused.status, 1, "attempt \(attempt): \(refused.stdout)")
+      XCTAssertTrue(refused.stderr.contains("is not lost"), "attempt \(attempt): \(refused.stderr)")
+    }
+    flapping.stop("takeovers done")
+    XCTAssertFalse(FileManager.default.fileExists(atPath: pair.backup + "/state/takeover.json"))
+    XCTAssertEqual(
+      try understudy(["status", "--node", pair.backup, "--json"]).json.flatMap {
+        ($0 as? [String: Any])?["role"] as? String
+      }, "backup")
   }
 
   func testTakeoverIsRefusedWhileThePrimaryAnswersAndIsIdempotent() throws {
