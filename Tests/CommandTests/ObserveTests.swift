@@ -62,16 +62,21 @@ final class ObserveTests: XCTestCase {
     return (parts[0] - 1) * Double(fileSize) + parts[1]
   }
 
+  /// Sets the node's `metrics` address in its `understudy.json`.
+  func setMetrics(_ node: String, _ address: String) throws {
+    let path = node + "/understudy.json"
+    var config = try XCTUnwrap(
+      JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+    config["metrics"] = address
+    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: path))
+  }
+
   func testMetricsHealthLogsAndReadiness() throws {
     let pair = try Pair(self)
     let primaryMetrics = freePort()
     let backupMetrics = freePort()
     // The primary's address comes from its config, the backup's from `--metrics`.
-    let configPath = pair.primary + "/understudy.json"
-    var config = try XCTUnwrap(
-      JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
-    config["metrics"] = "127.0.0.1:\(primaryMetrics)"
-    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+    try setMetrics(pair.primary, "127.0.0.1:\(primaryMetrics)")
 
     // systemd's side: a unix datagram socket the daemon is told of in NOTIFY_SOCKET.
     // sun_path holds 108 bytes: a short path, not the test's deep temporary directory.
@@ -271,11 +276,7 @@ final class ObserveTests: XCTestCase {
 
     // An IPv6 address serves as an IPv4 one does.
     let sixPort = freePort()
-    let configPath = pair.primary + "/understudy.json"
-    var config = try XCTUnwrap(
-      JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
-    config["metrics"] = "[::1]:\(sixPort)"
-    try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+    try setMetrics(pair.primary, "[::1]:\(sixPort)")
     let six = try Daemon(node: pair.primary)
     XCTAssertTrue(eventually(10) { (try? get(sixPort, "/health", host: "[::1]"))?.status == 200 })
     XCTAssertEqual(try get(sixPort, "/primary", host: "[::1]").status, 200)
