@@ -38,7 +38,7 @@ final class ObserveTests: XCTestCase {
     XCTAssertEqual(install.status, 0, install.stderr)
   }
 
-  /// GET http://127.0.0.1:PORT/PATH: status code and body.
+  /// GET http://HOST:PORT/PATH (HOST 127.0.0.1 unless given, `[::1]` for IPv6): status code and body.
   func get(_ port: Int, _ path: String, host: String = "127.0.0.1") throws -> (status: Int, body: String) {
     // -g: the brackets of an IPv6 host are not a range to expand.
     let outcome = try Executable(path: "/usr/bin/curl").run([
